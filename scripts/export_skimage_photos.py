@@ -1,0 +1,33 @@
+"""Write scikit-image's bundled photos into a folder, as the training set for bundled styles.
+
+The photos in samples/content (astronaut, coffee, chelsea) are held out: the gallery shows
+styles on photos the generators never saw. Usage:
+    python scripts/export_skimage_photos.py runs/photos
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage import data
+
+HELD_OUT = ("astronaut", "coffee", "chelsea", "cat")
+TRAIN = ("rocket", "hubble_deep_field", "immunohistochemistry", "retina", "camera", "coins", "moon",
+         "clock", "brick", "grass", "gravel", "cell", "text", "page")
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TRAIN:
+        Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(out / f"{name}.png")
+    left, right, _ = data.stereo_motorcycle()
+    Image.fromarray(left).save(out / "motorcycle_left.png")
+    Image.fromarray(right).save(out / "motorcycle_right.png")
+    print(f"wrote {len(TRAIN) + 2} photos to {out}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/photos"))

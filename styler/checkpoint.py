@@ -1,0 +1,175 @@
+"""Generator weights files: safetensors ``state_dict`` plus JSON-able metadata.
+
+safetensors stores raw tensors and a string header, so loading a file can never execute code
+(unlike ``torch.load`` of a pickle). The architecture config travels in the metadata, so a
+file is self-describing and a mismatch is caught before any tensor is copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from styler import __version__
+from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, to_json
+from styler.errors import ConfigError, WeightsError
+from styler.models import Generator
+
+WEIGHTS_SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What a weights file says about itself."""
+
+    path: Path
+    generator: GeneratorConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("style_name") or self.path.stem)
+
+    @property
+    def features(self) -> str:
+        return str(self.metadata.get("features", "unknown"))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def atomic_save_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
+    """safetensors ``save_file`` into a temp file beside ``path``, then rename over it."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save_generator(path: Path, model: Generator, metadata: dict[str, Any]) -> Path:
+    """Write ``model`` with ``metadata`` (values JSON-encoded unless already strings)."""
+    header = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in metadata.items()}
+    header.update({
+        "format": "styler-generator",
+        "format_version": str(FORMAT_VERSION),
+        "generator_config": to_json(model.config),
+        "styler_version": __version__,
+    })
+    header.setdefault("created_utc", utc_now())
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    atomic_save_file(state, header, path)
+    return Path(path)
+
+
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def read_info(path: Path) -> WeightsInfo:
+    """Read and validate a weights file's header without loading tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
+    if raw.get("format") != "styler-generator":
+        raise WeightsError(f"{path}: not a styler generator file (no styler metadata)")
+    if raw.get("format_version") != str(FORMAT_VERSION):
+        raise WeightsError(f"{path}: format version {raw.get('format_version')} is not supported "
+                           f"by styler {__version__} (expects {FORMAT_VERSION})")
+    try:
+        config = from_dict(GeneratorConfig, json.loads(raw["generator_config"]))
+    except (KeyError, json.JSONDecodeError, ConfigError) as exc:
+        raise WeightsError(f"{path}: bad generator config in metadata ({exc})") from exc
+    metadata = {k: _decode(v) for k, v in raw.items()}
+    return WeightsInfo(path=path, generator=config, metadata=metadata)
+
+
+def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[Generator, WeightsInfo]:
+    """Build the generator its metadata describes and load its weights (no pickle)."""
+    from safetensors.torch import load_file
+
+    info = read_info(path)
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise WeightsError(f"{path}: corrupted weights ({exc})") from exc
+    model = Generator(info.generator)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise WeightsError(f"{path}: weights do not match the architecture in its metadata "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    bad = [k for k, v in state.items() if v.shape != expected[k].shape]
+    if bad:
+        raise WeightsError(f"{path}: tensor {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
+                           f"expected {tuple(expected[bad[0]].shape)}")
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        raise WeightsError(f"{path}: weights contain NaN or infinite values")
+    model.load_state_dict(state)
+    return model.to(device).eval(), info
+
+
+def list_weights(directory: Path | None = None) -> list[WeightsInfo | WeightsError]:
+    """Every ``*.safetensors`` in ``directory``: its info, or the error that reading it gave."""
+    directory = Path(directory) if directory is not None else default_weights_dir()
+    if not directory.is_dir():
+        return []
+    found: list[WeightsInfo | WeightsError] = []
+    for path in sorted(directory.glob(f"*{WEIGHTS_SUFFIX}")):
+        try:
+            found.append(read_info(path))
+        except WeightsError as exc:
+            found.append(exc)
+    return found
+
+
+def resolve_weights(name_or_path: str, directory: Path | None = None) -> Path:
+    """A path to an existing file is used as is; otherwise ``<directory>/<name>.safetensors``."""
+    candidate = Path(name_or_path)
+    if candidate.is_file():
+        return candidate
+    directory = Path(directory) if directory is not None else default_weights_dir()
+    named = directory / f"{name_or_path}{WEIGHTS_SUFFIX}"
+    if named.is_file():
+        return named
+    available = sorted(p.stem for p in directory.glob(f"*{WEIGHTS_SUFFIX}")) if directory.is_dir() else []
+    listing = ", ".join(available) if available else "none"
+    raise WeightsError(f"no style named {name_or_path!r} in {directory} (available: {listing}); "
+                       f"pass a .safetensors path or train one with 'styler train'")

@@ -1,0 +1,291 @@
+"""Command-line interface: a thin Click layer over :mod:`styler.train` and :mod:`styler.apply`.
+
+Only this module imports Click or prints. Library errors (:class:`StylerError`) become one
+line on stderr and exit code 1; usage errors exit 2 (Click's convention).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from styler import __version__
+from styler.config import ApplyConfig, DeviceChoice, Features, LossConfig, TrainConfig, default_weights_dir
+from styler.errors import StylerError
+
+_TRAIN = TrainConfig()
+_LOSS = LossConfig()
+_APPLY = ApplyConfig()
+log = logging.getLogger("styler")
+
+
+def _console(stderr: bool = True):
+    from rich.console import Console
+
+    # rich honours NO_COLOR itself; we pass it explicitly so the behaviour is obvious.
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one clear line and a non-zero exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except StylerError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command shares, declared once."""
+    decorators = [
+        click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=None, envvar="STYLER_WEIGHTS_DIR", show_envvar=True,
+                     help="Folder of style weights [default: ./weights]."),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout for scripts."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--device", type=click.Choice([d.value for d in DeviceChoice]),
+                        default=DeviceChoice.AUTO.value, show_default=True,
+                        help="Compute device; auto picks CUDA, then MPS, then CPU.")(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="styler")
+@click.option("-q", "--quiet", is_flag=True, help="Only print errors.")
+@click.option("-v", "--verbose", count=True, help="More detail (repeatable).")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
+    """styler: fast neural style transfer.
+
+    \b
+    Train a small generator once per painting, then stylize images in one pass:
+      styler train --style starry.png --content-dir photos/
+      styler apply photo.jpg --style starry
+      styler apply photos/ --style starry -o out/
+      styler styles
+    """
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    ctx.obj = {"quiet": quiet, "verbose": verbose}
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, sort_keys=True, default=str))
+
+
+@main.command()
+@click.option("--style", "style_path", required=True, type=click.Path(path_type=Path),
+              help="The style painting (any image Pillow reads).")
+@click.option("--content-dir", required=True, type=click.Path(path_type=Path),
+              help="Folder of photos to train on (searched recursively).")
+@click.option("--name", default="", help="Style name [default: the style file's stem].")
+@click.option("--steps", type=int, default=_TRAIN.steps, show_default=True)
+@click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
+@click.option("--image-size", type=int, default=_TRAIN.image_size, show_default=True,
+              help="Training crop size in pixels (a multiple of 4).")
+@click.option("--style-size", type=int, default=_TRAIN.style_size, show_default=True,
+              help="Longer side of the style image for the style targets.")
+@click.option("--content-weight", type=float, default=_LOSS.content_weight, show_default=True)
+@click.option("--style-weight", type=float, default=_LOSS.style_weight, show_default=True)
+@click.option("--tv-weight", type=float, default=_LOSS.tv_weight, show_default=True)
+@click.option("--adv-weight", type=float, default=_LOSS.adv_weight, show_default=True,
+              help="PatchGAN adversarial weight; 0 disables the discriminator.")
+@click.option("--lr", type=float, default=_TRAIN.lr, show_default=True)
+@click.option("--features", type=click.Choice([f.value for f in Features]), default=_TRAIN.features.value,
+              show_default=True, help="Loss network; 'random' needs no download but is weaker.")
+@click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
+              help="Import torchvision's vgg16-397923af.pth / vgg19-dcbb9e9d.pth from this file.")
+@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
+@click.option("--workers", type=int, default=_TRAIN.num_workers, show_default=True,
+              help="DataLoader worker processes decoding images.")
+@device_option
+@common_options
+@click.pass_context
+@handle_errors
+def train(ctx: click.Context, style_path: Path, content_dir: Path, name: str, steps: int, batch_size: int,
+          image_size: int, style_size: int, content_weight: float, style_weight: float, tv_weight: float,
+          adv_weight: float, lr: float, features: str, vgg_weights: Path | None, seed: int, workers: int,
+          device: str, weights_dir: Path | None, as_json: bool) -> None:
+    """Train a generator for one style painting.
+
+    \b
+    Examples:
+      styler train --style starry.png --content-dir photos/
+      styler train --style starry.png --content-dir photos/ --steps 4000 --name starry
+      styler train --style scream.jpg --content-dir photos/ --vgg-weights ~/vgg16-397923af.pth
+      styler train --style starry.png --content-dir photos/ --features random   # offline
+    """
+    from styler.device import resolve_device
+    from styler.train import Trainer
+
+    loss = LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+                      adv_weight=adv_weight)
+    config = replace(_TRAIN, name=name or Path(style_path).stem, steps=steps, batch_size=batch_size,
+                     image_size=image_size, style_size=style_size, lr=lr, features=Features(features),
+                     seed=seed, num_workers=workers, loss=loss)
+    if not Path(style_path).is_file():
+        raise click.BadParameter(f"no such file: {style_path}", param_hint="--style")
+    # Build everything (data, loss network, style targets) before the bar, so a setup error
+    # is one clean line rather than a line under a half-drawn progress bar.
+    trainer = Trainer(config, style_path, content_dir, weights_dir or default_weights_dir(),
+                      resolve_device(device), vgg_weights=vgg_weights)
+    quiet = ctx.obj["quiet"]
+    with _progress(config.steps, "training", quiet) as advance:
+        def on_step(report) -> None:
+            shown = {k: f"{v:.3g}" for k, v in report.losses.items() if k in ("total", "content", "style", "adv", "d")}
+            advance(report.step, " ".join(f"{k}={v}" for k, v in shown.items()) + f" {report.steps_per_s:.2f} it/s")
+
+        result = trainer.run(on_step)
+    summary = {"weights": str(result.weights_path), "steps": result.steps, "seconds": round(result.seconds, 1),
+               "losses": result.losses, "skipped_images": [str(p) for p in result.skipped_images],
+               "features": config.features.value}
+    if as_json:
+        _print_json(summary)
+    elif not quiet:
+        extra = f", skipped {len(result.skipped_images)} unreadable image(s)" if result.skipped_images else ""
+        click.echo(f"saved {result.weights_path} after {result.steps} steps in {result.seconds:.0f}s{extra}")
+
+
+class _progress:
+    """A rich progress bar (step, description, rate, ETA); silent when quiet."""
+
+    def __init__(self, total: int, label: str, quiet: bool) -> None:
+        self.total, self.label, self.quiet = total, label, quiet
+
+    def __enter__(self) -> Callable[[int, str], None]:
+        if self.quiet:
+            self.bar = None
+            return lambda completed, text="": None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                            console=_console())
+        self.bar.__enter__()
+        task = self.bar.add_task(self.label, total=self.total, info="")
+        return lambda completed, text="": self.bar.update(task, completed=completed, info=text)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--style", required=True, help="Style name in the weights folder, or a .safetensors path.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output file (one image) or folder.")
+@click.option("--strength", type=float, default=_APPLY.strength, show_default=True,
+              help="0 returns the input, 1 the full style.")
+@click.option("--preserve-color", is_flag=True, help="Keep the photo's colours; take only the style's luminance.")
+@click.option("--max-size", type=int, default=None, help="Downscale so the longer side is at most this.")
+@device_option
+@common_options
+@click.pass_context
+@handle_errors
+def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path | None, strength: float,
+          preserve_color: bool, max_size: int | None, device: str, weights_dir: Path | None,
+          as_json: bool) -> None:
+    """Stylize images or folders in a single pass.
+
+    \b
+    Examples:
+      styler apply photo.jpg --style starry                 # writes photo_starry.jpg
+      styler apply photo.jpg --style starry -o art.png
+      styler apply photos/ --style starry -o out/           # mirrors the folder tree
+      styler apply photo.jpg --style weights/mine.safetensors --strength 0.6 --preserve-color
+    """
+    from styler.apply import Stylizer, apply_to_paths, plan_outputs
+
+    config = ApplyConfig(max_size=max_size, strength=strength, preserve_color=preserve_color)
+    stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
+    pairs, failed = plan_outputs(inputs, output, stylizer.name)
+    quiet = ctx.obj["quiet"] or len(pairs) <= 1
+    with _progress(len(pairs), f"stylizing with {stylizer.name}", quiet) as advance:
+        counter = iter(range(1, len(pairs) + 1))
+        summary = apply_to_paths(stylizer, pairs, on_image=lambda src, err: advance(next(counter), src.name))
+    summary.failed[:0] = failed
+    for src, reason in summary.failed:
+        click.echo(f"failed: {src}: {reason}" if not reason.startswith(str(src)) else f"failed: {reason}", err=True)
+    if as_json:
+        _print_json({"done": len(summary.done), "failed": len(summary.failed), "seconds": round(summary.seconds, 3),
+                     "images_per_s": round(summary.images_per_s, 3), "outputs": [str(p) for p in summary.done],
+                     "failures": [{"input": str(s), "reason": r} for s, r in summary.failed]})
+    elif not ctx.obj["quiet"]:
+        if len(summary.done) == 1 and not summary.failed:
+            click.echo(f"wrote {summary.done[0]}")
+        else:
+            click.echo(f"done {len(summary.done)}, failed {len(summary.failed)}, {summary.seconds:.1f}s, "
+                       f"{summary.images_per_s:.2f} images/s")
+    if summary.failed:
+        sys.exit(1)
+    if not summary.done:
+        _fail("no images found in the given inputs")
+
+
+@main.command()
+@common_options
+@handle_errors
+def styles(weights_dir: Path | None, as_json: bool) -> None:
+    """List the trained styles in the weights folder.
+
+    \b
+    Examples:
+      styler styles
+      STYLER_WEIGHTS_DIR=~/styles styler styles --json
+    """
+    from styler.checkpoint import list_weights
+
+    directory = weights_dir or default_weights_dir()
+    found = list_weights(directory)
+    rows = []
+    for item in found:
+        if isinstance(item, StylerError):
+            rows.append({"name": "?", "error": str(item)})
+            continue
+        meta = item.metadata
+        rows.append({"name": item.path.stem, "features": item.features, "steps": meta.get("steps", "?"),
+                     "image_size": meta.get("image_size", "?"), "created": meta.get("created_utc", "?"),
+                     "path": str(item.path)})
+    if as_json:
+        _print_json({"weights_dir": str(directory), "styles": rows})
+        return
+    if not rows:
+        click.echo(f"no styles in {directory}; train one with 'styler train'")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"styles in {directory}")
+    for column in ("name", "features", "steps", "image size", "created"):
+        table.add_column(column)
+    for row in rows:
+        if "error" in row:
+            table.add_row("[red]unreadable[/red]", row["error"], "", "", "")
+        else:
+            table.add_row(row["name"], row["features"], str(row["steps"]), str(row["image_size"]), row["created"])
+    _console(stderr=False).print(table)

@@ -1,0 +1,210 @@
+"""The one place for defaults: frozen dataclasses that every other module and the CLI read.
+
+Each config validates itself in ``__post_init__`` and raises :class:`ConfigError`, so a bad
+value is reported the same way whether it came from the CLI, the Python API or a weights file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from styler.errors import ConfigError
+
+FORMAT_VERSION = 1
+WEIGHTS_ENV = "STYLER_WEIGHTS_DIR"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class Features(str, enum.Enum):
+    """Which loss network supplies the perceptual features."""
+
+    VGG16 = "vgg16"
+    VGG19 = "vgg19"
+    RANDOM = "random"
+
+
+class StyleLoss(str, enum.Enum):
+    """How feature statistics of the output are matched to the style image."""
+
+    GRAM = "gram"
+    SLICED = "sliced"
+
+
+class DeviceChoice(str, enum.Enum):
+    AUTO = "auto"
+    CUDA = "cuda"
+    MPS = "mps"
+    CPU = "cpu"
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _finite_nonneg(name: str, value: float) -> None:
+    _check(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
+           f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of the feed-forward generator (see :mod:`styler.models.generator`)."""
+
+    base_channels: int = 16
+    num_downsamples: int = 2
+    num_residual: int = 3
+    stem_kernel: int = 3
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.base_channels <= 256, f"base_channels must be 1..256, got {self.base_channels}")
+        _check(0 <= self.num_downsamples <= 4, f"num_downsamples must be 0..4, got {self.num_downsamples}")
+        _check(0 <= self.num_residual <= 16, f"num_residual must be 0..16, got {self.num_residual}")
+        _check(self.stem_kernel in (3, 5, 7, 9), f"stem_kernel must be 3, 5, 7 or 9, got {self.stem_kernel}")
+
+    @property
+    def stride(self) -> int:
+        """Inputs are padded internally to a multiple of this."""
+        return 2 ** self.num_downsamples
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """PatchGAN layout; 3 layers of 64 base channels give the 70x70 receptive field of pix2pix."""
+
+    base_channels: int = 64
+    num_layers: int = 3
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.base_channels <= 512, f"discriminator base_channels must be 1..512, got {self.base_channels}")
+        _check(1 <= self.num_layers <= 6, f"discriminator num_layers must be 1..6, got {self.num_layers}")
+
+
+# Layers follow the peers: Johnson et al. / pytorch examples for VGG-16; for VGG-19 and the
+# random network the offline probes in FIELD.md (content relu3_1, style relu1_1..relu4_1).
+DEFAULT_LAYERS: dict[Features, tuple[str, tuple[str, ...]]] = {
+    Features.VGG16: ("relu2_2", ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
+    Features.VGG19: ("relu3_1", ("relu1_1", "relu2_1", "relu3_1", "relu4_1")),
+    Features.RANDOM: ("relu3_1", ("relu1_1", "relu2_1", "relu3_1", "relu4_1")),
+}
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the loss terms. Content and style terms are normalised by their targets'
+    magnitude, so the weights mean the same for any feature network and image size."""
+
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 1e-4
+    adv_weight: float = 0.05
+    style_loss: StyleLoss = StyleLoss.GRAM
+
+    def __post_init__(self) -> None:
+        for name in ("content_weight", "style_weight", "tv_weight", "adv_weight"):
+            _finite_nonneg(name, getattr(self, name))
+        _check(self.content_weight + self.style_weight > 0, "content and style weight cannot both be 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes a training run. Paths live here too so a run can be resumed."""
+
+    name: str = ""
+    steps: int = 2000
+    batch_size: int = 4
+    image_size: int = 256
+    style_size: int = 512
+    lr: float = 1e-3
+    d_lr: float = 2e-4
+    features: Features = Features.VGG16
+    seed: int = 0
+    num_workers: int = 2
+    log_every: int = 10
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
+        _check(self.image_size >= 16, f"image size must be >= 16 pixels, got {self.image_size}")
+        _check(self.image_size % self.generator.stride == 0,
+               f"image size must be a multiple of the generator stride {self.generator.stride}, "
+               f"got {self.image_size}")
+        _check(self.style_size >= 16, f"style size must be >= 16 pixels, got {self.style_size}")
+        for name in ("lr", "d_lr"):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value!r}")
+        _check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+
+
+@dataclass(frozen=True)
+class ApplyConfig:
+    """Inference options."""
+
+    max_size: int | None = None
+    strength: float = 1.0
+    preserve_color: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.max_size is None or self.max_size >= 1, f"max size must be >= 1, got {self.max_size}")
+        _check(math.isfinite(self.strength) and 0.0 <= self.strength <= 1.0,
+               f"strength must be between 0 and 1, got {self.strength!r}")
+
+
+def default_weights_dir() -> Path:
+    """``$STYLER_WEIGHTS_DIR`` if set, else ``./weights``."""
+    return Path(os.environ.get(WEIGHTS_ENV) or "weights")
+
+
+T = TypeVar("T")
+
+
+def to_json(config: Any) -> str:
+    """Serialise a (nested) config dataclass to JSON, enums as their values."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        return value
+
+    return json.dumps(convert(config), sort_keys=True)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Build a config dataclass from a mapping, rejecting unknown keys with a clear error."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    nested = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig, "loss": LossConfig}
+    enums = {"features": Features, "style_loss": StyleLoss}
+    for key, value in data.items():
+        if key in nested and isinstance(value, Mapping):
+            value = from_dict(nested[key], value)
+        elif key in enums:
+            try:
+                value = enums[key](value)
+            except ValueError as exc:
+                raise ConfigError(f"{cls.__name__}: bad {key} {value!r}") from exc
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{cls.__name__}: {exc}") from exc

@@ -1,0 +1,223 @@
+"""Frozen loss network: VGG-16 / VGG-19 (Simonyan & Zisserman 2015) returning named layers.
+
+ImageNet weights come from torchvision's official checkpoints, either through torchvision's
+weights API (its cache and hash check) or imported from a file the user already has. With
+``Features.RANDOM`` the same layout gets seeded random weights; that mode is only ever used
+when asked for, and callers record it in every artifact they write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from styler.config import Features
+from styler.errors import FeatureWeightsError
+
+# torchvision's VGG layouts: numbers are conv widths, "M" a 2x2 pooling.
+_LAYOUTS = {
+    Features.VGG16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
+    Features.VGG19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+                     512, 512, 512, 512],
+}
+_LAYOUTS[Features.RANDOM] = _LAYOUTS[Features.VGG19]
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_DOWNLOAD_HOST = ("download.pytorch.org", 443)
+
+
+def _torchvision_weights(kind: Features):  # -> torchvision.models.WeightsEnum
+    from torchvision.models import VGG16_Weights, VGG19_Weights
+
+    return VGG16_Weights.IMAGENET1K_V1 if kind is Features.VGG16 else VGG19_Weights.IMAGENET1K_V1
+
+
+def official_filename(kind: Features) -> str:
+    """File name of torchvision's checkpoint, e.g. ``vgg16-397923af.pth``."""
+    return os.path.basename(_torchvision_weights(kind).url)
+
+
+def _hash_prefix(filename: str) -> str:
+    # torchvision names checkpoints <arch>-<first 8+ hex digits of the SHA-256>.pth
+    return filename.rsplit("-", 1)[-1].split(".")[0]
+
+
+def _cache_path(kind: Features) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / official_filename(kind)
+
+
+def layer_names(kind: Features) -> list[str]:
+    """Names of every module of the layout, ``conv1_1``, ``relu1_1``, ..., ``pool1``, ..."""
+    names, block, index = [], 1, 1
+    for item in _LAYOUTS[kind]:
+        if item == "M":
+            names.append(f"pool{block}")
+            block, index = block + 1, 1
+        else:
+            names += [f"conv{block}_{index}", f"relu{block}_{index}"]
+            index += 1
+    return names
+
+
+def _missing_message(kind: Features, reason: str) -> str:
+    name = official_filename(kind)
+    return (f"ImageNet weights for {kind.value} are not available ({reason}). Fix: connect to the "
+            f"internet once so torchvision can download {name} into {_cache_path(kind).parent}, or "
+            f"pass --vgg-weights /path/to/{name} if you have the file; or train offline with "
+            f"--features random (lower quality, recorded in the weights' metadata).")
+
+
+def _host_reachable(timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection(_DOWNLOAD_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def import_weights_file(kind: Features, path: Path) -> Path:
+    """Check a user-supplied checkpoint against the official SHA-256 prefix and copy it into
+    torchvision's cache, so later runs find it without the flag. Returns the cached path."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureWeightsError(f"--vgg-weights: no such file: {path}")
+    expected = _hash_prefix(official_filename(kind))
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if not digest.hexdigest().startswith(expected):
+        raise FeatureWeightsError(
+            f"{path} is not torchvision's {official_filename(kind)}: its SHA-256 starts with "
+            f"{digest.hexdigest()[:8]}, expected {expected}")
+    target = _cache_path(kind)
+    if target.resolve() != path.resolve():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".partial")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def load_imagenet_state(kind: Features, weights_file: Path | None = None) -> dict[str, torch.Tensor]:
+    """The ``features.*`` part of torchvision's ImageNet VGG state dict, never hanging offline."""
+    if weights_file is not None:
+        path = import_weights_file(kind, weights_file)
+    elif _cache_path(kind).is_file():
+        path = _cache_path(kind)
+    elif os.environ.get("STYLER_OFFLINE") or not _host_reachable():
+        raise FeatureWeightsError(_missing_message(kind, "not in the cache and no network"))
+    else:
+        try:
+            state = _torchvision_weights(kind).get_state_dict(progress=True, check_hash=True)
+        except Exception as exc:  # network errors come in many types; report, do not swallow
+            raise FeatureWeightsError(_missing_message(kind, f"download failed: {exc}")) from exc
+        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FeatureWeightsError(f"cannot read {path}: {exc}. Delete it and retry.") from exc
+    return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+
+
+class FeatureExtractor(nn.Module):
+    """Frozen VGG trunk, truncated after the deepest requested layer.
+
+    Input: RGB in [0, 1]; ImageNet normalisation happens inside. Output: ``{name: tensor}``
+    for the requested layer names. The module stays in eval mode with no gradients for its
+    parameters (gradients still flow to the input).
+    """
+
+    def __init__(self, kind: Features, layers: Iterable[str], *, width_divisor: int = 1,
+                 pooling: type[nn.Module] = nn.MaxPool2d) -> None:
+        super().__init__()
+        self.kind = kind
+        self.layers = tuple(dict.fromkeys(layers))
+        all_names = layer_names(kind)
+        unknown = [name for name in self.layers if name not in all_names]
+        if unknown:
+            raise FeatureWeightsError(f"unknown {kind.value} layer(s): {', '.join(unknown)}")
+        depth = max(all_names.index(name) for name in self.layers) + 1
+        modules: list[nn.Module] = []
+        in_ch = 3
+        for item in _LAYOUTS[kind]:
+            if item == "M":
+                modules.append(pooling(2, 2))
+            else:
+                out_ch = max(1, int(item) // width_divisor)
+                modules += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=False)]
+                in_ch = out_ch
+        self.names = all_names[:depth]
+        self.net = nn.Sequential(*modules[:depth])
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.freeze()
+
+    def freeze(self) -> "FeatureExtractor":
+        self.eval()
+        self.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True) -> "FeatureExtractor":
+        # Frozen by design: a parent module's .train() must not switch it out of eval mode.
+        return super().train(False)
+
+    def load_features_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.net.state_dict()
+        missing = [k for k in own if k not in state]
+        if missing:
+            raise FeatureWeightsError(f"{self.kind.value} checkpoint lacks {', '.join(missing[:3])}")
+        self.net.load_state_dict({k: state[k] for k in own})
+
+    @torch.no_grad()
+    def calibrate(self, images: torch.Tensor) -> None:
+        """Rescale each conv so its output has unit variance on ``images`` (random mode).
+
+        With random weights the activations' scale drifts from layer to layer; normalising it
+        on the style image gives every layer a comparable say in the loss (FIELD.md probes).
+        """
+        x = (images - self.mean) / self.std
+        for module in self.net:
+            x = module(x)
+            if isinstance(module, nn.Conv2d):
+                std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+                module.weight.div_(std.view(-1, 1, 1, 1))
+                module.bias.div_(std)
+                x = x / std.view(1, -1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (x - self.mean) / self.std
+        out: dict[str, torch.Tensor] = {}
+        for name, module in zip(self.names, self.net):
+            x = module(x)
+            if name in self.layers:
+                out[name] = x
+        return out
+
+
+def build_feature_extractor(kind: Features, layers: Iterable[str], *, weights_file: Path | None = None,
+                            seed: int = 0, width_divisor: int = 1) -> FeatureExtractor:
+    """The loss network for ``kind``. Random mode is seeded and uses average pooling, which
+    keeps more of the texture signal than max pooling in untrained networks."""
+    if kind is Features.RANDOM:
+        generator = torch.Generator().manual_seed(seed)
+        model = FeatureExtractor(kind, layers, width_divisor=width_divisor, pooling=nn.AvgPool2d)
+        for module in model.net:
+            if isinstance(module, nn.Conv2d):
+                # torchvision's VGG init (Kaiming normal, fan_out), but from our own generator
+                # so the features do not depend on global RNG state.
+                fan_out = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
+                module.weight.data.normal_(0.0, (2.0 / fan_out) ** 0.5, generator=generator)
+                module.bias.data.zero_()
+        return model.freeze()
+    model = FeatureExtractor(kind, layers, width_divisor=width_divisor)
+    model.load_features_state(load_imagenet_state(kind, weights_file))
+    return model.freeze()

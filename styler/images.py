@@ -1,0 +1,212 @@
+"""Image discovery, decoding, conversion and atomic writing.
+
+Everything a user hands us passes through here, so every failure becomes an
+:class:`ImageError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from styler.config import IMAGE_EXTENSIONS
+from styler.errors import DataError, ImageError
+
+_SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_images(root: Path, recursive: bool = True) -> list[Path]:
+    """Image files below ``root``, sorted; extensions match case-insensitively.
+
+    ``os.walk`` does not follow directory symlinks, so symlink loops cannot recurse forever.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"no such directory: {root}")
+    if not root.is_dir():
+        raise DataError(f"not a directory: {root}")
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        found += [Path(dirpath) / name for name in sorted(filenames) if is_image_path(Path(name))]
+        if not recursive:
+            break
+    return found
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Any Pillow mode (L, LA, P, CMYK, I;16, RGBA, ...) to 8-bit RGB; alpha over ``background``."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bits instead of clipping everything to white.
+        image = image.point(lambda v: v / 256).convert("L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        image = image.convert("RGBA")
+        canvas = Image.new("RGB", image.size, background)
+        canvas.paste(image, mask=image.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def open_image(path: Path) -> Image.Image:
+    """Decode ``path`` fully, EXIF orientation applied, in its own mode."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                image = ImageOps.exif_transpose(img)
+    except FileNotFoundError as exc:
+        raise ImageError(f"{path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{path}: is a directory, not an image") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: image is too large ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{path}: not an image Pillow can read") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: cannot decode image ({exc})") from exc
+    if image.width < 1 or image.height < 1:
+        raise ImageError(f"{path}: image has no pixels")
+    return image
+
+
+def load_rgb(path: Path) -> Image.Image:
+    return _to_rgb(open_image(path))
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float tensor (3, H, W) in [0, 1]."""
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    return data.view(image.height, image.width, 3).permute(2, 0, 1).float().div_(255.0)
+
+
+def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
+    """Float tensor (3, H, W) in [0, 1] (clamped) -> RGB PIL image."""
+    if tensor.ndim == 4:
+        tensor = tensor[0]
+    array = tensor.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu()
+    return Image.fromarray(array.contiguous().numpy(), "RGB")
+
+
+def resize_longer(image: Image.Image, size: int) -> Image.Image:
+    """Resize so the longer side is ``size`` (only ever down unless ``upscale``)."""
+    scale = size / max(image.size)
+    new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(new, Image.Resampling.LANCZOS) if new != image.size else image
+
+
+def load_style_image(path: Path, size: int) -> torch.Tensor:
+    """The style painting as a (1, 3, H, W) tensor with its longer side at ``size``."""
+    image = load_rgb(path)
+    if min(image.size) < 16:
+        raise ImageError(f"{path}: style image is {image.width}x{image.height}; it needs at least "
+                         f"16 pixels on each side (256 or more gives good results)")
+    return pil_to_tensor(resize_longer(image, size)).unsqueeze(0)
+
+
+def save_image(image: Image.Image, path: Path, quality: int = 95, exif: bytes | None = None,
+               icc_profile: bytes | None = None) -> None:
+    """Write atomically: a temp file in the target folder, then rename over the target."""
+    path = Path(path)
+    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unsupported output format {path.suffix!r} "
+                         f"(use one of {', '.join(sorted(_SAVE_FORMATS))})")
+    kwargs: dict[str, object] = {}
+    if fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+    if exif and fmt in ("JPEG", "WEBP", "PNG", "TIFF"):
+        kwargs["exif"] = exif
+    if icc_profile and fmt in ("JPEG", "WEBP", "PNG", "TIFF"):
+        kwargs["icc_profile"] = icc_profile
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, format=fmt, **kwargs)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise ImageError(f"{path}: cannot write ({exc})") from exc
+        raise
+
+
+class ContentDataset(torch.utils.data.Dataset):
+    """Random resized square crops of content photos, decoded in DataLoader workers.
+
+    An unreadable file is skipped (the next index is tried) and reported back with the batch,
+    so training never stops for one bad photo but the user learns how many were skipped.
+    """
+
+    def __init__(self, paths: Sequence[Path], size: int) -> None:
+        from torchvision.transforms import v2
+
+        if not paths:
+            raise DataError("no content images to train on")
+        self.paths = list(paths)
+        self.size = size
+        self.crop = v2.RandomResizedCrop(size, scale=(0.35, 1.0), ratio=(0.8, 1.25), antialias=True)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[int]]:
+        failed: list[int] = []
+        for offset in range(len(self.paths)):
+            i = (index + offset) % len(self.paths)
+            try:
+                image = load_rgb(self.paths[i])
+            except ImageError:
+                failed.append(i)
+                continue
+            tensor = pil_to_tensor(image)
+            if min(tensor.shape[-2:]) < self.size:
+                # Small photos are upscaled so every crop has the training size.
+                scale = self.size / min(tensor.shape[-2:])
+                new = [max(self.size, round(s * scale)) for s in tensor.shape[-2:]]
+                tensor = torch.nn.functional.interpolate(tensor[None], size=new, mode="bilinear",
+                                                         align_corners=False, antialias=False)[0]
+            return self.crop(tensor), failed
+        raise DataError(f"none of the {len(self.paths)} content images could be read")
+
+
+def collate_content(batch: list[tuple[torch.Tensor, list[int]]]) -> tuple[torch.Tensor, list[int]]:
+    images = torch.stack([item[0] for item in batch])
+    failed = sorted({i for item in batch for i in item[1]})
+    return images, failed
+
+
+class InfiniteSampler(torch.utils.data.Sampler[int]):
+    """Endless seeded permutations of ``range(n)``, starting after ``start`` samples.
+
+    Deterministic from (seed, start), so a resumed run sees exactly the data order it would
+    have seen without the interruption.
+    """
+
+    def __init__(self, n: int, seed: int, start: int = 0) -> None:
+        self.n, self.seed, self.start = n, seed, start
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, offset = divmod(self.start, self.n)
+        while True:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
+            yield from order[offset:].tolist()
+            epoch, offset = epoch + 1, 0

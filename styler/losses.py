@@ -1,0 +1,146 @@
+"""Loss terms, each a small module; :class:`PerceptualLoss` composes content and style.
+
+Content and style terms are divided by the magnitude of their targets, so one set of weights
+works for any feature network (ImageNet or random) and any image size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from styler.config import LossConfig, StyleLoss
+from styler.features import FeatureExtractor
+
+_EPS = 1e-8
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, C), divided by C*H*W so it does not grow with image size."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w).float()
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+class ContentLoss(nn.Module):
+    """Feature MSE at one layer, relative to the target features' mean square."""
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        output, target = output.float(), target.float()
+        return F.mse_loss(output, target) / (target.pow(2).mean() + _EPS)
+
+
+class GramLoss(nn.Module):
+    """Gatys et al. (2016) style loss: Gram matrices at several layers, relative MSE."""
+
+    def __init__(self, style_features: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.layers = tuple(style_features)
+        for name, feats in style_features.items():
+            self.register_buffer(f"gram_{name}", gram_matrix(feats).mean(0, keepdim=True))
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = features[self.layers[0]].new_zeros((), dtype=torch.float32)
+        for name in self.layers:
+            target = getattr(self, f"gram_{name}")
+            diff = gram_matrix(features[name]) - target
+            total = total + diff.pow(2).mean() / (target.pow(2).mean() + _EPS)
+        return total / len(self.layers)
+
+
+class SlicedWassersteinLoss(nn.Module):
+    """Heitz et al., "A Sliced Wasserstein Loss for Neural Texture Synthesis" (CVPR 2021).
+
+    Projects the features of each layer onto random unit directions and compares the sorted
+    projections (1-D optimal transport), matching whole feature distributions rather than
+    second moments only. Directions are re-drawn every call from a seeded generator.
+    """
+
+    def __init__(self, style_features: dict[str, torch.Tensor], projections: int = 64, seed: int = 0) -> None:
+        super().__init__()
+        self.layers = tuple(style_features)
+        self.projections = projections
+        self.rng = torch.Generator().manual_seed(seed)
+        for name, feats in style_features.items():
+            flat = feats[:1].float().flatten(2)[0]  # (C, HW)
+            self.register_buffer(f"style_{name}", flat)
+            self.register_buffer(f"scale_{name}", flat.var(dim=1).mean() + _EPS)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = features[self.layers[0]].new_zeros((), dtype=torch.float32)
+        for name in self.layers:
+            out = features[name].float().flatten(2)  # (N, C, HW)
+            style = getattr(self, f"style_{name}")
+            dirs = torch.randn(out.shape[1], self.projections, generator=self.rng).to(out.device)
+            dirs = dirs / dirs.norm(dim=0, keepdim=True)
+            proj_out = torch.sort(torch.einsum("nch,cp->nph", out, dirs), dim=-1).values
+            proj_style = torch.sort(dirs.T @ style, dim=-1).values  # (P, HWs)
+            if proj_style.shape[-1] != proj_out.shape[-1]:
+                # Compare quantiles when the two images have different numbers of positions.
+                proj_style = F.interpolate(proj_style[None], size=proj_out.shape[-1],
+                                           mode="linear", align_corners=True)[0]
+            diff = proj_out - proj_style.unsqueeze(0)
+            total = total + diff.pow(2).mean() / getattr(self, f"scale_{name}")
+        return total / len(self.layers)
+
+
+class TotalVariationLoss(nn.Module):
+    """Mean absolute difference of neighbouring pixels; discourages high-frequency noise."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        dh = (image[..., 1:, :] - image[..., :-1, :]).abs().mean()
+        dw = (image[..., :, 1:] - image[..., :, :-1]).abs().mean()
+        return (dh + dw).float()
+
+
+class HingeGANLoss(nn.Module):
+    """Hinge adversarial loss (Lim & Ye 2017; Miyato et al. 2018).
+
+    Chosen over LSGAN because it pairs with the spectral-normalised discriminator: the
+    discriminator stops pushing on patches it already classifies with margin, which keeps it
+    from overpowering a small generator trained on a single style image.
+    """
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 - real_logits.float()).mean() + F.relu(1.0 + fake_logits.float()).mean()
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -fake_logits.float().mean()
+
+
+class PerceptualLoss(nn.Module):
+    """Weighted content + style + total-variation loss of a generated batch.
+
+    Style targets are computed once from the style image at construction.
+    """
+
+    def __init__(self, extractor: FeatureExtractor, content_layer: str, style_layers: tuple[str, ...],
+                 style_image: torch.Tensor, config: LossConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.content_layer = content_layer
+        self.style_layers = style_layers
+        self.config = config
+        with torch.no_grad():
+            style_feats = {k: v for k, v in extractor(style_image).items() if k in style_layers}
+        if config.style_loss is StyleLoss.SLICED:
+            self.style = SlicedWassersteinLoss(style_feats, seed=seed)
+        else:
+            self.style = GramLoss(style_feats)
+        self.content = ContentLoss()
+        self.tv = TotalVariationLoss()
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            target = self.extractor(content)[self.content_layer]
+        feats = self.extractor(output)
+        terms = {
+            "content": self.content(feats[self.content_layer], target),
+            "style": self.style(feats),
+            "tv": self.tv(output),
+        }
+        terms["total"] = (self.config.content_weight * terms["content"]
+                          + self.config.style_weight * terms["style"]
+                          + self.config.tv_weight * terms["tv"])
+        return terms

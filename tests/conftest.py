@@ -1,0 +1,58 @@
+"""Shared fixtures: seeded tiny tensors, synthetic images, an isolated environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory, monkeypatch):
+    """No test may touch the network, the user's weights or torch's real cache."""
+    torch.manual_seed(0)
+    home = tmp_path_factory.mktemp("torch_home")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("STYLER_OFFLINE", "1")
+    monkeypatch.delenv("STYLER_WEIGHTS_DIR", raising=False)
+    torch.hub.set_dir(str(home / "hub"))
+    yield
+
+
+def make_photo(path: Path, size: tuple[int, int] = (80, 64), seed: int = 0, mode: str = "RGB") -> Path:
+    """A smooth synthetic 'photo' (gradients plus blobs) so losses are not degenerate."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx / max(w - 1, 1), yy / max(h - 1, 1), 0.5 + 0.5 * np.sin(xx / 5.0 + seed)], -1)
+    base += rng.normal(0, 0.05, base.shape)
+    array = (np.clip(base, 0, 1) * 255).astype(np.uint8)
+    image = Image.fromarray(array, "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+@pytest.fixture
+def photo_dir(tmp_path) -> Path:
+    root = tmp_path / "photos"
+    for i in range(5):
+        make_photo(root / f"p{i}.png", seed=i)
+    make_photo(root / "nested" / "deeper" / "q.JPG", size=(72, 96), seed=9)
+    return root
+
+
+@pytest.fixture
+def style_image(tmp_path) -> Path:
+    rng = np.random.default_rng(42)
+    stripes = np.zeros((96, 96, 3), np.uint8)
+    stripes[..., 0] = (np.sin(np.arange(96) / 2.0)[None, :] * 120 + 128).astype(np.uint8)
+    stripes[..., 2] = rng.integers(0, 255, (96, 96), dtype=np.uint8)
+    path = tmp_path / "style.png"
+    Image.fromarray(stripes).save(path)
+    return path

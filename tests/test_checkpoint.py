@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import torch
+
+from styler.checkpoint import list_weights, load_generator, read_info, resolve_weights, save_generator
+from styler.config import GeneratorConfig
+from styler.errors import WeightsError
+from styler.models import Generator
+
+TINY = GeneratorConfig(base_channels=4, num_residual=1)
+
+
+def saved(tmp_path, name="s", **meta):
+    torch.manual_seed(1)
+    g = Generator(TINY).eval()
+    # Make the instance-norm affine parameters non-trivial so the round trip tests them too.
+    for p in g.parameters():
+        p.data.add_(torch.randn_like(p) * 0.01)
+    path = save_generator(tmp_path / f"{name}.safetensors", g, {"style_name": name, "features": "random", **meta})
+    return g, path
+
+
+def test_round_trip_reproduces_outputs_exactly(tmp_path):
+    g, path = saved(tmp_path, steps=7)
+    loaded, info = load_generator(path)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(g(x), loaded(x))
+    assert info.generator == TINY
+    assert info.metadata["steps"] == 7 and info.features == "random"
+    assert info.metadata["format"] == "styler-generator" and "styler_version" in info.metadata
+
+
+def test_no_temp_files_left_behind(tmp_path):
+    saved(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.safetensors"]
+
+
+def test_corrupted_file_is_rejected_naming_the_file(tmp_path):
+    _, path = saved(tmp_path)
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(WeightsError, match="s.safetensors"):
+        load_generator(path)
+    path.write_bytes(b"\x00" * 100)
+    with pytest.raises(WeightsError, match="s.safetensors"):
+        load_generator(path)
+
+
+def test_foreign_safetensors_file_is_rejected(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(WeightsError, match="not a styler generator"):
+        load_generator(path)
+
+
+def test_architecture_mismatch_is_rejected(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    _, path = saved(tmp_path)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    meta["generator_config"] = json.dumps({"base_channels": 8, "num_downsamples": 2, "num_residual": 1,
+                                           "stem_kernel": 3})
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(WeightsError, match="shape"):
+        load_generator(path)
+
+
+def test_nan_weights_are_rejected(tmp_path):
+    g = Generator(TINY)
+    with torch.no_grad():
+        next(g.parameters()).fill_(float("nan"))
+    path = save_generator(tmp_path / "nan.safetensors", g, {})
+    with pytest.raises(WeightsError, match="NaN"):
+        load_generator(path)
+
+
+def test_resolve_by_name_and_path_and_list_available(tmp_path):
+    _, path = saved(tmp_path, "starry")
+    assert resolve_weights("starry", tmp_path) == path
+    assert resolve_weights(str(path), tmp_path / "elsewhere") == path
+    with pytest.raises(WeightsError, match="available: starry"):
+        resolve_weights("nope", tmp_path)
+
+
+def test_list_weights_reports_broken_files(tmp_path):
+    saved(tmp_path, "good")
+    (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    found = list_weights(tmp_path)
+    assert read_info(tmp_path / "good.safetensors").name == "good"
+    assert [type(x).__name__ for x in found] == ["WeightsError", "WeightsInfo"]

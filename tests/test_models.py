@@ -1,0 +1,60 @@
+import pytest
+import torch
+from torch import nn
+
+from styler.config import DiscriminatorConfig, GeneratorConfig
+from styler.models import Generator, PatchDiscriminator
+
+TINY = GeneratorConfig(base_channels=4, num_downsamples=2, num_residual=1)
+
+
+@pytest.mark.parametrize("h,w", [(64, 64), (37, 53), (1, 1), (3, 130), (65, 7)])
+def test_generator_keeps_any_size(h, w):
+    g = Generator(TINY)
+    out = g(torch.rand(2, 3, h, w))
+    assert out.shape == (2, 3, h, w)
+    assert torch.isfinite(out).all()
+
+
+def test_generator_has_no_transposed_convolutions():
+    g = Generator(GeneratorConfig())
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in g.modules())
+    assert any(isinstance(m, nn.InstanceNorm2d) for m in g.modules())
+    assert any(isinstance(m, nn.ReflectionPad2d) for m in g.modules())
+
+
+def test_generator_gradients_reach_every_parameter():
+    g = Generator(TINY)
+    g(torch.rand(1, 3, 64, 64)).square().mean().backward()
+    for name, p in g.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_generator_rejects_wrong_channels():
+    with pytest.raises(ValueError, match="N, 3, H, W"):
+        Generator(TINY)(torch.rand(1, 4, 32, 32))
+
+
+def test_generator_config_validation():
+    from styler.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stem_kernel"):
+        GeneratorConfig(stem_kernel=4)
+    with pytest.raises(ConfigError, match="base_channels"):
+        GeneratorConfig(base_channels=0)
+
+
+def test_discriminator_outputs_a_patch_map():
+    d = PatchDiscriminator(DiscriminatorConfig(base_channels=8))
+    out = d(torch.rand(2, 3, 64, 64))
+    assert out.ndim == 4 and out.shape[:2] == (2, 1)
+    assert out.shape[-1] > 1 and out.shape[-2] > 1, "one logit per patch, not per image"
+    assert torch.isfinite(out).all()
+
+
+def test_discriminator_default_is_70x70_with_spectral_norm():
+    d = PatchDiscriminator()
+    assert d.receptive_field == 70
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)
