@@ -106,7 +106,7 @@ def _print_json(data: dict[str, Any]) -> None:
 @click.option("--steps", type=int, default=_TRAIN.steps, show_default=True)
 @click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
 @click.option("--image-size", type=int, default=_TRAIN.image_size, show_default=True,
-              help="Training crop size in pixels (a multiple of 4).")
+              help="Training crop size in pixels (a multiple of 8).")
 @click.option("--style-size", type=int, default=_TRAIN.style_size, show_default=True,
               help="Longer side of the style image for the style targets.")
 @click.option("--content-weight", type=float, default=_LOSS.content_weight, show_default=True)

@@ -59,9 +59,10 @@ class GeneratorConfig:
     """Architecture of the feed-forward generator (see :mod:`styler.models.generator`)."""
 
     base_channels: int = 16
-    num_downsamples: int = 2
-    num_residual: int = 3
+    num_downsamples: int = 3
+    num_residual: int = 5
     stem_kernel: int = 3
+    pixel_unshuffle: bool = True
 
     def __post_init__(self) -> None:
         _check(1 <= self.base_channels <= 256, f"base_channels must be 1..256, got {self.base_channels}")

@@ -65,7 +65,7 @@ def test_architecture_mismatch_is_rejected(tmp_path):
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata()
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    meta["generator_config"] = json.dumps({"base_channels": 8, "num_downsamples": 2, "num_residual": 1,
+    meta["generator_config"] = json.dumps({"base_channels": 8, "num_downsamples": 3, "num_residual": 1,
                                            "stem_kernel": 3})
     save_file(tensors, str(path), metadata=meta)
     with pytest.raises(WeightsError, match="shape"):

@@ -101,7 +101,7 @@ def test_unreadable_content_images_are_skipped_and_counted(tmp_path, photo_dir, 
 @pytest.mark.parametrize("extra,message", [
     (["--style-weight", "-1"], "style_weight must be a finite number >= 0"),
     (["--content-weight", "nan"], "content_weight must be a finite number"),
-    (["--image-size", "62"], "multiple of the generator stride 4"),
+    (["--image-size", "62"], "multiple of the generator stride 8"),
     (["--steps", "0"], "steps must be >= 1"),
     (["--batch-size", "0"], "batch size must be >= 1"),
     (["--lr", "-0.1"], "lr must be a finite number > 0"),

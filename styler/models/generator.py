@@ -78,17 +78,27 @@ class Generator(nn.Module):
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         super().__init__()
         self.config = config or GeneratorConfig()
-        c = self.config.base_channels
-        layers: list[nn.Module] = [ConvNormAct(3, c, self.config.stem_kernel)]
-        for _ in range(self.config.num_downsamples):
+        cfg = self.config
+        c = cfg.base_channels
+        strided = cfg.num_downsamples
+        if cfg.pixel_unshuffle and strided > 0:
+            # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
+            # resolution except the head, which is where most of the memory traffic was.
+            layers: list[nn.Module] = [nn.PixelUnshuffle(2), ConvNormAct(12, c, cfg.stem_kernel)]
+            strided -= 1
+        else:
+            layers = [ConvNormAct(3, c, cfg.stem_kernel)]
+        for _ in range(strided):
             layers.append(ConvNormAct(c, c * 2, 3, stride=2))
             c *= 2
-        layers.extend(ResidualBlock(c) for _ in range(self.config.num_residual))
-        for _ in range(self.config.num_downsamples):
+        layers.extend(ResidualBlock(c) for _ in range(cfg.num_residual))
+        for _ in range(strided):
             layers.append(UpBlock(c, c // 2))
             c //= 2
+        if strided < cfg.num_downsamples:
+            layers.append(nn.Upsample(scale_factor=2.0, mode="nearest"))
         self.body = nn.Sequential(*layers)
-        self.head = _conv(c, 3, self.config.stem_kernel)
+        self.head = _conv(c, 3, cfg.stem_kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
