@@ -18,7 +18,7 @@ from typing import Any, Callable
 import click
 
 from styler import __version__
-from styler.config import ApplyConfig, DeviceChoice, Features, LossConfig, TrainConfig, default_weights_dir
+from styler.config import ApplyConfig, DeviceChoice, Features, LossConfig, StyleLoss, TrainConfig, default_weights_dir
 from styler.errors import StylerError
 
 _TRAIN = TrainConfig()
@@ -117,6 +117,10 @@ def _print_json(data: dict[str, Any]) -> None:
 @click.option("--lr", type=float, default=_TRAIN.lr, show_default=True)
 @click.option("--features", type=click.Choice([f.value for f in Features]), default=_TRAIN.features.value,
               show_default=True, help="Loss network; 'random' needs no download but is weaker.")
+@click.option("--style-loss", type=click.Choice([k.value for k in StyleLoss]), default=_LOSS.style_loss.value,
+              show_default=True, help="Gram matrices (Gatys) or sliced Wasserstein (Heitz) feature matching.")
+@click.option("--feature-width-divisor", type=int, default=_TRAIN.feature_width_divisor, show_default=True,
+              help="With --features random: divide the loss network's widths by 2, 4 or 8 (faster).")
 @click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
               help="Import torchvision's vgg16-397923af.pth / vgg19-dcbb9e9d.pth from this file.")
 @click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
@@ -128,7 +132,8 @@ def _print_json(data: dict[str, Any]) -> None:
 @handle_errors
 def train(ctx: click.Context, style_path: Path, content_dir: Path, name: str, steps: int, batch_size: int,
           image_size: int, style_size: int, content_weight: float, style_weight: float, tv_weight: float,
-          adv_weight: float, lr: float, features: str, vgg_weights: Path | None, seed: int, workers: int,
+          adv_weight: float, lr: float, features: str, style_loss: str, feature_width_divisor: int,
+          vgg_weights: Path | None, seed: int, workers: int,
           device: str, weights_dir: Path | None, as_json: bool) -> None:
     """Train a generator for one style painting.
 
@@ -143,10 +148,10 @@ def train(ctx: click.Context, style_path: Path, content_dir: Path, name: str, st
     from styler.train import Trainer
 
     loss = LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-                      adv_weight=adv_weight)
+                      adv_weight=adv_weight, style_loss=StyleLoss(style_loss))
     config = replace(_TRAIN, name=name or Path(style_path).stem, steps=steps, batch_size=batch_size,
                      image_size=image_size, style_size=style_size, lr=lr, features=Features(features),
-                     seed=seed, num_workers=workers, loss=loss)
+                     seed=seed, num_workers=workers, feature_width_divisor=feature_width_divisor, loss=loss)
     if not Path(style_path).is_file():
         raise click.BadParameter(f"no such file: {style_path}", param_hint="--style")
     # Build everything (data, loss network, style targets) before the bar, so a setup error

@@ -129,6 +129,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 2
     log_every: int = 10
+    # Random features only: divide every VGG width by this. Half width costs a quarter of the
+    # FLOPs, which is what makes offline training on a CPU affordable (docs/offline-quality.md).
+    feature_width_divisor: int = 1
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -146,6 +149,11 @@ class TrainConfig:
             _check(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value!r}")
         _check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
         _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        _check(self.feature_width_divisor in (1, 2, 4, 8),
+               f"feature width divisor must be 1, 2, 4 or 8, got {self.feature_width_divisor}")
+        _check(self.feature_width_divisor == 1 or self.features is Features.RANDOM,
+               "a feature width divisor other than 1 only applies to --features random "
+               "(ImageNet weights have fixed widths)")
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,8 @@ class Trainer:
         style = load_style_image(self.style_path, config.style_size)
         content_layer, style_layers = DEFAULT_LAYERS[config.features]
         extractor = build_feature_extractor(config.features, (content_layer, *style_layers),
-                                            weights_file=vgg_weights, seed=config.seed)
+                                            weights_file=vgg_weights, seed=config.seed,
+                                            width_divisor=config.feature_width_divisor)
         if config.features is Features.RANDOM:
             extractor.calibrate(style)
         fmt = memory_format(device)

@@ -1,0 +1,59 @@
+"""Gallery for the README: each held-out photo next to its stylization in every bundled style.
+
+Usage: python scripts/make_gallery.py [-o samples/gallery.jpg] [--size 320]
+The top row shows the paintings; the first column the photos (none of them used in training).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from styler.apply import Stylizer
+from styler.checkpoint import list_weights
+from styler.images import load_rgb, resize_longer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fit(image: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square and resize, so the grid is regular."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--output", type=Path, default=ROOT / "samples/gallery.jpg")
+    parser.add_argument("--size", type=int, default=320)
+    parser.add_argument("--weights-dir", type=Path, default=ROOT / "weights")
+    args = parser.parse_args()
+    infos = [i for i in list_weights(args.weights_dir) if not isinstance(i, Exception)]
+    photos = sorted((ROOT / "samples/content").glob("*.jpg"))
+    s, label = args.size, 24
+    grid = Image.new("RGB", ((len(infos) + 1) * s, (len(photos) + 1) * s + label), "white")
+    draw = ImageDraw.Draw(grid)
+    for col, info in enumerate(infos, start=1):
+        style_file = ROOT / "samples/styles" / str(info.metadata.get("style_file", ""))
+        if style_file.is_file():
+            grid.paste(fit(load_rgb(style_file), s), (col * s, label))
+        draw.text((col * s + 6, 6), f"{info.name} ({info.features} features)", fill="black")
+    draw.text((6, 6), "photo (not in training)", fill="black")
+    stylizers = [Stylizer.load(info.path, device="cpu") for info in infos]
+    for row, photo_path in enumerate(photos, start=1):
+        photo = fit(load_rgb(photo_path), 2 * s)
+        y = row * s + label
+        grid.paste(photo.resize((s, s), Image.Resampling.LANCZOS), (0, y))
+        for col, stylizer in enumerate(stylizers, start=1):
+            # Stylize at twice the cell size, as a user would at full resolution, then shrink.
+            grid.paste(stylizer(photo).resize((s, s), Image.Resampling.LANCZOS), (col * s, y))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(args.output, quality=88)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
