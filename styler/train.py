@@ -305,7 +305,7 @@ class Trainer:
             kept = (f"the last good checkpoint (step {self.checkpoint_step}) is in {self.run_dir.path}; "
                     f"resume it with --resume --force and a lower --lr or loss weights"
                     if self.checkpoint_step else "no checkpoint was written yet; lower --lr or the loss weights")
-            raise TrainingError(f"the {which} loss became {float(loss)} at step {self.step + 1}; stopped: {kept}")
+            raise TrainingError(f"the {which} loss became {float(loss.detach())} at step {self.step + 1}; stopped: {kept}")
 
     def train_step(self, content: torch.Tensor) -> dict[str, float]:
         """One D-step then one G-step (pix2pix order); returns the losses as floats."""
