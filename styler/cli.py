@@ -240,22 +240,25 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
 
 def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
     config = trainer.config
-    with _progress(config.steps, "training", quiet) as advance:
-        advance(trainer.step, "resumed" if trainer.step else "")
+    try:
+        with _progress(config.steps, "training", quiet) as advance:
+            advance(trainer.step, "resumed" if trainer.step else "")
 
-        def on_step(report) -> None:
-            shown = {k: f"{v:.3g}" for k, v in report.losses.items() if k in ("total", "content", "style", "adv", "d")}
-            if trainer.best.loss is not None:
-                shown["val"] = f"{trainer.best.loss:.3g}"
-            advance(report.step, " ".join(f"{k}={v}" for k, v in shown.items()) + f" {report.steps_per_s:.2f} it/s")
+            def on_step(report) -> None:
+                shown = {k: f"{v:.3g}" for k, v in report.losses.items()
+                         if k in ("total", "content", "style", "adv", "d")}
+                if trainer.best.loss is not None:
+                    shown["val"] = f"{trainer.best.loss:.3g}"
+                advance(report.step, " ".join(f"{k}={v}" for k, v in shown.items())
+                        + f" {report.steps_per_s:.2f} it/s")
 
-        try:
             result = trainer.run(on_step)
-        except KeyboardInterrupt:
-            if not trainer.dist.is_main:
-                raise
-            _fail(f"interrupted at step {trainer.step}; checkpoint saved, resume with: "
-                  f"styler train --resume {trainer.run_dir.path}", 130)
+    except KeyboardInterrupt:
+        if not trainer.dist.is_main:
+            raise
+        # After the bar has closed, so the hint is the last line the user sees.
+        _fail(f"interrupted at step {trainer.step}; checkpoint saved, resume with: "
+              f"styler train --resume {trainer.run_dir.path}", 130)
     if not trainer.dist.is_main:
         return
     summary = {"weights": str(result.weights_path), "steps": result.steps, "seconds": round(result.seconds, 1),
