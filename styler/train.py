@@ -7,10 +7,7 @@ A run validates on held-out photos, keeps the best generator, checkpoints into i
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +17,7 @@ import torch
 
 from styler.checkpoint import WEIGHTS_SUFFIX, file_sha256, load_generator, read_info, resolve_weights, \
     save_generator, utc_now
-from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, Precision, TrainConfig, from_dict, to_json
+from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, Precision, TrainConfig, to_json
 from styler.device import autocast, memory_format
 from styler import distributed
 from styler.distributed import DistContext
@@ -31,7 +28,8 @@ from styler.images import ContentDataset, InfiniteSampler, collate_content, find
 from styler.losses import HingeGANLoss, PerceptualLoss
 from styler.models import Generator, PatchDiscriminator
 from styler.previews import loss_curve, pairs_grid
-from styler.runs import RunDir, RunSpec, config_differences, default_run_dir
+from styler.resume import Resumable, deferred_interrupt
+from styler.runs import RunDir, RunSpec, default_run_dir
 from styler.validation import BestTracker, first_readable, load_crops, split_validation
 
 
@@ -73,27 +71,6 @@ def init_architecture(init_from: str, weights_dir: Path) -> GeneratorConfig:
     return read_info(resolve_weights(init_from, weights_dir)).generator
 
 
-@contextlib.contextmanager
-def deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """Turn the first Ctrl-C into a flag the training loop checks between steps, so the
-    checkpoint it writes is never of a half-done step; a second Ctrl-C interrupts at once."""
-    hit = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if hit[0]:
-            raise KeyboardInterrupt
-        hit[0] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: hit[0]
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-
-
 class StyleCrops:
     """Random crops of the style image: the 'real' samples the discriminator sees.
 
@@ -117,7 +94,7 @@ class StyleCrops:
         return torch.cat([self.style[..., y:y + self.size, x:x + self.size] for y, x in zip(ys, xs)])
 
 
-class Trainer:
+class Trainer(Resumable):
     """Owns the networks, optimisers and data of one run; :meth:`run` trains and saves.
 
     ``resume`` continues the checkpoint in the run folder (its config must match unless
@@ -212,77 +189,6 @@ class Trainer:
         # the residual noise without a schedule that needs tuning per run length.
         self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, cfg.steps, cfg.lr * 0.1)
 
-    def _start(self, force: bool) -> None:
-        if not self.dist.is_main:
-            return
-        if self.run_dir.has_checkpoint() and not force:
-            state = self.run_dir.load_checkpoint()
-            if not state.get("finished"):
-                raise TrainingError(f"{self.run_dir.path} holds an unfinished run (step {state.get('step')}); "
-                                    f"continue it with --resume, or pass --force to start over")
-        self.run_dir.reset()
-        self.run_dir.write_spec(self.spec)
-
-    def _resume(self, force: bool) -> None:
-        state = self.run_dir.load_checkpoint()
-        saved = from_dict(TrainConfig, json.loads(state["config"]))
-        differences = config_differences(saved, self.config)
-        if differences and not force:
-            raise ConfigError(f"{self.run_dir.path} was trained with other settings ({'; '.join(differences)}); "
-                              f"resume with the same options, or pass --force")
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_g.T_max = self.config.steps  # --force with new --steps stretches the schedule
-        if state["scaler"] and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
-        self.best.load_state_dict(state["best"])
-        self.step, self.samples, self.seconds = int(state["step"]), int(state["samples"]), float(state["seconds"])
-        self.checkpoint_step = self.step
-        self.stopped_early = bool(state["stopped_early"])
-        self.last_losses = dict(state["losses"])
-        self.skipped_paths.update(Path(p) for p in state["skipped"])
-        self._set_rng_state(state["rng"])
-        if self.dist.is_main:
-            self.run_dir.truncate_metrics(self.step)
-            self.run_dir.write_spec(self.spec)
-
-    # --- checkpoints -------------------------------------------------------------------------
-
-    def _rng_state(self) -> dict[str, Any]:
-        sliced = getattr(self.loss.style, "rng", None)
-        return {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-                "sliced": sliced.get_state() if sliced is not None else None}
-
-    def _set_rng_state(self, state: dict[str, Any]) -> None:
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["cuda"])
-        sliced = getattr(self.loss.style, "rng", None)
-        if sliced is not None and state["sliced"] is not None:
-            sliced.set_state(state["sliced"])
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        """Everything mutable, as tensors and plain containers (safe for weights_only loading)."""
-        return {
-            "step": self.step, "samples": self.samples, "seconds": self.seconds,
-            "finished": self.finished, "stopped_early": self.stopped_early, "config": to_json(self.config),
-            "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "sched_g": self.sched_g.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "rng": self._rng_state(), "best": self.best.state_dict(),
-            "skipped": sorted(str(p) for p in self.skipped_paths), "losses": self.last_losses,
-        }
-
-    def save_checkpoint(self) -> None:
-        if self.dist.is_main:
-            self.run_dir.save_checkpoint(self.checkpoint_state())
-            self.checkpoint_step = self.step
-
     # --- one step ----------------------------------------------------------------------------
 
     def _loader(self) -> torch.utils.data.DataLoader:
@@ -305,7 +211,8 @@ class Trainer:
             kept = (f"the last good checkpoint (step {self.checkpoint_step}) is in {self.run_dir.path}; "
                     f"resume it with --resume --force and a lower --lr or loss weights"
                     if self.checkpoint_step else "no checkpoint was written yet; lower --lr or the loss weights")
-            raise TrainingError(f"the {which} loss became {float(loss.detach())} at step {self.step + 1}; stopped: {kept}")
+            raise TrainingError(f"the {which} loss became {float(loss.detach())} at step {self.step + 1}; "
+                                f"stopped: {kept}")
 
     def train_step(self, content: torch.Tensor) -> dict[str, float]:
         """One D-step then one G-step (pix2pix order); returns the losses as floats."""

@@ -154,5 +154,6 @@ def test_torchrun_two_processes_on_gloo(tmp_path, photo_dir, style_image):
     assert proc.stdout.count("saved weights/ddp.safetensors") == 1
     meta = read_info(tmp_path / "weights" / "ddp.safetensors").metadata
     assert meta["world_size"] == 2
-    steps = [json.loads(line)["step"] for line in (tmp_path / "runs" / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    metrics = (tmp_path / "runs" / "ddp" / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in metrics]
     assert steps == [1, 2]
