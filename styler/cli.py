@@ -257,7 +257,11 @@ def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
         if not trainer.dist.is_main:
             raise
         # After the bar has closed, so the hint is the last line the user sees.
-        _fail(f"interrupted at step {trainer.step}; checkpoint saved, resume with: "
+        if not trainer.checkpoint_step:
+            _fail(f"interrupted at step {trainer.step} before the first checkpoint; nothing to resume", 130)
+        saved = ("checkpoint saved" if trainer.checkpoint_step == trainer.step
+                 else f"last checkpoint at step {trainer.checkpoint_step}")
+        _fail(f"interrupted at step {trainer.step}; {saved}, resume with: "
               f"styler train --resume {trainer.run_dir.path}", 130)
     if not trainer.dist.is_main:
         return

@@ -353,7 +353,7 @@ class Trainer(Resumable):
                     if interrupted():
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
-                if self._at_boundary:
+                if self._at_boundary and self.step > 0:
                     self.save_checkpoint()
                 raise
         return self._finish()
