@@ -163,8 +163,11 @@ class Trainer(Resumable):
         # The CPU and MPS train in fp32: bf16/fp16 autocast pays off only on CUDA tensor cores.
         self.amp_dtype = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16,
                           Precision.FP32: None}[cfg.precision] if on_cuda else None
+        self.scaler = self._grad_scaler()
+
+    def _grad_scaler(self) -> torch.amp.GradScaler:
         # fp16 has a narrow exponent range: scale the loss so small gradients do not underflow.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype is torch.float16)
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
 
     def _init_generator(self, weights_dir: Path) -> None:
         path = resolve_weights(self.config.init_from, weights_dir)

@@ -97,6 +97,19 @@ def test_interrupt_and_resume_is_bit_for_bit(tmp_path, photo_dir, style_image, w
     assert steps == [1, 2, 3, 4]  # nothing logged twice across the interruption
 
 
+def test_grad_scaler_state_survives_resume(tmp_path, photo_dir, style_image, monkeypatch):
+    # fp16 loss scaling runs on CUDA; an enabled CPU scaler exercises the same checkpoint path.
+    monkeypatch.setattr(Trainer, "_grad_scaler",
+                        lambda self: torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1))
+    config = replace(TINY, steps=3, val_every=10)
+    trainer = make_trainer(tmp_path, photo_dir, style_image, config)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(lambda report: (_ for _ in ()).throw(KeyboardInterrupt()) if report.step == 2 else None)
+    assert RunDir(tmp_path / "run").load_checkpoint()["scaler"]["scale"] == 4096.0
+    resumed = make_trainer(tmp_path, photo_dir, style_image, config, resume=True)
+    assert resumed.scaler.get_scale() == 4096.0
+
+
 def test_resume_with_other_settings_lists_fields_unless_forced(tmp_path, photo_dir, style_image):
     trainer = make_trainer(tmp_path, photo_dir, style_image, replace(TINY, steps=2))
     trainer.run()
