@@ -148,6 +148,36 @@ def test_checkpoint_write_is_atomic_and_never_unpickles(tmp_path, monkeypatch):
         run.load_checkpoint()
 
 
+KEEP_WRITING = """
+import sys, torch
+from styler.runs import RunDir
+run = RunDir(sys.argv[1])
+step = 0
+while True:
+    step += 1
+    run.save_checkpoint({"step": step, "weights": torch.full((2_000_000,), float(step))})
+"""
+
+
+def test_kill_9_while_writing_leaves_a_loadable_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", KEEP_WRITING, str(tmp_path / "run")], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.7)  # somewhere in the middle of a later 8 MB write
+    finally:
+        proc.kill()  # SIGKILL: no cleanup handlers run
+        proc.wait()
+    state = RunDir(tmp_path / "run").load_checkpoint()
+    assert state["step"] >= 1 and torch.equal(state["weights"], torch.full((2_000_000,), float(state["step"])))
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, photo_dir, style_image, monkeypatch):
     forward = PerceptualLoss.forward
     calls = []
