@@ -18,7 +18,8 @@ from typing import Any, Callable
 import click
 
 from styler import __version__
-from styler.config import ApplyConfig, DeviceChoice, Features, LossConfig, StyleLoss, TrainConfig, default_weights_dir
+from styler.config import ApplyConfig, DeviceChoice, Features, GeneratorConfig, LossConfig, Precision, StyleLoss, \
+    TrainConfig, default_weights_dir
 from styler.errors import StylerError
 
 _TRAIN = TrainConfig()
@@ -97,10 +98,47 @@ def _print_json(data: dict[str, Any]) -> None:
     click.echo(json.dumps(data, sort_keys=True, default=str))
 
 
+# CLI parameter -> TrainConfig field (the loss and generator ones go to the nested configs).
+_TRAIN_FIELDS = {"name": "name", "steps": "steps", "batch_size": "batch_size", "image_size": "image_size",
+                 "style_size": "style_size", "lr": "lr", "features": "features", "seed": "seed",
+                 "workers": "num_workers", "log_every": "log_every", "val_fraction": "val_fraction",
+                 "val_every": "val_every", "patience": "patience", "checkpoint_every": "checkpoint_every",
+                 "preview_every": "preview_every", "precision": "precision", "compile": "compile",
+                 "init_from": "init_from", "feature_width_divisor": "feature_width_divisor"}
+_LOSS_FIELDS = ("content_weight", "style_weight", "tv_weight", "adv_weight", "style_loss")
+_GENERATOR_FIELDS = {"base_channels": "base_channels", "residual_blocks": "num_residual"}
+
+
+def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any], only_explicit: bool,
+                  weights_dir: Path) -> TrainConfig:
+    """``base`` with the command-line values (all, or only those the user typed) applied."""
+    from click.core import ParameterSource
+
+    def given(key: str) -> bool:
+        if params[key] is None:
+            return False
+        source = ctx.get_parameter_source(key)
+        return not only_explicit or source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    enums = {"features": Features, "precision": Precision}
+    top = {field: enums[key](params[key]) if key in enums else params[key]
+           for key, field in _TRAIN_FIELDS.items() if given(key)}
+    loss = replace(base.loss, **{key: StyleLoss(params[key]) if key == "style_loss" else params[key]
+                                 for key in _LOSS_FIELDS if given(key)})
+    generator = base.generator
+    if given("init_from"):
+        from styler.train import init_architecture
+
+        # The new style starts from that generator, so it takes that architecture.
+        generator = init_architecture(params["init_from"], weights_dir)
+    generator = replace(generator, **{field: params[key] for key, field in _GENERATOR_FIELDS.items() if given(key)})
+    return replace(base, **top, loss=loss, generator=generator)
+
+
 @main.command()
-@click.option("--style", "style_path", required=True, type=click.Path(path_type=Path),
+@click.option("--style", "style_path", type=click.Path(path_type=Path),
               help="The style painting (any image Pillow reads).")
-@click.option("--content-dir", required=True, type=click.Path(path_type=Path),
+@click.option("--content-dir", type=click.Path(path_type=Path),
               help="Folder of photos to train on (searched recursively).")
 @click.option("--name", default="", help="Style name [default: the style file's stem].")
 @click.option("--steps", type=int, default=_TRAIN.steps, show_default=True)
@@ -114,7 +152,8 @@ def _print_json(data: dict[str, Any]) -> None:
 @click.option("--tv-weight", type=float, default=_LOSS.tv_weight, show_default=True)
 @click.option("--adv-weight", type=float, default=_LOSS.adv_weight, show_default=True,
               help="PatchGAN adversarial weight; 0 disables the discriminator.")
-@click.option("--lr", type=float, default=_TRAIN.lr, show_default=True)
+@click.option("--lr", type=float, default=_TRAIN.lr, show_default=True,
+              help="Generator learning rate; cosine decay to 10% over --steps.")
 @click.option("--features", type=click.Choice([f.value for f in Features]), default=_TRAIN.features.value,
               show_default=True, help="Loss network; 'random' needs no download but is weaker.")
 @click.option("--style-loss", type=click.Choice([k.value for k in StyleLoss]), default=_LOSS.style_loss.value,
@@ -126,15 +165,41 @@ def _print_json(data: dict[str, Any]) -> None:
 @click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
 @click.option("--workers", type=int, default=_TRAIN.num_workers, show_default=True,
               help="DataLoader worker processes decoding images.")
+@click.option("--val-fraction", type=float, default=_TRAIN.val_fraction, show_default=True,
+              help="Share of the photos held out for validation (4..64 photos, at most half; 0 = none).")
+@click.option("--val-every", type=int, default=_TRAIN.val_every, show_default=True,
+              help="Validate (and keep the best generator) every N steps and at the end.")
+@click.option("--patience", type=int, default=_TRAIN.patience, show_default=True,
+              help="Stop after N validations without improvement; 0 = never (the cosine schedule "
+                   "does its best work at the end, and the best weights are kept anyway).")
+@click.option("--checkpoint-every", type=int, default=_TRAIN.checkpoint_every, show_default=True,
+              help="Write a resumable checkpoint every N steps (and on Ctrl-C).")
+@click.option("--preview-every", type=int, default=_TRAIN.preview_every, show_default=True,
+              help="Write a preview grid every N steps; 0 = never.")
+@click.option("--log-every", type=int, default=_TRAIN.log_every, show_default=True,
+              help="Append a line to metrics.jsonl every N steps.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for checkpoints, metrics and previews [default: ./runs/<name>].")
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
+              help="Continue a checkpointed run: alone with the same options, or with its run folder.")
+@click.option("--force", is_flag=True,
+              help="Resume despite changed options, or start over in a folder holding an unfinished run.")
+@click.option("--init-from", default=None, metavar="NAME_OR_FILE",
+              help="Start from an existing style's generator (transfer learning).")
+@click.option("--base-channels", type=int, default=None,
+              help=f"Generator width [default: {GeneratorConfig().base_channels}, or --init-from's].")
+@click.option("--residual-blocks", type=int, default=None,
+              help=f"Generator depth [default: {GeneratorConfig().num_residual}, or --init-from's].")
+@click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
+              show_default=True, help="CUDA arithmetic (fp16 uses loss scaling); the CPU trains in fp32.")
+@click.option("--compile", "compile", is_flag=True, help="torch.compile the generator and loss network.")
 @device_option
 @common_options
 @click.pass_context
 @handle_errors
-def train(ctx: click.Context, style_path: Path, content_dir: Path, name: str, steps: int, batch_size: int,
-          image_size: int, style_size: int, content_weight: float, style_weight: float, tv_weight: float,
-          adv_weight: float, lr: float, features: str, style_loss: str, feature_width_divisor: int,
-          vgg_weights: Path | None, seed: int, workers: int,
-          device: str, weights_dir: Path | None, as_json: bool) -> None:
+def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None, vgg_weights: Path | None,
+          run_dir: Path | None, resume: str | None, force: bool, device: str,
+          weights_dir: Path | None, as_json: bool, **params: Any) -> None:
     """Train a generator for one style painting.
 
     \b
@@ -143,36 +208,81 @@ def train(ctx: click.Context, style_path: Path, content_dir: Path, name: str, st
       styler train --style starry.png --content-dir photos/ --steps 4000 --name starry
       styler train --style scream.jpg --content-dir photos/ --vgg-weights ~/vgg16-397923af.pth
       styler train --style starry.png --content-dir photos/ --features random   # offline
+      styler train --resume runs/starry                     # continue after Ctrl-C or a crash
+      styler train --style wave.jpg --content-dir photos/ --init-from starry
+      torchrun --nproc_per_node=4 -m styler train --style starry.png --content-dir photos/
     """
+    from styler import distributed
     from styler.device import resolve_device
+    from styler.runs import RunDir, default_run_dir
     from styler.train import Trainer
 
-    loss = LossConfig(content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-                      adv_weight=adv_weight, style_loss=StyleLoss(style_loss))
-    config = replace(_TRAIN, name=name or Path(style_path).stem, steps=steps, batch_size=batch_size,
-                     image_size=image_size, style_size=style_size, lr=lr, features=Features(features),
-                     seed=seed, num_workers=workers, feature_width_divisor=feature_width_divisor, loss=loss)
+    if resume:  # a run folder: its run.json supplies everything not typed again
+        spec = RunDir(Path(resume)).read_spec()
+        run_dir, weights_dir = Path(resume), weights_dir or spec.weights_dir
+        style_path, content_dir = style_path or spec.style, content_dir or spec.content_dir
+        vgg_weights = vgg_weights or spec.vgg_weights
+        config = _train_config(ctx, spec.config, params, True, weights_dir)
+    else:
+        if style_path is None or content_dir is None:
+            raise click.UsageError("--style and --content-dir are required (unless --resume RUN_DIR)")
+        weights_dir = weights_dir or default_weights_dir()
+        params["name"] = params["name"] or Path(style_path).stem
+        config = _train_config(ctx, _TRAIN, params, False, weights_dir)
     if not Path(style_path).is_file():
         raise click.BadParameter(f"no such file: {style_path}", param_hint="--style")
-    # Build everything (data, loss network, style targets) before the bar, so a setup error
-    # is one clean line rather than a line under a half-drawn progress bar.
-    trainer = Trainer(config, style_path, content_dir, weights_dir or default_weights_dir(),
-                      resolve_device(device), vgg_weights=vgg_weights)
-    quiet = ctx.obj["quiet"]
-    with _progress(config.steps, "training", quiet) as advance:
-        def on_step(report) -> None:
-            shown = {k: f"{v:.3g}" for k, v in report.losses.items() if k in ("total", "content", "style", "adv", "d")}
-            advance(report.step, " ".join(f"{k}={v}" for k, v in shown.items()) + f" {report.steps_per_s:.2f} it/s")
+    run_dir = run_dir or default_run_dir(config.name)
+    dist = distributed.from_env()
+    try:
+        # Build everything (data, loss network, style targets) before the bar, so a setup error
+        # is one clean line rather than a line under a half-drawn progress bar.
+        trainer = Trainer(config, style_path, content_dir, weights_dir, distributed.setup(dist, resolve_device(device)),
+                          vgg_weights=vgg_weights, run_dir=run_dir, resume=resume is not None, force=force, dist=dist)
+        _run_training(trainer, as_json, ctx.obj["quiet"] or not dist.is_main)
+    finally:
+        distributed.teardown()
 
-        result = trainer.run(on_step)
+
+def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
+    config = trainer.config
+    try:
+        with _progress(config.steps, "training", quiet) as advance:
+            advance(trainer.step, "resumed" if trainer.step else "")
+
+            def on_step(report) -> None:
+                shown = {k: f"{v:.3g}" for k, v in report.losses.items()
+                         if k in ("total", "content", "style", "adv", "d")}
+                if trainer.best.loss is not None:
+                    shown["val"] = f"{trainer.best.loss:.3g}"
+                advance(report.step, " ".join(f"{k}={v}" for k, v in shown.items())
+                        + f" {report.steps_per_s:.2f} it/s")
+
+            result = trainer.run(on_step)
+    except KeyboardInterrupt:
+        if not trainer.dist.is_main:
+            raise
+        # After the bar has closed, so the hint is the last line the user sees.
+        if not trainer.checkpoint_step:
+            _fail(f"interrupted at step {trainer.step} before the first checkpoint; nothing to resume", 130)
+        saved = ("checkpoint saved" if trainer.checkpoint_step == trainer.step
+                 else f"last checkpoint at step {trainer.checkpoint_step}")
+        _fail(f"interrupted at step {trainer.step}; {saved}, resume with: "
+              f"styler train --resume {trainer.run_dir.path}", 130)
+    if not trainer.dist.is_main:
+        return
     summary = {"weights": str(result.weights_path), "steps": result.steps, "seconds": round(result.seconds, 1),
                "losses": result.losses, "skipped_images": [str(p) for p in result.skipped_images],
-               "features": config.features.value}
+               "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
+               "stopped_early": result.stopped_early, "run_dir": str(result.run_dir)}
     if as_json:
         _print_json(summary)
     elif not quiet:
         extra = f", skipped {len(result.skipped_images)} unreadable image(s)" if result.skipped_images else ""
-        click.echo(f"saved {result.weights_path} after {result.steps} steps in {result.seconds:.0f}s{extra}")
+        best = (f"; best validation loss {result.val_loss:.4g} at step {result.best_step}"
+                if result.best_step is not None else "")
+        stop = " (stopped early: no improvement)" if result.stopped_early else ""
+        click.echo(f"saved {result.weights_path} after {result.steps} steps in {result.seconds:.0f}s{stop}{extra}"
+                   f"{best}; run folder {result.run_dir}")
 
 
 class _progress:

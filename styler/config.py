@@ -37,6 +37,14 @@ class StyleLoss(str, enum.Enum):
     SLICED = "sliced"
 
 
+class Precision(str, enum.Enum):
+    """Training arithmetic on CUDA; the CPU and MPS always train in fp32."""
+
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+
 class DeviceChoice(str, enum.Enum):
     AUTO = "auto"
     CUDA = "cuda"
@@ -132,6 +140,17 @@ class TrainConfig:
     # Random features only: divide every VGG width by this. Half width costs a quarter of the
     # FLOPs, which is what makes offline training on a CPU affordable (docs/offline-quality.md).
     feature_width_divisor: int = 1
+    # Validation on a held-out, seeded set of content photos (see styler.runs.split_validation).
+    val_fraction: float = 0.02
+    val_every: int = 100
+    # 0 = no early stopping: the cosine schedule only reaches its small final steps at the end,
+    # so stopping early skips the part that cleans up noise; the best weights are kept anyway.
+    patience: int = 0
+    checkpoint_every: int = 200
+    preview_every: int = 200
+    precision: Precision = Precision.BF16
+    compile: bool = False
+    init_from: str = ""
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -154,6 +173,13 @@ class TrainConfig:
         _check(self.feature_width_divisor == 1 or self.features is Features.RANDOM,
                "a feature width divisor other than 1 only applies to --features random "
                "(ImageNet weights have fixed widths)")
+        _check(isinstance(self.val_fraction, (int, float)) and math.isfinite(self.val_fraction)
+               and 0 <= self.val_fraction <= 0.5,
+               f"val fraction must be between 0 and 0.5, got {self.val_fraction!r}")
+        for name in ("val_every", "checkpoint_every"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("patience", "preview_every"):
+            _check(getattr(self, name) >= 0, f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -203,7 +229,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}
     nested = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig, "loss": LossConfig}
-    enums = {"features": Features, "style_loss": StyleLoss}
+    enums = {"features": Features, "style_loss": StyleLoss, "precision": Precision}
     for key, value in data.items():
         if key in nested and isinstance(value, Mapping):
             value = from_dict(nested[key], value)

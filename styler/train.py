@@ -1,23 +1,36 @@
-"""Training a per-style generator: perceptual (VGG) losses plus a PatchGAN adversary."""
+"""Training a per-style generator: perceptual (VGG) losses plus a PatchGAN adversary.
+
+A run validates on held-out photos, keeps the best generator, checkpoints into its run folder
+(see :mod:`styler.runs`) and resumes bit-for-bit; under torchrun it trains data-parallel.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.checkpoint import WEIGHTS_SUFFIX, file_sha256, save_generator, utc_now
-from styler.config import DEFAULT_LAYERS, Features, TrainConfig, to_json
+from styler.checkpoint import WEIGHTS_SUFFIX, file_sha256, load_generator, read_info, resolve_weights, \
+    save_generator, utc_now
+from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, Precision, TrainConfig, to_json
 from styler.device import autocast, memory_format
-from styler.errors import DataError, TrainingError
+from styler import distributed
+from styler.distributed import DistContext
+from styler.errors import ConfigError, DataError, TrainingError
 from styler.features import build_feature_extractor
-from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_style_image
+from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_style_image, \
+    sample_seed, save_image
 from styler.losses import HingeGANLoss, PerceptualLoss
 from styler.models import Generator, PatchDiscriminator
+from styler.previews import loss_curve, pairs_grid
+from styler.resume import Resumable, deferred_interrupt
+from styler.runs import RunDir, RunSpec, default_run_dir
+from styler.validation import BestTracker, first_readable, load_crops, split_validation
 
 
 @dataclass
@@ -29,6 +42,7 @@ class StepReport:
     losses: dict[str, float]
     steps_per_s: float
     skipped_images: int
+    val_loss: float | None = None
 
 
 @dataclass
@@ -38,6 +52,10 @@ class TrainResult:
     seconds: float
     losses: dict[str, float]
     skipped_images: list[Path] = field(default_factory=list)
+    best_step: int | None = None
+    val_loss: float | None = None
+    stopped_early: bool = False
+    run_dir: Path | None = None
 
 
 def content_images(content_dir: Path) -> list[Path]:
@@ -48,106 +66,323 @@ def content_images(content_dir: Path) -> list[Path]:
     return paths
 
 
-class StyleCrops:
-    """Random crops of the style image: the 'real' samples the discriminator sees."""
+def init_architecture(init_from: str, weights_dir: Path) -> GeneratorConfig:
+    """The generator architecture stored in the ``--init-from`` weights file."""
+    return read_info(resolve_weights(init_from, weights_dir)).generator
 
-    def __init__(self, style: torch.Tensor, size: int, seed: int) -> None:
+
+class StyleCrops:
+    """Random crops of the style image: the 'real' samples the discriminator sees.
+
+    The crops of step ``s`` on rank ``r`` come from a generator seeded by (seed, r, s), so
+    they need no RNG state in the checkpoint and a resumed run draws the same ones.
+    """
+
+    def __init__(self, style: torch.Tensor, size: int, seed: int, rank: int = 0) -> None:
         short = min(style.shape[-2:])
         if short < size:
             scale = size / short
             new = [max(size, math.ceil(s * scale)) for s in style.shape[-2:]]
             style = torch.nn.functional.interpolate(style, size=new, mode="bilinear", align_corners=False)
-        self.style, self.size = style, size
-        self.rng = torch.Generator().manual_seed(seed)
+        self.style, self.size, self.seed, self.rank = style, size, seed, rank
 
-    def sample(self, n: int) -> torch.Tensor:
+    def sample(self, n: int, step: int) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(sample_seed(self.seed + 7_777 * (self.rank + 1), step))
         h, w = self.style.shape[-2:]
-        ys = torch.randint(0, h - self.size + 1, (n,), generator=self.rng).tolist()
-        xs = torch.randint(0, w - self.size + 1, (n,), generator=self.rng).tolist()
+        ys = torch.randint(0, h - self.size + 1, (n,), generator=rng).tolist()
+        xs = torch.randint(0, w - self.size + 1, (n,), generator=rng).tolist()
         return torch.cat([self.style[..., y:y + self.size, x:x + self.size] for y, x in zip(ys, xs)])
 
 
-class Trainer:
-    """Owns the networks, optimisers and data of one run; :meth:`run` trains and saves."""
+class Trainer(Resumable):
+    """Owns the networks, optimisers and data of one run; :meth:`run` trains and saves.
+
+    ``resume`` continues the checkpoint in the run folder (its config must match unless
+    ``force``); otherwise a fresh run starts there, refusing to replace an unfinished one
+    unless ``force``.
+    """
 
     def __init__(self, config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
-                 device: torch.device, vgg_weights: Path | None = None) -> None:
-        self.config, self.device = config, device
+                 device: torch.device, vgg_weights: Path | None = None, *, run_dir: Path | None = None,
+                 resume: bool = False, force: bool = False, dist: DistContext | None = None) -> None:
+        self.config, self.device, self.dist = config, device, dist or DistContext()
         self.style_path = Path(style_path)
         self.name = config.name or self.style_path.stem
         self.weights_path = Path(weights_dir) / f"{self.name}{WEIGHTS_SUFFIX}"
-        self.paths = content_images(content_dir)
+        self.run_dir = RunDir(run_dir if run_dir is not None else default_run_dir(self.name))
+        self.spec = RunSpec(config, self.style_path.resolve(), Path(content_dir).resolve(),
+                            Path(weights_dir).resolve(), Path(vgg_weights).resolve() if vgg_weights else None)
+        self._load_data(content_images(content_dir))
         torch.manual_seed(config.seed)
         style = load_style_image(self.style_path, config.style_size)
-        content_layer, style_layers = DEFAULT_LAYERS[config.features]
-        extractor = build_feature_extractor(config.features, (content_layer, *style_layers),
-                                            weights_file=vgg_weights, seed=config.seed,
-                                            width_divisor=config.feature_width_divisor)
-        if config.features is Features.RANDOM:
+        self._build_networks(style, vgg_weights)
+        if config.init_from and not resume:
+            self._init_generator(Path(weights_dir))
+        self._wrap_networks()
+        self.step, self.samples, self.seconds, self.checkpoint_step = 0, 0, 0.0, 0
+        self.finished = self.stopped_early = False
+        self.best = BestTracker(config.patience)
+        self.last_losses: dict[str, float] = {}
+        self._at_boundary = True
+        if resume:
+            self._resume(force)
+        else:
+            self._start(force)
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def _load_data(self, paths: list[Path]) -> None:
+        cfg = self.config
+        self.train_paths, val_paths = split_validation(paths, cfg.val_fraction, cfg.seed)
+        first, bad = first_readable(self.train_paths)
+        self.val_images, bad_val = load_crops(val_paths, cfg.image_size)
+        self.val_count = 0 if self.val_images is None else len(self.val_images)
+        self.skipped_paths = set(bad) | set(bad_val)
+        # Previews show the validation photos; without any, a few training photos.
+        self.preview_images = self.val_images
+        if self.preview_images is None:
+            self.preview_images = load_crops(self.train_paths[first:first + 4], cfg.image_size)[0]
+
+    def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None) -> None:
+        cfg, device = self.config, self.device
+        content_layer, style_layers = DEFAULT_LAYERS[cfg.features]
+        extractor = build_feature_extractor(cfg.features, (content_layer, *style_layers),
+                                            weights_file=vgg_weights, seed=cfg.seed,
+                                            width_divisor=cfg.feature_width_divisor)
+        if cfg.features is Features.RANDOM:
             extractor.calibrate(style)
         fmt = memory_format(device)
         self.extractor = extractor.to(device, memory_format=fmt)
         self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
-                                   config.loss, seed=config.seed).to(device)
-        self.generator = Generator(config.generator).to(device, memory_format=fmt)
-        self.discriminator = PatchDiscriminator(config.discriminator).to(device, memory_format=fmt)
+                                   cfg.loss, seed=cfg.seed).to(device)
+        self.generator = Generator(cfg.generator).to(device, memory_format=fmt)
+        self.discriminator = PatchDiscriminator(cfg.discriminator).to(device, memory_format=fmt)
         self.gan = HingeGANLoss()
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr)
+        self.style_crops = StyleCrops(style, cfg.image_size, cfg.seed, self.dist.rank)
+        self.style_sha256 = file_sha256(self.style_path)
+        on_cuda = device.type == "cuda"
+        # The CPU and MPS train in fp32: bf16/fp16 autocast pays off only on CUDA tensor cores.
+        self.amp_dtype = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16,
+                          Precision.FP32: None}[cfg.precision] if on_cuda else None
+        self.scaler = self._grad_scaler()
+
+    def _grad_scaler(self) -> torch.amp.GradScaler:
+        # fp16 has a narrow exponent range: scale the loss so small gradients do not underflow.
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
+
+    def _init_generator(self, weights_dir: Path) -> None:
+        path = resolve_weights(self.config.init_from, weights_dir)
+        source, info = load_generator(path)
+        if info.generator != self.config.generator:
+            raise ConfigError(f"--init-from {path}: its generator is {to_json(info.generator)} but this run "
+                              f"asks for {to_json(self.config.generator)}; drop the generator options to "
+                              f"use the file's architecture")
+        self.generator.load_state_dict(source.state_dict())
+
+    def _wrap_networks(self) -> None:
+        cfg = self.config
+        self.g_model = distributed.wrap(self.generator, self.dist, self.device)
+        self.d_model = distributed.wrap(self.discriminator, self.dist, self.device)
+        if cfg.compile:
+            self.g_model = torch.compile(self.g_model)
+            self.loss.extractor = torch.compile(self.extractor)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr)
         # pix2pix / CycleGAN optimiser settings for the discriminator.
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.d_lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.d_lr, betas=(0.5, 0.999))
         # Cosine decay to 10%: large early steps find the style fast, small late steps remove
         # the residual noise without a schedule that needs tuning per run length.
-        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, config.steps, config.lr * 0.1)
-        self.style_crops = StyleCrops(style, config.image_size, config.seed)
-        self.style_sha256 = file_sha256(self.style_path)
-        self.step = 0
+        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, cfg.steps, cfg.lr * 0.1)
+
+    # --- one step ----------------------------------------------------------------------------
 
     def _loader(self) -> torch.utils.data.DataLoader:
-        dataset = ContentDataset(self.paths, self.config.image_size)
-        workers = self.config.num_workers
+        cfg, workers = self.config, self.config.num_workers
+        dataset = ContentDataset(self.train_paths, cfg.image_size, seed=cfg.seed)
+        sampler = InfiniteSampler(len(dataset), cfg.seed, self.samples, self.dist.rank, self.dist.world_size,
+                                  positions=True)
         return torch.utils.data.DataLoader(
-            dataset, batch_size=self.config.batch_size,
-            sampler=InfiniteSampler(len(dataset), self.config.seed, self.step * self.config.batch_size),
-            num_workers=workers, collate_fn=collate_content, pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.config.seed),
+            dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+            collate_fn=collate_content, pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed),
         )
+
+    def _autocast(self) -> ContextManager[object]:
+        return autocast(self.device, self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+
+    def _check_finite(self, loss: torch.Tensor, which: str) -> None:
+        bad = distributed.any_rank(not bool(torch.isfinite(loss).item()), self.dist, self.device)
+        if bad:
+            kept = (f"the last good checkpoint (step {self.checkpoint_step}) is in {self.run_dir.path}; "
+                    f"resume it with --resume --force and a lower --lr or loss weights"
+                    if self.checkpoint_step else "no checkpoint was written yet; lower --lr or the loss weights")
+            raise TrainingError(f"the {which} loss became {float(loss.detach())} at step {self.step + 1}; "
+                                f"stopped: {kept}")
 
     def train_step(self, content: torch.Tensor) -> dict[str, float]:
         """One D-step then one G-step (pix2pix order); returns the losses as floats."""
         cfg = self.config.loss
         content = content.to(self.device, non_blocking=True, memory_format=memory_format(self.device))
         use_gan = cfg.adv_weight > 0
-        with autocast(self.device):
-            fake = self.generator(content)
+        with self._autocast():
+            fake = self.g_model(content)
         logs: dict[str, float] = {}
         if use_gan:
-            real = self.style_crops.sample(content.shape[0]).to(self.device)
-            with autocast(self.device):
-                d_loss = self.gan.discriminator(self.discriminator(real), self.discriminator(fake.detach()))
+            real = self.style_crops.sample(content.shape[0], self.step).to(self.device)
+            with self._autocast():
+                # One forward of real and fake together: one DDP synchronisation per step.
+                real_logits, fake_logits = self.d_model(torch.cat([real, fake.detach()])).float().chunk(2)
+                d_loss = self.gan.discriminator(real_logits, fake_logits)
+            self._check_finite(d_loss, "discriminator")
             self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
-            logs["d"] = float(d_loss.detach())
-        with autocast(self.device):
+            self.scaler.scale(d_loss).backward()
+            self.scaler.step(self.opt_d)
+            logs.update(d=float(d_loss.detach()), d_real=float(real_logits.detach().mean()),
+                        d_fake=float(fake_logits.detach().mean()))
+        with self._autocast():
             terms = self.loss(fake, content)
             total = terms["total"]
             if use_gan:
+                # The unwrapped discriminator: no D gradients here, so no DDP reduction to wait for.
                 self.discriminator.requires_grad_(False)
                 terms["adv"] = self.gan.generator(self.discriminator(fake))
                 self.discriminator.requires_grad_(True)
                 total = total + cfg.adv_weight * terms["adv"]
-        if not torch.isfinite(total):
-            raise TrainingError(f"loss became {float(total)} at step {self.step + 1}; lower --lr or "
-                                f"the loss weights")
+        self._check_finite(total, "generator")
         self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt_g.step()
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
         self.sched_g.step()
         logs.update({k: float(v.detach()) for k, v in terms.items() if k != "total"})
         logs["total"] = float(total.detach())
         return logs
 
-    def metadata(self, losses: dict[str, float], seconds: float) -> dict[str, object]:
+    # --- validation and pictures ---------------------------------------------------------------
+
+    @torch.no_grad()
+    def stylize(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        was_training = model.training
+        model.eval()
+        outs = []
+        for chunk in images.split(self.config.batch_size):
+            with self._autocast():
+                outs.append(model(chunk.to(self.device, memory_format=memory_format(self.device))).float().cpu())
+        model.train(was_training)
+        return torch.cat(outs)
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Weighted content + style + TV loss on the fixed validation crops (not the adversarial
+        term: it depends on a discriminator that keeps changing, so it cannot rank checkpoints)."""
+        assert self.val_images is not None
+        value = 0.0
+        if self.dist.is_main:
+            sliced = getattr(self.loss.style, "rng", None)
+            saved = sliced.get_state() if sliced is not None else None
+            if sliced is not None:
+                sliced.manual_seed(self.config.seed)  # the same projections at every evaluation
+            total = 0.0
+            self.generator.eval()
+            for chunk in self.val_images.split(self.config.batch_size):
+                chunk = chunk.to(self.device, memory_format=memory_format(self.device))
+                with self._autocast():
+                    total += float(self.loss(self.generator(chunk), chunk)["total"]) * len(chunk)
+            self.generator.train()
+            if sliced is not None:
+                sliced.set_state(saved)
+            value = total / len(self.val_images)
+        return distributed.broadcast_float(value, self.dist, self.device)
+
+    def write_preview(self) -> Path | None:
+        if self.preview_images is None:
+            return None
+        images = self.preview_images[:8]
+        path = self.run_dir.previews_dir / f"step_{self.step:06d}.png"
+        save_image(pairs_grid(images, self.stylize(self.generator, images)), path)
+        return path
+
+    def _after_step(self, losses: dict[str, float], rate: float) -> float | None:
+        cfg, step = self.config, self.step
+        val = None
+        if self.val_images is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            val = self.validate()
+            self.best.update(val, step, self.generator)
+            self.stopped_early = self.best.should_stop
+        if not self.dist.is_main:
+            return val
+        if step % cfg.log_every == 0 or val is not None or step == cfg.steps or self.stopped_early:
+            record: dict[str, Any] = {"step": step, **losses, "lr": self.opt_g.param_groups[0]["lr"],
+                                      "steps_per_s": round(rate, 4), "seconds": round(self.seconds, 3)}
+            if val is not None:
+                record.update(val_loss=val, best_val_loss=self.best.loss, best_step=self.best.step)
+            self.run_dir.append_metrics(record)
+        if cfg.preview_every and step % cfg.preview_every == 0:
+            self.write_preview()
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps and not self.stopped_early:
+            self.save_checkpoint()
+        return val
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self, on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
+        self.generator.train()
+        self.discriminator.train()
+        first_step, started = self.step, time.perf_counter()
+        clock = started - self.seconds
+        loader: Iterator[Any] | None = None
+        with deferred_interrupt() as interrupted:
+            try:
+                while self.step < self.config.steps and not self.stopped_early:
+                    if loader is None:
+                        loader = iter(self._loader())
+                    try:
+                        images, failed = next(loader)
+                    except RuntimeError:
+                        if interrupted():  # Ctrl-C also stopped the DataLoader workers
+                            raise KeyboardInterrupt from None
+                        raise
+                    self.skipped_paths.update(self.train_paths[i] for i in failed)
+                    self._at_boundary = False
+                    self.last_losses = self.train_step(images)
+                    self.step += 1
+                    self.samples += self.config.batch_size * self.dist.world_size
+                    self._at_boundary = True
+                    now = time.perf_counter()
+                    self.seconds = now - clock
+                    rate = (self.step - first_step) / max(now - started, 1e-9)
+                    val = self._after_step(self.last_losses, rate)
+                    if on_step is not None:
+                        on_step(StepReport(self.step, self.config.steps, self.last_losses, rate,
+                                           len(self.skipped_paths), val))
+                    if interrupted():
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                if self._at_boundary and self.step > 0:
+                    self.save_checkpoint()
+                raise
+        return self._finish()
+
+    def _finish(self) -> TrainResult:
+        self.finished = True
+        if self.best.state is not None:
+            final = Generator(self.config.generator)
+            final.load_state_dict(self.best.state)
+        else:
+            final = self.generator
+        if self.dist.is_main:
+            self.save_checkpoint()
+            final = final.to(self.device).eval()
+            save_generator(self.weights_path, final, self.metadata())
+            save_image(loss_curve(self.run_dir.read_metrics()), self.run_dir.loss_curve_path)
+            if self.preview_images is not None:
+                images = self.preview_images[:16]
+                save_image(pairs_grid(images, self.stylize(final, images), pairs_per_row=4),
+                           self.run_dir.contact_sheet_path)
+        return TrainResult(self.weights_path, self.step, self.seconds, self.last_losses,
+                           sorted(self.skipped_paths), self.best.step if self.best.state is not None else None,
+                           self.best.loss, self.stopped_early, self.run_dir.path)
+
+    def metadata(self) -> dict[str, object]:
         cfg = self.config
         meta: dict[str, object] = {
             "style_name": self.name,
@@ -157,46 +392,31 @@ class Trainer:
             "steps": self.step,
             "image_size": cfg.image_size,
             "batch_size": cfg.batch_size,
-            "content_images": len(self.paths),
+            "world_size": self.dist.world_size,
+            "content_images": len(self.train_paths),
+            "validation_images": self.val_count,
             "loss_weights": to_json(cfg.loss),
             "train_config": to_json(cfg),
-            "final_losses": {k: round(v, 6) for k, v in losses.items()},
+            "final_losses": {k: round(v, 6) for k, v in self.last_losses.items()},
             "device": self.device.type,
-            "train_seconds": round(seconds, 1),
+            "train_seconds": round(self.seconds, 1),
             "created_utc": utc_now(),
         }
+        if self.best.state is not None:
+            meta.update(best_step=self.best.step, val_loss=self.best.loss, stopped_early=self.stopped_early)
+        if cfg.init_from:
+            meta["init_from"] = cfg.init_from
         if cfg.features is Features.RANDOM:
             meta["features_note"] = ("trained with random (not ImageNet) VGG features; "
                                      "expect weaker stylization")
         return meta
 
-    def run(self, on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
-        self.generator.train()
-        self.discriminator.train()
-        start, skipped = time.perf_counter(), set()
-        losses: dict[str, float] = {}
-        loader = iter(self._loader())
-        while self.step < self.config.steps:
-            images, failed = next(loader)
-            skipped.update(failed)
-            losses = self.train_step(images)
-            self.step += 1
-            if on_step is not None:
-                elapsed = time.perf_counter() - start
-                on_step(StepReport(self.step, self.config.steps, losses, self.step / max(elapsed, 1e-9),
-                                   len(skipped)))
-        seconds = time.perf_counter() - start
-        self.generator.eval()
-        save_generator(self.weights_path, self.generator, self.metadata(losses, seconds))
-        return TrainResult(self.weights_path, self.step, seconds, losses,
-                           [self.paths[i] for i in sorted(skipped)])
-
 
 def train(config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
           device: torch.device, vgg_weights: Path | None = None,
-          on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
-    """Train one style and write ``<weights_dir>/<name>.safetensors``."""
-    return Trainer(config, style_path, content_dir, weights_dir, device, vgg_weights).run(on_step)
+          on_step: Callable[[StepReport], None] | None = None, **options: Any) -> TrainResult:
+    """Train one style and write ``<weights_dir>/<name>.safetensors`` (options: see Trainer)."""
+    return Trainer(config, style_path, content_dir, weights_dir, device, vgg_weights, **options).run(on_step)
 
 
-__all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer", "train"]
+__all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer", "init_architecture", "train"]

@@ -17,6 +17,11 @@ FAST = ["--features", "random", "--image-size", "64", "--style-size", "64", "--b
         "--workers", "0", "--device", "cpu"]
 
 
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # training writes ./runs/<name>; keep it out of the checkout
+
+
 def run(args, **kwargs):
     result = CliRunner().invoke(main, args, catch_exceptions=False, **kwargs)
     return result

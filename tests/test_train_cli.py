@@ -1,0 +1,159 @@
+"""`styler train` end to end: run folder files, Ctrl-C and resume, init-from, bad input, torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from styler.checkpoint import read_info
+from styler.cli import main
+from styler.images import load_style_image
+from styler.train import Trainer
+from tests.conftest import make_photo
+
+TINY = ["--features", "random", "--image-size", "32", "--style-size", "64", "--batch-size", "2", "--workers", "0",
+        "--device", "cpu", "--base-channels", "4", "--residual-blocks", "1"]
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/ and weights/ default to the working directory
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train(*args):
+    return CliRunner().invoke(main, ["train", *map(str, args)], catch_exceptions=False)
+
+
+def one_line_error(result, fragment):
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: ") and fragment in line, result.output
+
+
+def test_run_folder_has_metrics_previews_curve_and_sheet(tmp_path, photo_dir, style_image):
+    result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 4, "--log-every", 1,
+                   "--val-every", 2, "--preview-every", 2, "--precision", "fp16", "--name", "demo", "--json", *TINY)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    run = tmp_path / "runs" / "demo"
+    assert summary["run_dir"] == "runs/demo" and summary["best_step"] in (2, 4)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert set(records[0]) >= {"content", "style", "tv", "adv", "d", "d_real", "d_fake", "total", "lr",
+                               "steps_per_s"}
+    assert [r["step"] for r in records if "val_loss" in r] == [2, 4]
+    for name in ("previews/step_000002.png", "previews/step_000004.png"):
+        assert Image.open(run / name).size == (3 * (2 * 32 + 8), 32 + 4)  # 3 validation photos, pairs
+    assert Image.open(run / "loss_curve.png").size == (720, 400)
+    Image.open(run / "contact_sheet.png").verify()
+    assert json.loads((run / "run.json").read_text())["config"]["precision"] == "fp16"
+    meta = read_info(tmp_path / "weights" / "demo.safetensors").metadata
+    assert meta["best_step"] == summary["best_step"] and meta["val_loss"] == pytest.approx(summary["val_loss"])
+    assert meta["validation_images"] == 3 and meta["content_images"] == 3
+
+
+def test_ctrl_c_then_resume_from_the_run_folder(tmp_path, photo_dir, style_image, monkeypatch):
+    after_step = Trainer._after_step
+
+    def interrupt_at_2(self, losses, rate):
+        value = after_step(self, losses, rate)
+        if self.step == 2:
+            raise KeyboardInterrupt
+        return value
+
+    monkeypatch.setattr(Trainer, "_after_step", interrupt_at_2)
+    args = ["--style", style_image, "--content-dir", photo_dir, "--steps", 4, *TINY]
+    result = train(*args)
+    assert result.exit_code == 130
+    assert result.stderr.strip().endswith("error: interrupted at step 2; checkpoint saved, resume with: "
+                                          "styler train --resume runs/style")
+    monkeypatch.setattr(Trainer, "_after_step", after_step)  # (undo() would also undo the chdir)
+    one_line_error(train("--resume", "runs/style", "--steps", 5), "steps: 4 -> 5")
+    one_line_error(train(*args), "unfinished run (step 2)")
+    result = train("--resume", "runs/style", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 4
+    result = train(*args, "--resume")  # same options, flag form: the finished run just re-saves
+    assert result.exit_code == 0, result.output
+
+
+def test_init_from_an_existing_style(tmp_path, photo_dir, style_image):
+    assert train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "a", *TINY).exit_code == 0
+    result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "b", "--init-from", "a",
+                   *TINY[:-4])  # no generator options: the architecture comes from a
+    assert result.exit_code == 0, result.output
+    info = read_info(tmp_path / "weights" / "b.safetensors")
+    assert info.metadata["init_from"] == "a" and info.generator.base_channels == 4
+    one_line_error(train("--style", style_image, "--content-dir", photo_dir, "--name", "c", "--init-from", "a",
+                         *TINY[:-4], "--base-channels", "8"), "its generator is")
+    one_line_error(train("--style", style_image, "--content-dir", photo_dir, "--init-from", "nope", *TINY),
+                   "no style named 'nope'")
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--image-size", "0"], "image size must be >= 16"),
+    (["--image-size", "36"], "multiple of the generator stride 8"),
+    (["--style-size", "0"], "style size must be >= 16"),
+    (["--val-fraction", "0.9"], "val fraction must be between 0 and 0.5"),
+    (["--val-fraction", "nan"], "val fraction must be between 0 and 0.5"),
+    (["--patience", "-1"], "patience must be >= 0"),
+    (["--checkpoint-every", "0"], "checkpoint_every must be >= 1"),
+    (["--adv-weight", "-1"], "adv_weight must be a finite number >= 0"),
+    (["--tv-weight", "inf"], "tv_weight must be a finite number >= 0"),
+    (["--base-channels", "0"], "base_channels must be 1..256"),
+])
+def test_bad_numbers_give_one_line(photo_dir, style_image, extra, message):
+    one_line_error(train("--style", style_image, "--content-dir", photo_dir, *TINY, *extra), message)
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "empty").mkdir()
+    one_line_error(train("--resume", tmp_path / "empty"), "not a styler run folder")
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P"])
+def test_style_images_in_any_mode_load_as_rgb(tmp_path, mode):
+    path = make_photo(tmp_path / f"s.{'jpg' if mode == 'CMYK' else 'png'}", size=(40, 30), mode=mode)
+    assert load_style_image(path, 64).shape == (1, 3, 48, 64)
+
+
+def test_decompression_bomb_style_is_one_line(tmp_path, photo_dir, monkeypatch):
+    style = make_photo(tmp_path / "huge.png", size=(300, 300))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    one_line_error(train("--style", style, "--content-dir", photo_dir, *TINY), "too large")
+
+
+def test_one_photo_with_odd_extension_and_a_symlink_loop_trains(tmp_path, style_image):
+    folder = tmp_path / "few"
+    make_photo(folder / "only.PnG")
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    result = train("--style", style_image, "--content-dir", folder, "--steps", 1, "--json", *TINY)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["best_step"] is None  # one photo: nothing to hold out, the last weights are saved
+
+
+def test_torchrun_two_processes_on_gloo(tmp_path, photo_dir, style_image):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1",
+           "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "styler",
+           "train", "--style", str(style_image), "--content-dir", str(photo_dir), "--steps", "2", "--log-every", "1",
+           "--name", "ddp", *TINY]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("saved weights/ddp.safetensors") == 1
+    meta = read_info(tmp_path / "weights" / "ddp.safetensors").metadata
+    assert meta["world_size"] == 2
+    metrics = (tmp_path / "runs" / "ddp" / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in metrics]
+    assert steps == [1, 2]
