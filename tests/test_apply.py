@@ -2,7 +2,9 @@ import pytest
 import torch
 from PIL import Image
 
-from styler.apply import Stylizer, apply_to_paths, plan_outputs, preserve_color
+from styler.apply import Stylizer, preserve_color
+from styler.pipeline import apply_to_paths
+from styler.planning import plan_outputs
 from styler.checkpoint import save_generator
 from styler.config import ApplyConfig, GeneratorConfig
 from styler.errors import ConfigError, ImageError
