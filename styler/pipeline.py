@@ -177,25 +177,28 @@ class Pipeline:
             self.encoded.put(item)
 
     def _batches(self) -> Iterator[list[_Item]]:
-        """Group decoded images by size; a group goes out when full, or when nothing else is
-        ready (so the network never waits for a batch that decoding cannot fill)."""
+        """Group decoded images by size. A group goes out when it is full; with many sizes in
+        flight, the largest group goes out once 2 x batch_size images wait (bounded memory)."""
         pending: dict[tuple[int, ...], list[_Item]] = {}
-        finished = 0
+        waiting, finished = 0, 0
         while finished < self.config.workers:
             try:
-                item = self.decoded.get_nowait() if pending else self.decoded.get(timeout=0.5)
+                item = self.decoded.get(timeout=0.5)
             except queue.Empty:
                 self.threads.check()  # a crashed decoder would otherwise leave us waiting forever
-                if pending:
-                    yield pending.pop(max(pending, key=lambda k: len(pending[k])))
                 continue
             if item is _DONE:
                 finished += 1
                 continue
-            group = pending.setdefault(tuple(item.pixels.shape), [])
-            group.append(item)
-            if len(group) >= self.config.batch_size:
-                yield pending.pop(tuple(item.pixels.shape))
+            key = tuple(item.pixels.shape)
+            pending.setdefault(key, []).append(item)
+            waiting += 1
+            if len(pending[key]) < self.config.batch_size and waiting < 2 * self.config.batch_size:
+                continue
+            key = key if len(pending[key]) >= self.config.batch_size else max(pending, key=lambda k: len(pending[k]))
+            batch = pending.pop(key)
+            waiting -= len(batch)
+            yield batch
         yield from pending.values()
 
     def run(self, pairs: Sequence[tuple[Path, Path]]) -> ApplySummary:
