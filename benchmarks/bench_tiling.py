@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="8000x6000", help="image size for the tiled run, WxH")
     parser.add_argument("--tile", type=int, default=1024)
-    parser.add_argument("--untiled", default="1000x750,2000x1500",
+    parser.add_argument("--untiled", default="1000x750,2000x1500,4000x3000",
                         help="sizes measured untiled, then extrapolated linearly in pixels")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()

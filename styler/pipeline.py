@@ -22,10 +22,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from PIL import Image
 
-from styler.apply import Stylizer, join_alpha, split_alpha
+from styler.apply import Stylizer, split_alpha
 from styler.config import FolderConfig
 from styler.errors import ImageError, StylerError
-from styler.images import open_image, pil_to_tensor, save_image
+from styler.images import open_image, save_image
 
 OnImage = Callable[[Path, "str | None"], None]
 _DONE = object()  # end-of-stream marker on a queue
@@ -50,7 +50,7 @@ class _Item:
 
     src: Path
     dst: Path
-    pixels: torch.Tensor  # (3, H, W) in [0, 1]: the input, later the stylized output
+    pixels: torch.Tensor  # (3, H, W) uint8 (4x smaller than float in the queues): input, then output
     alpha: Image.Image | None
     exif: bytes | None
     icc: bytes | None
@@ -74,12 +74,15 @@ def decode(src: Path, dst: Path, max_size: int | None) -> _Item:
     # A CMYK or greyscale profile would mislabel the RGB output, so only RGB profiles travel.
     icc = image.info.get("icc_profile") if image.mode in _RGB_MODES else None
     rgb, alpha = split_alpha(image, max_size)
-    return _Item(src, dst, pil_to_tensor(rgb), alpha, exif.tobytes() if len(exif) else None, icc)
+    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3)
+    return _Item(src, dst, pixels.permute(2, 0, 1), alpha, exif.tobytes() if len(exif) else None, icc)
 
 
 def encode(item: _Item, quality: int) -> None:
     """Write one stylized image atomically; alpha is dropped only where the format has none."""
-    out = join_alpha(item.pixels, item.alpha)
+    out = Image.fromarray(item.pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
+    if item.alpha is not None:
+        out.putalpha(item.alpha)
     if out.mode == "RGBA" and item.dst.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
         out = out.convert("RGB")
     save_image(out, item.dst, quality=quality, exif=item.exif, icc_profile=item.icc)
@@ -159,7 +162,7 @@ class Pipeline:
 
     def _stylize(self, batch: list[_Item]) -> None:
         try:
-            out = self.stylizer.stylize_tensor(torch.stack([item.pixels for item in batch]))
+            out = self.stylizer.stylize_tensor(torch.stack([item.pixels for item in batch]).float().div_(255))
         except torch.OutOfMemoryError as exc:
             if len(batch) > 1:  # retry one by one before giving up on any image
                 for item in batch:
@@ -172,7 +175,7 @@ class Pipeline:
             for item in batch:
                 self.report(item.src, item.dst, str(exc))
             return
-        for item, pixels in zip(batch, out.cpu()):
+        for item, pixels in zip(batch, out.cpu().clamp(0, 1).mul(255).round().to(torch.uint8)):
             item.pixels = pixels
             self.encoded.put(item)
 
