@@ -128,6 +128,14 @@ class Pipeline:
         self.encoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.threads = _Threads()
 
+    def _put(self, target: queue.Queue[Any], item: Any) -> None:
+        """A put that cannot hang the main thread when the consumers died of a bug."""
+        while True:
+            try:
+                return target.put(item, timeout=0.5)
+            except queue.Full:
+                self.threads.check()
+
     def report(self, src: Path, dst: Path, error: str | None) -> None:
         with self.lock:
             if error is None:
@@ -177,7 +185,7 @@ class Pipeline:
             return
         for item, pixels in zip(batch, out.cpu().clamp(0, 1).mul(255).round().to(torch.uint8)):
             item.pixels = pixels
-            self.encoded.put(item)
+            self._put(self.encoded, item)
 
     def _batches(self) -> Iterator[list[_Item]]:
         """Group decoded images by size. A group goes out when it is full; with many sizes in
@@ -213,7 +221,7 @@ class Pipeline:
         for batch in self._batches():
             self._stylize(batch)
         for _ in range(self.config.workers):
-            self.encoded.put(_DONE)
+            self._put(self.encoded, _DONE)
         self.threads.join()
         self.summary.seconds = time.perf_counter() - start
         return self.summary

@@ -139,12 +139,14 @@ def test_two_runs_writing_the_same_outputs_do_not_corrupt_them(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in srcs)
 
 
-def test_a_bug_in_a_worker_is_raised_not_swallowed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stage", ["decode", "encode"])
+def test_a_bug_in_a_worker_is_raised_not_swallowed(tmp_path, monkeypatch, stage):
     import styler.pipeline
 
     def broken(*args, **kwargs):
-        raise RuntimeError("bug in decode")
+        raise RuntimeError(f"bug in {stage}")
 
-    monkeypatch.setattr(styler.pipeline, "decode", broken)
-    with pytest.raises(RuntimeError, match="bug in decode"):
-        apply_to_paths(stylizer(), [(make_photo(tmp_path / "a.png"), tmp_path / "o.png")])
+    monkeypatch.setattr(styler.pipeline, stage, broken)
+    pairs = [(make_photo(tmp_path / f"a{i}.png"), tmp_path / f"o{i}.png") for i in range(12)]
+    with pytest.raises(RuntimeError, match=f"bug in {stage}"):  # and no hang with full queues
+        apply_to_paths(stylizer(), pairs, FolderConfig(batch_size=1, workers=1))
