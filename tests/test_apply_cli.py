@@ -123,6 +123,8 @@ def test_precision_fp16_refused_on_cpu_and_bad_tile(weights, tmp_path):
     assert result.exit_code == 1 and "fp16 needs a CUDA GPU" in result.stderr
     result = run(["apply", str(src), "--tile", "100"], weights)
     assert result.exit_code == 1 and "tile size must be a multiple of 8" in result.stderr
+    result = run(["apply", str(src), "--stats-size", "8"], weights)
+    assert result.exit_code == 1 and "stats size must be >= 16" in result.stderr
 
 
 def test_tiled_and_bf16_runs_write_full_size_images(weights, tmp_path):
