@@ -1,26 +1,35 @@
-"""Single-pass stylization: the :class:`Stylizer` API and folder conversion used by the CLI."""
+"""Single-pass stylization: the :class:`Stylizer` API that the CLI and :mod:`styler.pipeline` use.
+
+A :class:`Stylizer` takes PIL images, (3, H, W) tensors or (N, 3, H, W) batches. Images above a
+pixel budget (or every image, with ``ApplyConfig.tile``) go through :mod:`styler.tiling`, so
+memory stays bounded however large the photo is.
+"""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+import os
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Callable, Sequence, overload
+from typing import overload
 
 import torch
 from PIL import Image
 
 from styler.checkpoint import WeightsInfo, load_generator, resolve_weights
-from styler.config import ApplyConfig, DeviceChoice
-from styler.device import autocast, memory_format, resolve_device
-from styler.errors import ImageError, StylerError
-from styler.images import find_images, is_image_path, open_image, pil_to_tensor, resize_longer, save_image, \
-    tensor_to_pil, _to_rgb
+from styler.config import ApplyConfig, DeviceChoice, Precision
+from styler.device import memory_format, resolve_device
+from styler.errors import ConfigError, ImageError
+from styler.images import _to_rgb, pil_to_tensor, resize_longer, tensor_to_pil
 from styler.models import Generator
+from styler.tiling import GlobalStatsGenerator, tiled_forward
+
+# Tile side used when an image is tiled because it exceeds ApplyConfig.max_tile_pixels.
+AUTO_TILE = 1024
 
 # ITU-R BT.601 RGB <-> YCbCr (as JPEG uses), for colour preservation.
 _TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 _FROM_YCC = torch.linalg.inv(_TO_YCC)
+_DTYPES = {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
 
 def preserve_color(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
@@ -31,19 +40,55 @@ def preserve_color(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tens
     return torch.einsum("ij,njhw->nihw", from_ycc, torch.cat([y, cbcr], 1)).clamp(0, 1)
 
 
+def compute_dtype(precision: Precision, device: torch.device) -> torch.dtype:
+    """The autocast dtype for ``precision`` on ``device``; fp16 is refused off CUDA."""
+    precision = Precision(precision)
+    if precision is Precision.AUTO:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if precision is Precision.FP16 and device.type != "cuda":
+        raise ConfigError(f"precision fp16 needs a CUDA GPU (half-precision kernels on {device.type} are slow "
+                          f"or missing); use --precision bf16 or fp32")
+    return _DTYPES[precision]
+
+
+def split_alpha(image: Image.Image, max_size: int | None = None) -> tuple[Image.Image, Image.Image | None]:
+    """8-bit RGB and the alpha channel (None when opaque) of any Pillow mode, downscaled to
+    ``max_size``. Palette and greyscale images with a transparent colour keep it as alpha."""
+    alpha = None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
+        image = image.convert("RGBA")
+        alpha = image.getchannel("A")
+    rgb = _to_rgb(image)
+    if max_size and max(rgb.size) > max_size:
+        rgb = resize_longer(rgb, max_size)
+        alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS) if alpha is not None else None
+    return rgb, alpha
+
+
+def join_alpha(tensor: torch.Tensor, alpha: Image.Image | None) -> Image.Image:
+    """(3, H, W) in [0, 1] plus optional alpha -> RGB or RGBA PIL image."""
+    out = tensor_to_pil(tensor)
+    if alpha is not None:
+        out.putalpha(alpha)
+    return out
+
+
 class Stylizer:
     """A loaded style. ``Stylizer.load("starry")(pil_image)`` returns the stylized image.
 
     Accepts a PIL image (any mode; alpha is kept), a (3, H, W) tensor or a (N, 3, H, W) batch in
-    [0, 1], and returns the same kind.
+    [0, 1], and returns the same kind. ``config`` sets strength, colour preservation, tiling and
+    precision (see :class:`styler.config.ApplyConfig`).
     """
 
     def __init__(self, generator: Generator, info: WeightsInfo | None = None,
                  device: torch.device | str = "cpu", config: ApplyConfig | None = None) -> None:
         self.device = torch.device(device)
+        self.config = config or ApplyConfig()
+        self.dtype = compute_dtype(self.config.precision, self.device)
         self.generator = generator.to(self.device, memory_format=memory_format(self.device)).eval()
         self.info = info
-        self.config = config or ApplyConfig()
+        self._tiler: GlobalStatsGenerator | None = None
 
     @classmethod
     def load(cls, style: str | Path, *, weights_dir: Path | None = None,
@@ -51,12 +96,37 @@ class Stylizer:
         """Load a style by name (from the weights directory) or by path to a ``.safetensors``."""
         path = resolve_weights(str(style), weights_dir)
         dev = resolve_device(device)
+        if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
+            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun rank
         generator, info = load_generator(path, dev)
         return cls(generator, info, dev, config)
 
     @property
     def name(self) -> str:
         return self.info.name if self.info else "styled"
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def tile_size(self, height: int, width: int) -> int | None:
+        """The tile side for an image of this size, or None to run it whole."""
+        if self.config.tile is not None:
+            return self.config.tile if max(height, width) > self.config.tile else None
+        if self.config.max_tile_pixels and height * width > self.config.max_tile_pixels:
+            return AUTO_TILE
+        return None
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw generator output, float32, on ``x``'s device when tiled (huge images stay there)."""
+        tile = self.tile_size(*x.shape[-2:])
+        if tile is not None:
+            if self._tiler is None:
+                self._tiler = GlobalStatsGenerator(self.generator)
+            return tiled_forward(self._tiler, x, tile, self.device, self._autocast, self.config.stats_size)
+        with self._autocast():
+            return self.generator(x.to(self.device, memory_format=memory_format(self.device))).float()
 
     @torch.inference_mode()
     def stylize_tensor(self, batch: torch.Tensor) -> torch.Tensor:
@@ -65,10 +135,9 @@ class Stylizer:
             raise ImageError(f"expected a (N, 3, H, W) tensor, got shape {tuple(batch.shape)}")
         if self.config.strength == 0.0:
             return batch.clone()
-        x = batch.to(self.device, torch.float32, memory_format=memory_format(self.device))
-        with autocast(self.device):
-            out = self.generator(x)
-        out = out.float().clamp(0, 1)
+        x = batch.float()
+        out = self._network(x).clamp_(0, 1)
+        x = x.to(out.device)
         if self.config.preserve_color:
             out = preserve_color(out, x)
         if self.config.strength < 1.0:
@@ -85,91 +154,5 @@ class Stylizer:
             return self.stylize_tensor(image[None])[0] if image.ndim == 3 else self.stylize_tensor(image)
         if not isinstance(image, Image.Image):
             raise ImageError(f"expected a PIL image or a tensor, got {type(image).__name__}")
-        alpha = image.getchannel("A") if image.mode in ("RGBA", "LA", "PA") else None
-        rgb = _to_rgb(image.convert("RGBA") if alpha is not None else image)
-        if self.config.max_size and max(rgb.size) > self.config.max_size:
-            rgb = resize_longer(rgb, self.config.max_size)
-            alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS) if alpha is not None else None
-        out = tensor_to_pil(self.stylize_tensor(pil_to_tensor(rgb)[None]))
-        if alpha is not None:
-            out.putalpha(alpha)
-        return out
-
-
-@dataclass
-class ApplySummary:
-    done: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def images_per_s(self) -> float:
-        return len(self.done) / self.seconds if self.seconds > 0 else 0.0
-
-
-def plan_outputs(inputs: Sequence[Path], output: Path | None, style_name: str
-                 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
-    """Pair every input image with its output path; bad inputs are returned as failures.
-
-    One image: ``output`` or ``<stem>_<style><ext>`` beside it. A folder: every image below it,
-    under ``output`` (default ``<folder>_<style>``) with the same relative paths. Several inputs:
-    ``output`` is a folder.
-    """
-    pairs: list[tuple[Path, Path]] = []
-    failures: list[tuple[Path, str]] = []
-    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
-    for src in map(Path, inputs):
-        if src.is_dir():
-            root = Path(output) if output else src.parent / f"{src.name}_{style_name}"
-            pairs += [(p, root / p.relative_to(src)) for p in find_images(src)]
-        elif src.is_file():
-            if single_file and output and not Path(output).is_dir():
-                dst = Path(output)
-            else:
-                folder = Path(output) if output else src.parent
-                dst = folder / f"{src.stem}_{style_name}{src.suffix}" if not output else folder / src.name
-            if not is_image_path(dst):
-                failures.append((src, f"output {dst} has no image extension"))
-                continue
-            pairs.append((src, dst))
-        else:
-            failures.append((src, "no such file or directory"))
-    kept = []
-    for src, dst in pairs:
-        if dst.resolve() == src.resolve():
-            failures.append((src, "output path is the input path; refusing to overwrite the input"))
-        else:
-            kept.append((src, dst))
-    return kept, failures
-
-
-def stylize_file(stylizer: Stylizer, src: Path, dst: Path) -> None:
-    """Read, stylize and atomically write one image, keeping EXIF (orientation reset) and ICC."""
-    image = open_image(src)
-    out = stylizer(image)
-    if out.mode == "RGBA" and dst.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
-        out = out.convert("RGB")
-    exif = image.getexif()
-    save_image(out, dst, exif=exif.tobytes() if len(exif) else None,
-               icc_profile=image.info.get("icc_profile"))
-
-
-def apply_to_paths(stylizer: Stylizer, pairs: Sequence[tuple[Path, Path]],
-                   on_image: Callable[[Path, str | None], None] | None = None) -> ApplySummary:
-    """Stylize every pair; one failing image is recorded and the rest still run."""
-    summary, start = ApplySummary(), time.perf_counter()
-    for src, dst in pairs:
-        error: str | None = None
-        try:
-            stylize_file(stylizer, src, dst)
-            summary.done.append(dst)
-        except StylerError as exc:
-            error = str(exc)
-            summary.failed.append((src, error))
-        except torch.OutOfMemoryError as exc:
-            error = f"{src}: out of memory ({exc}); try --max-size"
-            summary.failed.append((src, error))
-        if on_image is not None:
-            on_image(src, error)
-    summary.seconds = time.perf_counter() - start
-    return summary
+        rgb, alpha = split_alpha(image, self.config.max_size)
+        return join_alpha(self.stylize_tensor(pil_to_tensor(rgb)[None])[0], alpha)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -18,13 +19,14 @@ from typing import Any, Callable
 import click
 
 from styler import __version__
-from styler.config import ApplyConfig, DeviceChoice, Features, GeneratorConfig, LossConfig, Precision, StyleLoss, \
-    TrainConfig, default_weights_dir
-from styler.errors import StylerError
+from styler.config import ApplyConfig, DeviceChoice, ExportFormat, Features, FolderConfig, GeneratorConfig, \
+    LossConfig, OutputFormat, Precision, StyleLoss, TrainConfig, default_weights_dir
+from styler.errors import StylerError, WeightsError
 
 _TRAIN = TrainConfig()
 _LOSS = LossConfig()
 _APPLY = ApplyConfig()
+_FOLDER = FolderConfig()
 log = logging.getLogger("styler")
 
 
@@ -310,57 +312,196 @@ class _progress:
             self.bar.__exit__(*exc)
 
 
+def _apply_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Per-image inference options, shared by ``apply`` and ``sheet``."""
+    decorators = [
+        click.option("--strength", type=float, default=_APPLY.strength, show_default=True,
+                     help="0 returns the input, 1 the full style."),
+        click.option("--preserve-color", is_flag=True,
+                     help="Keep the photo's colours; take only the style's luminance."),
+        click.option("--tile", type=int, default=None,
+                     help="Stylize in tiles of this many pixels a side (a multiple of 8, >= 64) to bound memory."),
+        click.option("--max-tile-pixels", type=int, default=_APPLY.max_tile_pixels, show_default=True,
+                     help="Tile images with more pixels than this automatically; 0 never tiles by itself."),
+        click.option("--stats-size", type=int, default=_APPLY.stats_size, show_default=True,
+                     help="Longer side of the downscaled copy that gives tiles their statistics."),
+        click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_APPLY.precision.value,
+                     show_default=True, help="auto: bf16 on CUDA, fp32 elsewhere; fp16 needs CUDA."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _apply_config(strength: float, preserve_color: bool, tile: int | None, max_tile_pixels: int, stats_size: int,
+                  precision: str, max_size: int | None = None) -> ApplyConfig:
+    return ApplyConfig(max_size=max_size, strength=strength, preserve_color=preserve_color, tile=tile,
+                       max_tile_pixels=max_tile_pixels, stats_size=stats_size, precision=Precision(precision))
+
+
+def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) -> None:
+    for src, reason in summary.failed:
+        click.echo(f"failed: {src}: {reason}" if not reason.startswith(str(src)) else f"failed: {reason}", err=True)
+    if as_json:
+        _print_json({"done": len(summary.done), "failed": len(summary.failed), "skipped": len(summary.skipped),
+                     "seconds": round(summary.seconds, 3), "images_per_s": round(summary.images_per_s, 3),
+                     "outputs": [str(p) for p in summary.done], "skipped_outputs": [str(p) for p in summary.skipped],
+                     "failures": [{"input": str(s), "reason": r} for s, r in summary.failed]})
+        return
+    if quiet:
+        return
+    if len(summary.done) == 1 and not summary.failed and not summary.skipped:
+        click.echo(f"wrote {summary.done[0]}")
+        return
+    skipped = f", skipped {len(summary.skipped)} existing (--overwrite to redo)" if summary.skipped else ""
+    click.echo(f"done {len(summary.done)}, failed {len(summary.failed)}{skipped}, {summary.seconds:.1f}s, "
+               f"{summary.images_per_s:.2f} images/s{seconds_label}")
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--style", required=True, help="Style name in the weights folder, or a .safetensors path.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output file (one image) or folder.")
-@click.option("--strength", type=float, default=_APPLY.strength, show_default=True,
-              help="0 returns the input, 1 the full style.")
-@click.option("--preserve-color", is_flag=True, help="Keep the photo's colours; take only the style's luminance.")
+@_apply_options
 @click.option("--max-size", type=int, default=None, help="Downscale so the longer side is at most this.")
+@click.option("--recursive/--no-recursive", default=_FOLDER.recursive, show_default=True,
+              help="Search folders (and ** in patterns) recursively.")
+@click.option("--overwrite/--skip-existing", default=_FOLDER.overwrite, show_default=True,
+              help="Redo outputs that already exist, or skip them (resumes an interrupted run).")
+@click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default=_FOLDER.format.value,
+              show_default=True, help="Output format; 'same' keeps each input's extension.")
+@click.option("--quality", type=int, default=_FOLDER.quality, show_default=True, help="JPEG/WebP quality 1..100.")
+@click.option("--batch-size", type=int, default=_FOLDER.batch_size, show_default=True,
+              help="Images of the same size stylized together.")
+@click.option("--workers", type=int, default=_FOLDER.workers, show_default=True,
+              help="Decoding threads (and as many encoding threads).")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Process only slice K of N (K from 0); under torchrun RANK/WORLD_SIZE are used.")
+@click.option("--max-pixels", type=int, default=None,
+              help="Refuse images with more pixels than this [default: Pillow's limit, about 89 million].")
 @device_option
 @common_options
 @click.pass_context
 @handle_errors
 def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path | None, strength: float,
-          preserve_color: bool, max_size: int | None, device: str, weights_dir: Path | None,
-          as_json: bool) -> None:
-    """Stylize images or folders in a single pass.
+          preserve_color: bool, tile: int | None, max_tile_pixels: int, stats_size: int, precision: str,
+          max_size: int | None,
+          recursive: bool, overwrite: bool, fmt: str, quality: int, batch_size: int, workers: int,
+          shard: str | None, max_pixels: int | None, device: str, weights_dir: Path | None, as_json: bool) -> None:
+    """Stylize images, folders or glob patterns in a single pass.
 
     \b
     Examples:
       styler apply photo.jpg --style starry                 # writes photo_starry.jpg
       styler apply photo.jpg --style starry -o art.png
       styler apply photos/ --style starry -o out/           # mirrors the folder tree
+      styler apply "photos/**/*.jpg" --style starry -o out/ --format webp --quality 90
+      styler apply huge.tif --style starry --tile 1024      # bounded memory
+      styler apply photos/ --style starry -o out/ --shard 0/4
       styler apply photo.jpg --style weights/mine.safetensors --strength 0.6 --preserve-color
     """
-    from styler.apply import Stylizer, apply_to_paths, plan_outputs
+    from styler.apply import Stylizer
+    from styler.pipeline import ApplySummary, apply_to_paths
+    from styler.planning import parse_shard, plan_outputs, shard_from_env, split_existing, take_shard
 
-    config = ApplyConfig(max_size=max_size, strength=strength, preserve_color=preserve_color)
+    config = _apply_config(strength, preserve_color, tile, max_tile_pixels, stats_size, precision, max_size)
+    folder = FolderConfig(recursive=recursive, overwrite=overwrite, format=OutputFormat(fmt), quality=quality,
+                          batch_size=batch_size, workers=workers, max_pixels=max_pixels,
+                          shard=parse_shard(shard) if shard else shard_from_env())
     stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
-    pairs, failed = plan_outputs(inputs, output, stylizer.name)
+    pairs, failed = plan_outputs(inputs, output, stylizer.name, folder)
+    pairs, skipped = split_existing(take_shard(pairs, folder.shard), folder.overwrite)
     quiet = ctx.obj["quiet"] or len(pairs) <= 1
-    with _progress(len(pairs), f"stylizing with {stylizer.name}", quiet) as advance:
-        counter = iter(range(1, len(pairs) + 1))
-        summary = apply_to_paths(stylizer, pairs, on_image=lambda src, err: advance(next(counter), src.name))
+    summary = ApplySummary()
+    if pairs:
+        with _progress(len(pairs), f"stylizing with {stylizer.name}", quiet) as advance:
+            start, count = time.perf_counter(), iter(range(1, len(pairs) + 1))
+
+            def on_image(src: Path, error: str | None) -> None:
+                n = next(count)
+                advance(n, f"{n / max(time.perf_counter() - start, 1e-9):.2f} images/s")
+
+            summary = apply_to_paths(stylizer, pairs, folder, on_image)
     summary.failed[:0] = failed
-    for src, reason in summary.failed:
-        click.echo(f"failed: {src}: {reason}" if not reason.startswith(str(src)) else f"failed: {reason}", err=True)
-    if as_json:
-        _print_json({"done": len(summary.done), "failed": len(summary.failed), "seconds": round(summary.seconds, 3),
-                     "images_per_s": round(summary.images_per_s, 3), "outputs": [str(p) for p in summary.done],
-                     "failures": [{"input": str(s), "reason": r} for s, r in summary.failed]})
-    elif not ctx.obj["quiet"]:
-        if len(summary.done) == 1 and not summary.failed:
-            click.echo(f"wrote {summary.done[0]}")
-        else:
-            click.echo(f"done {len(summary.done)}, failed {len(summary.failed)}, {summary.seconds:.1f}s, "
-                       f"{summary.images_per_s:.2f} images/s")
+    summary.skipped = [dst for _, dst in skipped]
+    label = f" (shard {folder.shard[0]}/{folder.shard[1]})" if folder.shard else ""
+    _report_apply(summary, label, as_json, ctx.obj["quiet"])
     if summary.failed:
         sys.exit(1)
-    if not summary.done:
+    if not summary.done and not summary.skipped:
         _fail("no images found in the given inputs")
+
+
+@main.command()
+@click.argument("style")
+@click.option("--format", "fmt", type=click.Choice([f.value for f in ExportFormat]), default="onnx",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output file [default: <style>.onnx or <style>.pt].")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset version.")
+@common_options
+@handle_errors
+def export(style: str, fmt: str, output: Path | None, opset: int, weights_dir: Path | None, as_json: bool) -> None:
+    """Export a style's generator to ONNX or TorchScript (dynamic batch, height and width).
+
+    \b
+    Input 'image' is (N, 3, H, W) RGB in [0, 1]; output 'stylized' has the same shape (clamp it).
+    Examples:
+      styler export starry                                  # writes starry.onnx
+      styler export starry --format torchscript -o starry.pt
+    """
+    from styler.checkpoint import load_generator, resolve_weights
+    from styler.export import export_generator
+
+    generator, info = load_generator(resolve_weights(style, weights_dir), "cpu")
+    kind = ExportFormat(fmt)
+    target = output or Path(f"{info.path.stem}.{'onnx' if kind is ExportFormat.ONNX else 'pt'}")
+    path = export_generator(generator, target, kind, opset)
+    if as_json:
+        _print_json({"output": str(path), "format": kind.value, "style": info.name})
+    else:
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("sheet.png"),
+              show_default=True)
+@click.option("--size", type=click.IntRange(16, 4096), default=320, show_default=True,
+              help="Longer side of each stylized copy.")
+@click.option("--columns", type=click.IntRange(1, 64), default=None, help="Images per row [default: about square].")
+@_apply_options
+@device_option
+@common_options
+@handle_errors
+def sheet(image: Path, output: Path, size: int, columns: int | None, strength: float, preserve_color: bool,
+          tile: int | None, max_tile_pixels: int, stats_size: int, precision: str, device: str,
+          weights_dir: Path | None, as_json: bool) -> None:
+    """Render one image in every style of the weights folder, labelled, to pick one by eye.
+
+    \b
+    Examples:
+      styler sheet photo.jpg -o sheet.png
+      styler sheet photo.jpg --size 512 --columns 4 --weights-dir ~/styles
+    """
+    from styler.device import resolve_device
+    from styler.images import open_image, save_image
+    from styler.sheet import render_sheet, stylize_all
+
+    directory = weights_dir or default_weights_dir()
+    config = _apply_config(strength, preserve_color, tile, max_tile_pixels, stats_size, precision)
+    entries, failures = stylize_all(open_image(image), directory, resolve_device(device), size, config)
+    for name, reason in failures:
+        click.echo(f"skipped style {name}: {reason}", err=True)
+    if len(entries) == 1:
+        raise WeightsError(f"no usable styles in {directory}; train one with 'styler train'")
+    save_image(render_sheet(entries, columns), output)
+    if as_json:
+        _print_json({"output": str(output), "styles": [label for label, _ in entries[1:]],
+                     "failures": [{"style": n, "reason": r} for n, r in failures]})
+    else:
+        click.echo(f"wrote {output} with {len(entries) - 1} style(s)")
 
 
 @main.command()

@@ -38,11 +38,13 @@ class StyleLoss(str, enum.Enum):
 
 
 class Precision(str, enum.Enum):
-    """Training arithmetic on CUDA; the CPU and MPS always train in fp32."""
+    """Arithmetic on CUDA (training and inference). AUTO: bf16 autocast on CUDA, fp32 elsewhere;
+    the CPU and MPS always train in fp32."""
 
+    AUTO = "auto"
+    FP32 = "fp32"
     BF16 = "bf16"
     FP16 = "fp16"
-    FP32 = "fp32"
 
 
 class DeviceChoice(str, enum.Enum):
@@ -148,7 +150,7 @@ class TrainConfig:
     patience: int = 0
     checkpoint_every: int = 200
     preview_every: int = 200
-    precision: Precision = Precision.BF16
+    precision: Precision = Precision.AUTO
     compile: bool = False
     init_from: str = ""
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -182,18 +184,70 @@ class TrainConfig:
             _check(getattr(self, name) >= 0, f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
 
 
+class OutputFormat(str, enum.Enum):
+    """File format of stylized images; SAME keeps each input's extension."""
+
+    SAME = "same"
+    JPG = "jpg"
+    PNG = "png"
+    WEBP = "webp"
+
+
+class ExportFormat(str, enum.Enum):
+    """Formats ``styler export`` writes."""
+
+    ONNX = "onnx"
+    TORCHSCRIPT = "torchscript"
+
+
+# Above this many pixels an image is stylized in tiles (bounded memory); see styler.tiling.
+DEFAULT_MAX_TILE_PIXELS = 4096 * 4096
+
+
 @dataclass(frozen=True)
 class ApplyConfig:
-    """Inference options."""
+    """Inference options for one image (or batch): what :class:`styler.apply.Stylizer` does."""
 
     max_size: int | None = None
     strength: float = 1.0
     preserve_color: bool = False
+    tile: int | None = None  # tile side in pixels; None: tile only above max_tile_pixels
+    max_tile_pixels: int = DEFAULT_MAX_TILE_PIXELS  # 0 disables automatic tiling
+    stats_size: int = 1024  # longer side of the downscaled pass that gives tiles their statistics
+    precision: Precision = Precision.AUTO
 
     def __post_init__(self) -> None:
         _check(self.max_size is None or self.max_size >= 1, f"max size must be >= 1, got {self.max_size}")
         _check(math.isfinite(self.strength) and 0.0 <= self.strength <= 1.0,
                f"strength must be between 0 and 1, got {self.strength!r}")
+        _check(self.tile is None or (self.tile >= 64 and self.tile % 8 == 0),
+               f"tile size must be a multiple of 8 and at least 64, got {self.tile}")
+        _check(self.max_tile_pixels >= 0, f"max tile pixels must be >= 0, got {self.max_tile_pixels}")
+        _check(self.stats_size >= 16, f"stats size must be >= 16, got {self.stats_size}")
+        _check(isinstance(self.precision, Precision), f"precision must be a Precision, got {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    """How a run over many files finds, schedules and writes them (:mod:`styler.pipeline`)."""
+
+    recursive: bool = True
+    overwrite: bool = False  # False: outputs that already exist are skipped
+    format: OutputFormat = OutputFormat.SAME
+    quality: int = 95
+    batch_size: int = 4  # images of the same size stylized together
+    workers: int = 2  # decoding threads (encoding uses as many)
+    shard: tuple[int, int] | None = None  # (k, n): process the k-th (0-based) of n slices
+    max_pixels: int | None = None  # Pillow's decompression-bomb limit; None keeps Pillow's
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.quality <= 100, f"quality must be 1..100, got {self.quality}")
+        _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
+        _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        if self.shard is not None:
+            k, n = self.shard
+            _check(n >= 1 and 0 <= k < n, f"shard must be K/N with 0 <= K < N, got {k}/{n}")
+        _check(self.max_pixels is None or self.max_pixels >= 1, f"max pixels must be >= 1, got {self.max_pixels}")
 
 
 def default_weights_dir() -> Path:

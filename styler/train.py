@@ -162,7 +162,7 @@ class Trainer(Resumable):
         self.style_sha256 = file_sha256(self.style_path)
         on_cuda = device.type == "cuda"
         # The CPU and MPS train in fp32: bf16/fp16 autocast pays off only on CUDA tensor cores.
-        self.amp_dtype = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16,
+        self.amp_dtype = {Precision.AUTO: torch.bfloat16, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16,
                           Precision.FP32: None}[cfg.precision] if on_cuda else None
         self.scaler = self._grad_scaler()
 

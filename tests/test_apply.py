@@ -2,7 +2,9 @@ import pytest
 import torch
 from PIL import Image
 
-from styler.apply import Stylizer, apply_to_paths, plan_outputs, preserve_color
+from styler.apply import Stylizer, preserve_color
+from styler.pipeline import apply_to_paths
+from styler.planning import plan_outputs
 from styler.checkpoint import save_generator
 from styler.config import ApplyConfig, GeneratorConfig
 from styler.errors import ConfigError, ImageError
@@ -116,3 +118,27 @@ def test_load_by_name(tmp_path):
     save_generator(tmp_path / "mine.safetensors", Generator(TINY), {"style_name": "mine"})
     s = Stylizer.load("mine", weights_dir=tmp_path, device="cpu")
     assert s.name == "mine" and s.device.type == "cpu"
+
+
+def test_precision_bf16_on_cpu_is_close_to_fp32_and_fp16_is_refused():
+    from styler.config import Precision
+
+    x = torch.rand(1, 3, 40, 48)
+    fp32 = stylizer(precision=Precision.FP32)(x)
+    bf16 = stylizer(precision=Precision.BF16)
+    assert bf16.dtype == torch.bfloat16
+    out = bf16(x)
+    assert out.dtype == torch.float32 and 10 * torch.log10(1 / (out - fp32).pow(2).mean()) > 30
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        stylizer(precision=Precision.FP16)
+    assert stylizer().dtype == torch.float32  # auto on the CPU
+
+
+def test_api_load_with_tiling_and_precision_options(tmp_path):
+    from styler.config import Precision
+
+    save_generator(tmp_path / "mine.safetensors", Generator(TINY), {"style_name": "mine"})
+    s = Stylizer.load(tmp_path / "mine.safetensors", device="cpu",
+                      config=ApplyConfig(tile=64, precision=Precision.FP32))
+    assert s(Image.new("RGB", (150, 70), "green")).size == (150, 70)
+    assert s(torch.rand(2, 3, 70, 150)).shape == (2, 3, 70, 150)

@@ -1,0 +1,88 @@
+"""Export a style's generator to ONNX or TorchScript with dynamic height and width.
+
+Tracing records Python integers as constants, so :class:`Generator`'s own size arithmetic
+(padding to a multiple of the stride) would freeze at the example size. :class:`Exportable`
+does the same padding with graph operations only (no Python branches on the size) and is
+compiled with ``torch.jit.script``, so shapes stay symbolic in both formats. The legacy
+TorchScript-based ONNX exporter is used because the dynamo exporter needs onnxscript.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from styler.config import ExportFormat
+from styler.errors import ConfigError, StylerError
+from styler.models import Generator
+
+
+class ExportError(StylerError):
+    """The model could not be exported (missing exporter package, unsupported operation)."""
+
+
+class Exportable(nn.Module):
+    """The generator's forward without Python control flow on sizes; inputs need >= 9 pixels a side
+    (reflection padding of up to 7 rows needs more rows than that)."""
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.body, self.head = generator.body, generator.head
+        self.stride = int(generator.config.stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        pad_h = (self.stride - h % self.stride) % self.stride
+        pad_w = (self.stride - w % self.stride) % self.stride
+        padded = F.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
+        y = self.head(self.body(padded * 2.0 - 1.0)) + padded
+        return y[:, :, :h, :w]
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def export_generator(generator: Generator, path: Path, fmt: ExportFormat, opset: int = 17) -> Path:
+    """Write ``generator`` to ``path`` (atomically): input ``image`` (N, 3, H, W) in [0, 1],
+    output ``stylized`` of the same shape (not clamped), N, H and W dynamic."""
+    fmt = ExportFormat(fmt)
+    path = Path(path)
+    if not 7 <= opset <= 21:
+        raise ConfigError(f"opset must be 7..21, got {opset}")
+    module = Exportable(generator.to("cpu").float().eval()).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated upstream; it still works here
+        scripted = torch.jit.script(module)
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        if fmt is ExportFormat.TORCHSCRIPT:
+            scripted.save(tmp)
+        else:
+            _export_onnx(scripted, tmp, opset)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def _export_onnx(scripted: torch.jit.ScriptModule, target: str, opset: int) -> None:
+    try:
+        import onnx  # noqa: F401  (the exporter needs it; fail with a clear message if absent)
+    except ImportError as exc:
+        raise ExportError("ONNX export needs the onnx package: pip install 'styler[onnx]'") from exc
+    example = torch.rand(1, 3, 64, 64)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(scripted, (example,), target, input_names=["image"], output_names=["stylized"],
+                          dynamic_axes={"image": axes, "stylized": axes}, opset_version=opset, dynamo=False)

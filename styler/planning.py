@@ -1,0 +1,131 @@
+"""Which files a run stylizes and where each output goes.
+
+Inputs are files, folders (searched recursively unless told otherwise) or glob patterns such as
+``photos/**/*.jpg`` (quoted, so the shell leaves them to us). A folder or a pattern keeps its
+tree under the output folder. Nothing here touches pixels; problems become per-file failures so
+that one bad argument never stops the rest of the batch.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+from styler.config import FolderConfig, OutputFormat
+from styler.errors import ConfigError
+from styler.images import find_images, is_image_path
+
+Pair = tuple[Path, Path]
+Failure = tuple[Path, str]
+_MAGIC = set("*?[")
+
+
+def _glob_root(pattern: str) -> Path:
+    """The leading folders of ``pattern`` that contain no wildcard: the tree's root."""
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[:next((i for i, p in enumerate(parts) if _MAGIC & set(p)), len(parts))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _tree(root: Path, files: list[Path], output: Path | None, style_name: str) -> list[Pair]:
+    """``root``'s files under ``output`` (default ``<root>_<style>`` beside it), same relative paths."""
+    out_root = Path(output) if output else root.resolve().parent / f"{root.resolve().name}_{style_name}"
+    return [(p, out_root / p.relative_to(root)) for p in files]
+
+
+def _with_format(dst: Path, fmt: OutputFormat) -> Path:
+    return dst if fmt is OutputFormat.SAME else dst.with_suffix(f".{fmt.value}")
+
+
+def plan_outputs(inputs: Sequence[Path | str], output: Path | None, style_name: str,
+                 config: FolderConfig | None = None) -> tuple[list[Pair], list[Failure]]:
+    """Pair every input image with its output path; bad inputs are returned as failures.
+
+    One image: ``output`` or ``<stem>_<style><ext>`` beside it. A folder or glob: every image
+    below it, under ``output`` (default ``<folder>_<style>``) with the same relative paths.
+    Several inputs: ``output`` is a folder.
+    """
+    config = config or FolderConfig()
+    pairs: list[Pair] = []
+    failures: list[Failure] = []
+    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    for item in inputs:
+        src = Path(item)
+        if src.is_dir():
+            pairs += _tree(src, find_images(src, config.recursive), output, style_name)
+        elif src.is_file():
+            if single_file and output and not Path(output).is_dir():
+                dst = Path(output)
+            else:
+                dst = Path(output) / src.name if output else src.with_name(f"{src.stem}_{style_name}{src.suffix}")
+            pairs.append((src, dst))
+        elif _MAGIC & set(str(item)):
+            root = _glob_root(str(item))
+            found = sorted(Path(p) for p in glob.glob(str(item), recursive=config.recursive)
+                           if is_image_path(Path(p)) and os.path.isfile(p))
+            if not found:
+                failures.append((src, "no image files match this pattern"))
+            pairs += _tree(root, found, output, style_name)
+        else:
+            failures.append((src, "no such file or directory"))
+    return _check_pairs([(s, _with_format(d, config.format)) for s, d in pairs], failures)
+
+
+def _check_pairs(pairs: list[Pair], failures: list[Failure]) -> tuple[list[Pair], list[Failure]]:
+    """Drop pairs that would overwrite an input, write a non-image, or collide with another."""
+    kept: list[Pair] = []
+    inputs = {src.resolve() for src, _ in pairs}
+    claimed: dict[Path, Path] = {}
+    for src, dst in pairs:
+        target = dst.resolve()
+        if not is_image_path(dst):
+            failures.append((src, f"output {dst} has no image extension"))
+        elif target == src.resolve():
+            failures.append((src, "output path is the input path; refusing to overwrite the input"))
+        elif target in inputs:
+            failures.append((src, f"output {dst} is another input; refusing to overwrite it"))
+        elif target in claimed:
+            failures.append((src, f"output {dst} would also be written from {claimed[target]}"))
+        else:
+            claimed[target] = src
+            kept.append((src, dst))
+    return kept, failures
+
+
+def split_existing(pairs: Sequence[Pair], overwrite: bool) -> tuple[list[Pair], list[Pair]]:
+    """(to do, skipped): outputs that already exist are skipped unless ``overwrite``."""
+    if overwrite:
+        return list(pairs), []
+    todo = [p for p in pairs if not p[1].exists()]
+    return todo, [p for p in pairs if p[1].exists()]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` (0-based K, as torchrun's RANK) -> (K, N)."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError as exc:
+        raise ConfigError(f"shard must look like K/N (for example 0/4), got {text!r}") from exc
+    if not (n >= 1 and 0 <= k < n):
+        raise ConfigError(f"shard must be K/N with 0 <= K < N (K counts from 0), got {text!r}")
+    return k, n
+
+
+def shard_from_env() -> tuple[int, int] | None:
+    """(RANK, WORLD_SIZE) under torchrun (or any launcher that sets both), else None."""
+    rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    if rank is None or world is None:
+        return None
+    return parse_shard(f"{rank}/{world}")
+
+
+def take_shard(pairs: Sequence[Pair], shard: tuple[int, int] | None) -> list[Pair]:
+    """The pairs of slice K of N. A stable hash of the input path decides, so every process
+    agrees without talking to the others, and the slices do not shift when files are added."""
+    if shard is None or shard[1] == 1:
+        return list(pairs)
+    k, n = shard
+    return [p for p in pairs if zlib.crc32(p[0].as_posix().encode("utf-8", "surrogateescape")) % n == k]

@@ -1,0 +1,56 @@
+"""Contact sheet: one photo in every available style, labelled, so a style can be picked by eye."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from styler.apply import Stylizer, split_alpha
+from styler.checkpoint import list_weights, load_generator
+from styler.config import ApplyConfig
+from styler.errors import StylerError, WeightsError
+
+LABEL_HEIGHT = 22
+GAP = 8
+
+
+def stylize_all(image: Image.Image, weights_dir: Path, device: torch.device, cell: int,
+                config: ApplyConfig | None = None) -> tuple[list[tuple[str, Image.Image]], list[tuple[str, str]]]:
+    """(label, image) for the original and every readable style in ``weights_dir``, with the
+    photo's longer side at ``cell``; plus (file, reason) for every style that failed."""
+    config = config or ApplyConfig()
+    rgb, _ = split_alpha(image, cell)  # the sheet is opaque; alpha would only hide the style
+    entries: list[tuple[str, Image.Image]] = [("original", rgb)]
+    failures: list[tuple[str, str]] = []
+    for found in list_weights(weights_dir):
+        if isinstance(found, WeightsError):
+            failures.append(("?", str(found)))
+            continue
+        try:
+            generator, info = load_generator(found.path, device)
+            entries.append((found.path.stem, Stylizer(generator, info, device, config)(rgb)))
+        except StylerError as exc:
+            failures.append((found.path.name, str(exc)))
+    return entries, failures
+
+
+def render_sheet(entries: list[tuple[str, Image.Image]], columns: int | None = None) -> Image.Image:
+    """Lay the images out in a grid (about square), each with its label underneath."""
+    if not entries:
+        raise StylerError("nothing to put on the contact sheet")
+    columns = columns or math.ceil(math.sqrt(len(entries)))
+    rows = math.ceil(len(entries) / columns)
+    cell_w = max(im.width for _, im in entries)
+    cell_h = max(im.height for _, im in entries) + LABEL_HEIGHT
+    sheet = Image.new("RGB", (columns * cell_w + (columns + 1) * GAP, rows * cell_h + (rows + 1) * GAP), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for index, (label, image) in enumerate(entries):
+        row, col = divmod(index, columns)
+        x, y = GAP + col * (cell_w + GAP), GAP + row * (cell_h + GAP)
+        sheet.paste(image, (x + (cell_w - image.width) // 2, y))
+        draw.text((x + 2, y + image.height + 4), label, fill="black", font=font)
+    return sheet
