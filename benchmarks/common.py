@@ -65,6 +65,7 @@ def machine_info(device: torch.device) -> dict[str, object]:
         "torch": torch.__version__,
         "avx512_bf16": "avx512_bf16" in cpu_flags(),
         "loadavg": loadavg(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

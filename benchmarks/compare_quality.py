@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from benchmarks.common import REPO, loadavg, machine_info
+from benchmarks.common import REPO, loadavg, machine_info, sync
 from benchmarks.transformer_net import TransformerNet
 from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, LossConfig
+from styler.device import autocast
 from styler.features import build_feature_extractor
 from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_rgb, \
     load_style_image, pil_to_tensor, tensor_to_pil
@@ -50,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--style-size", type=int, default=256)
     p.add_argument("--val-size", type=int, default=256, help="held-out photos are centre-cropped to this")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--nets", nargs="+", choices=["styler", "transformer_net"], default=["styler", "transformer_net"])
+    p.add_argument("--eval-every", type=int, default=0, help="validation curve every N steps (0: end only)")
+    p.add_argument("--target-loss", type=float, default=None,
+                   help="record the training time at which validation content+style first falls to this")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda: bf16 autocast, as in training)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader processes")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "runs" / "quality")
@@ -79,19 +86,24 @@ def centre_crop(path: Path, size: int) -> torch.Tensor:
 class Run:
     """One network, its optimiser and schedule (the Trainer's: Adam, cosine to 10%)."""
 
-    def __init__(self, name: str, net: torch.nn.Module, lr: float, steps: int) -> None:
-        self.name, self.net, self.seconds = name, net, 0.0
+    def __init__(self, name: str, net: torch.nn.Module, lr: float, steps: int, device: torch.device) -> None:
+        self.name, self.net, self.seconds, self.device = name, net, 0.0, device
+        self.curve: list[tuple[int, float, float]] = []
+        self.to_target: tuple[int, float] | None = None
         self.opt = torch.optim.Adam(net.parameters(), lr=lr)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, steps, lr * 0.1)
         self.last: dict[str, float] = {}
 
     def step(self, loss: PerceptualLoss, batch: torch.Tensor) -> None:
+        sync(self.device)
         start = time.perf_counter()
-        terms = loss(self.net(batch), batch)
+        with autocast(self.device):
+            terms = loss(self.net(batch), batch)
         self.opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.opt.step()
         self.sched.step()
+        sync(self.device)
         self.seconds += time.perf_counter() - start
         self.last = {k: float(v.detach()) for k, v in terms.items()}
 
@@ -101,7 +113,8 @@ def validate(run: Run, loss: PerceptualLoss, images: torch.Tensor, weights: Loss
     run.net.eval()
     outs, content, style = [], 0.0, 0.0
     for image in images.split(1):
-        out = run.net(image).clamp(0, 1)
+        with autocast(run.device):
+            out = run.net(image).float().clamp(0, 1)
         terms = loss(out, image)
         content += float(terms["content"]) / len(images)
         style += float(terms["style"]) / len(images)
@@ -130,39 +143,59 @@ def build_loss(args: argparse.Namespace, weights: LossConfig) -> PerceptualLoss:
     return PerceptualLoss(extractor, content_layer, style_layers, style, weights, seed=args.seed)
 
 
+def train_both(args: argparse.Namespace, loss: PerceptualLoss, weights: LossConfig, paths: list[Path],
+               val: torch.Tensor, device: torch.device) -> list[Run]:
+    """Interleaved training; with ``--eval-every`` a validation curve and the time to
+    ``--target-loss`` per network (training seconds, evaluation excluded)."""
+    loader = iter(torch.utils.data.DataLoader(
+        ContentDataset(paths, args.image_size), batch_size=args.batch_size, num_workers=args.workers,
+        sampler=InfiniteSampler(len(paths), args.seed), collate_fn=collate_content,
+        persistent_workers=args.workers > 0))
+    torch.manual_seed(args.seed)
+    nets = {"styler": lambda: Generator(GeneratorConfig()), "transformer_net": TransformerNet}
+    runs = [Run(name, nets[name]().to(device), args.lr, args.steps, device) for name in args.nets]
+    for step in range(1, args.steps + 1):
+        batch = next(loader)[0].to(device)
+        for run in runs:  # interleaved: contention hits both networks alike
+            run.step(loss, batch)
+        if args.eval_every and (step % args.eval_every == 0 or step == args.steps):
+            for run in runs:
+                value = validate(run, loss, val, weights)["content_plus_style"]
+                run.curve.append((step, round(run.seconds, 2), round(value, 5)))
+                if args.target_loss is not None and run.to_target is None and value <= args.target_loss:
+                    run.to_target = (step, round(run.seconds, 2))
+        if step % max(1, args.steps // 10) == 0:
+            print(f"step {step}: " + "  ".join(f"{r.name} loss {r.last['total']:.4f} {r.seconds:.0f}s"
+                                               for r in runs) + f"  load {loadavg()}", flush=True)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     torch.manual_seed(args.seed)
     weights = LossConfig(adv_weight=0.0)
-    loss = build_loss(args, weights)
+    loss = build_loss(args, weights).to(device)
     paths = ensure_photos(args.photos)
-    loader = iter(torch.utils.data.DataLoader(
-        ContentDataset(paths, args.image_size), batch_size=args.batch_size, num_workers=0,
-        sampler=InfiniteSampler(len(paths), args.seed), collate_fn=collate_content))
-    torch.manual_seed(args.seed)
-    runs = [Run("styler", Generator(GeneratorConfig()), args.lr, args.steps),
-            Run("transformer_net", TransformerNet(), args.lr, args.steps)]
+    val = torch.stack([centre_crop(p, args.val_size) for p in find_images(args.val)]).to(device)
     load_start = loadavg()
-    for step in range(1, args.steps + 1):
-        batch, _ = next(loader)
-        for run in runs:  # interleaved: contention hits both networks alike
-            run.step(loss, batch)
-        if step % max(1, args.steps // 10) == 0:
-            print(f"step {step}: " + "  ".join(f"{r.name} loss {r.last['total']:.4f} {r.seconds:.0f}s"
-                                               for r in runs) + f"  load {loadavg()}", flush=True)
-    val = torch.stack([centre_crop(p, args.val_size) for p in find_images(args.val)])
-    result: dict[str, object] = {"machine": machine_info(torch.device("cpu")), "loadavg_start": load_start,
-                                 "features": args.features, "steps": args.steps, "batch_size": args.batch_size,
-                                 "image_size": args.image_size, "photos": len(paths), "val_photos": len(val)}
+    runs = train_both(args, loss, weights, paths, val, device)
+    result: dict[str, object] = {"machine": machine_info(device), "loadavg_start": load_start,
+                                 "features": args.features, "feature_width_divisor": args.feature_width_divisor,
+                                 "steps": args.steps, "batch_size": args.batch_size, "image_size": args.image_size,
+                                 "photos": len(paths), "val_photos": len(val), "target_loss": args.target_loss}
     for run in runs:
         result[run.name] = {**validate(run, loss, val, weights), "train_s": round(run.seconds, 1),
-                            "final_train_total": run.last["total"]}
-    ratio = result["styler"]["content_plus_style"] / result["transformer_net"]["content_plus_style"]
-    result["val_loss_ratio"] = ratio
-    result["within_10_percent"] = bool(math.isfinite(ratio) and ratio <= 1.10)
-    png = side_by_side(val, [r.outputs for r in runs], args.out / "side_by_side.png")  # type: ignore[attr-defined]
+                            "steps_per_s": round(args.steps / run.seconds, 3),
+                            "final_train_total": run.last["total"], "curve": run.curve,
+                            "to_target": run.to_target}
+    if len(runs) == 2:
+        ratio = result["styler"]["content_plus_style"] / result["transformer_net"]["content_plus_style"]
+        result["val_loss_ratio"] = ratio
+        result["within_10_percent"] = bool(math.isfinite(ratio) and ratio <= 1.10)
+    png = side_by_side(val.cpu(), [r.outputs.cpu() for r in runs], args.out / "side_by_side.png")  # type: ignore[attr-defined]
     result["side_by_side"] = str(png)
     (args.out / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
