@@ -138,8 +138,15 @@ def test_instrumented_step_updates_the_generator_like_train_step(photo_dir, styl
     b = Trainer(config, style_image, photo_dir, tmp_path, torch.device("cpu"))
     a.train_step(batch)
     instrumented_step(b, iter([(batch, [])]), Clock(torch.device("cpu")))
-    for (name, pa), pb in zip(a.generator.state_dict().items(), b.generator.state_dict().values()):
-        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=name)
+    # Compare gradients, not Adam's update: Adam maps the rounding-noise gradients of conv
+    # biases that feed an instance norm (mathematically zero) to full-size steps.
+    grads_a = {n: p.grad for n, p in a.generator.named_parameters()}
+    grads_b = {n: p.grad for n, p in b.generator.named_parameters()}
+    scale = max(g.abs().max().item() for g in grads_a.values())
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, atol=1e-5 * scale, rtol=1e-3, msg=name)
+    for (name, pa), pb in zip(a.discriminator.state_dict().items(), b.discriminator.state_dict().values()):
+        torch.testing.assert_close(pb, pa, atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_compare_quality_writes_losses_and_a_side_by_side(photo_dir, style_image, tmp_path):
