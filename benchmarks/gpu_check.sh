@@ -51,8 +51,7 @@ step() {
 }
 
 say "started $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), device $DEVICE"
-"$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee -a "$OUT/summary.txt"
+# (torch version, CPU and GPU names are in every JSON row: no extra interpreter start for them)
 command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$OUT/summary.txt" || true
 
 APPLY="benchmarks.bench_apply --device $DEVICE --precision bf16 --channels-last --json --repeats $APPLY_REPEATS --sizes $APPLY_SIZES"
