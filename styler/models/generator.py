@@ -101,19 +101,100 @@ class Generator(nn.Module):
         self.head = _conv(c, 3, cfg.stem_kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        stride = self.config.stride
-        # Pad to a multiple of the stride, and to at least 2 positions at the lowest resolution
-        # (instance norm needs more than one spatial element).
-        pad_h = max(h + (-h) % stride, 2 * stride) - h
-        pad_w = max(w + (-w) % stride, 2 * stride) - w
-        if pad_h or pad_w:
-            # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        # Centre the [0, 1] input so the first conv sees zero-mean data; the output is a
-        # residual over the input, which keeps the content from the first step of training.
-        y = self.head(self.body(x * 2.0 - 1.0)) + x
-        return y[..., :h, :w]
+        return _padded_residual_forward(self.body, self.head, self.config.stride, x)
+
+
+def _padded_residual_forward(body: nn.Module, head: nn.Module, stride: int, x: torch.Tensor) -> torch.Tensor:
+    """The generator's forward pass, shared by :class:`Generator` and :class:`FastGenerator`."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    # Pad to a multiple of the stride, and to at least 2 positions at the lowest resolution
+    # (instance norm needs more than one spatial element).
+    pad_h = max(h + (-h) % stride, 2 * stride) - h
+    pad_w = max(w + (-w) % stride, 2 * stride) - w
+    if pad_h or pad_w:
+        # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
+        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    # Centre the [0, 1] input so the first conv sees zero-mean data; the output is a
+    # residual over the input, which keeps the content from the first step of training.
+    y = head(body(x * 2.0 - 1.0)) + x
+    return y[..., :h, :w]
+
+
+# --- Inference fast path -------------------------------------------------------------------
+#
+# ``nearest x2 upsample -> reflection pad 1 -> 3x3 conv`` equals ``replicate pad 1 -> 3x3 conv
+# with 4x the output channels -> pixel shuffle`` at the low resolution: each of the four output
+# phases sees a 3x3 low-resolution window whose weights are sums of the original taps, and a
+# reflected row next to the upsampled border is a copy of the low-resolution border row. Same
+# FLOPs, but the upsampled and padded high-resolution tensors are never built; at 1024x1024
+# that removes the two largest memory passes of the network (see docs/performance.md).
+
+# _PHASE[a][i, j]: how much original tap j (of 3) contributes to low-res tap i for phase a.
+_PHASE = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
+                       [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+
+
+def subpixel_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(O, C, 3, 3) kernel applied after nearest x2 upsampling -> (4*O, C, 3, 3) kernel applied
+    before :func:`torch.nn.functional.pixel_shuffle`, channels ordered as pixel_shuffle expects."""
+    phase = _PHASE.to(weight)
+    # out[o, a, b, c, i, j] = sum_kl P[a, i, k] W[o, c, k, l] P[b, j, l]
+    out = torch.einsum("aik,ockl,bjl->oabcij", phase, weight, phase)
+    return out.reshape(weight.shape[0] * 4, *weight.shape[1:])
+
+
+class SubpixelConv(nn.Module):
+    """Drop-in for ``[nearest x2 upsample,] reflection pad 1, 3x3 conv`` without the upsample."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if conv.kernel_size != (3, 3) or conv.stride != (1, 1):
+            raise ValueError("SubpixelConv needs a 3x3 stride-1 convolution")
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels * 4, 3, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.conv.weight.copy_(subpixel_weight(conv.weight))
+            if conv.bias is not None:
+                self.conv.bias.copy_(conv.bias.repeat_interleave(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate")), 2)
+
+
+def _fast_up_block(block: UpBlock) -> nn.Sequential:
+    pad_conv, norm, act = block.conv
+    return nn.Sequential(block.reduce, SubpixelConv(pad_conv[1]), norm, act)
+
+
+class FastGenerator(nn.Module):
+    """Inference-only equivalent of a :class:`Generator` (same outputs within float rounding).
+
+    Built from a trained generator with :meth:`from_generator`; it shares no state with it and
+    has its own state_dict layout, so save and load the plain :class:`Generator` and convert
+    after loading. Only 3x3 stem/head kernels are rewritten; other layouts keep the plain layers.
+    """
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.config = generator.config
+        layers = list(generator.body)
+        self.fused_head = self.config.stem_kernel == 3 and isinstance(layers[-1], nn.Upsample)
+        layers = [_fast_up_block(m) if isinstance(m, UpBlock) else m for m in layers]
+        if self.fused_head:
+            layers = layers[:-1]
+            self.head: nn.Module = SubpixelConv(generator.head[1])
+        else:
+            self.head = generator.head
+        self.body = nn.Sequential(*layers)
+
+    @classmethod
+    @torch.no_grad()
+    def from_generator(cls, generator: Generator) -> "FastGenerator":
+        import copy
+
+        return cls(copy.deepcopy(generator)).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _padded_residual_forward(self.body, self.head, self.config.stride, x)

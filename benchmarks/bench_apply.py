@@ -1,0 +1,209 @@
+"""Stylization speed: styler's generator against Johnson's TransformerNet, same run, same threads.
+
+For each size: best and median ms per image (and images/s) of styler's generator through its
+inference fast path (:class:`styler.models.generator.FastGenerator`), of the plain
+:class:`Generator`, and of the TransformerNet baseline, timed interleaved (styler, plain,
+baseline, styler, ...) so CPU contention hits all alike; GFLOP per image
+(torch.utils.flop_counter, counted on the meta device); peak extra memory of one forward; the
+achieved GFLOP/s next to the device's peak, the best of large matmuls run before and after.
+
+    PYTHONPATH=. python -m benchmarks.bench_apply                      # 256 512 1024 2048
+    PYTHONPATH=. python -m benchmarks.bench_apply --sizes 1024 3840x2160 --json
+    PYTHONPATH=. python -m benchmarks.bench_apply --precision bf16 --channels-last --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks.common import loadavg, machine_info, peak_gflops, peak_memory_mb, psnr, time_once
+from benchmarks.transformer_net import TransformerNet
+from styler.config import GeneratorConfig
+from styler.models.generator import FastGenerator, Generator
+
+DEFAULT_SIZES = ("256", "512", "1024", "2048")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1024`` -> (1024, 1024); ``3840x2160`` -> (height 2160, width 3840)."""
+    try:
+        if "x" in text.lower():
+            w, h = (int(v) for v in text.lower().split("x"))
+        else:
+            w = h = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: use 1024 or 3840x2160") from exc
+    if w < 8 or h < 8:
+        raise argparse.ArgumentTypeError(f"size {text!r} is too small (>= 8)")
+    return h, w
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", nargs="+", type=parse_size, default=None, help="N or WxH (default 256..2048)")
+    p.add_argument("--large", action="store_true", help="also 4096x4096")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per network and size")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--channels-last", action="store_true", help="NHWC tensors and weights")
+    p.add_argument("--compile", action="store_true", help="torch.compile the styler generator")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay styler as a CUDA graph (GPU only)")
+    p.add_argument("--no-plain", action="store_true", help="skip the plain (un-fused) styler generator")
+    p.add_argument("--no-baseline", action="store_true", help="skip TransformerNet (speedup is then null)")
+    p.add_argument("--json", action="store_true", help="one JSON object per size on stdout")
+    args = p.parse_args(argv)
+    args.sizes = args.sizes or [parse_size(s) for s in DEFAULT_SIZES]
+    if args.large:
+        args.sizes.append((4096, 4096))
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    return args
+
+
+def count_gflop(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
+    """FLOPs of one forward, counted on the meta device (no compute, no memory)."""
+    meta = copy.deepcopy(model).to("meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta(torch.empty(shape, device="meta"))
+    return counter.get_total_flops() / 1e9
+
+
+def cuda_graph(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Capture ``fn`` on a static input once; each call copies the input in and replays."""
+    static_in = x.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm up cuDNN's algorithm choice outside the capture
+            fn(static_in)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = fn(static_in)
+
+    def replay(inp: torch.Tensor) -> torch.Tensor:
+        static_in.copy_(inp)
+        graph.replay()
+        return static_out
+
+    return replay
+
+
+def runner(model: torch.nn.Module, args: argparse.Namespace, device: torch.device,
+           fast_options: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The inference call for one network: inference mode, autocast for bf16; compile and CUDA
+    graphs only on the styler fast path (``fast_options``)."""
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt).eval()
+    if fast_options and args.compile:
+        model = torch.compile(model)
+    dtype = torch.bfloat16 if args.precision == "bf16" else None
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            return model(x.contiguous(memory_format=fmt))
+
+    return call
+
+
+def measure(name: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,
+            times: dict[str, list[float]]) -> None:
+    times.setdefault(name, []).append(time_once(lambda: fn(x), device) * 1e3)
+
+
+def bench_size(hw: tuple[int, int], nets: dict[str, Callable], models: dict[str, torch.nn.Module],
+               args: argparse.Namespace, device: torch.device) -> dict[str, object]:
+    h, w = hw
+    x = torch.rand(1, 3, h, w, device=device)
+    if args.cuda_graphs and device.type == "cuda":
+        nets = {**nets, "styler": cuda_graph(nets["styler"], x)}
+    outputs = {name: fn(x).float() for name, fn in nets.items()}  # warm-up, and outputs for checks
+    times: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        for name, fn in nets.items():  # interleaved
+            measure(name, fn, x, device, times)
+    row: dict[str, object] = {"size": w if w == h else f"{w}x{h}", "height": h, "width": w,
+                              "loadavg": loadavg(), "threads": torch.get_num_threads(),
+                              "precision": args.precision, "device": device.type}
+    for name in nets:
+        best = min(times[name])
+        gflop = count_gflop(models[name], (1, 3, h, w))
+        row[f"{name}_ms"] = round(best, 2)
+        row[f"{name}_median_ms"] = round(statistics.median(times[name]), 2)
+        row[f"{name}_images_per_s"] = round(1e3 / best, 3)
+        row[f"{name}_gflop"] = round(gflop, 3)
+        row[f"{name}_gflops_achieved"] = round(gflop / best * 1e3, 1)
+        mem = peak_memory_mb(lambda: nets[name](x), device)
+        row[f"{name}_peak_mb"] = None if mem is None else round(mem, 1)
+    row["speedup"] = round(row["baseline_ms"] / row["styler_ms"], 2) if "baseline" in nets else None
+    # The fast path (and bf16 / compile / graphs) against the plain fp32 generator.
+    with torch.inference_mode():
+        reference = models["reference"].to(device)(x).float()
+    row["styler_psnr_vs_fp32_db"] = round(psnr(outputs["styler"], reference), 1)
+    row["styler_max_abs_diff_vs_fp32"] = float((outputs["styler"].clamp(0, 1) - reference.clamp(0, 1)).abs().max())
+    return row
+
+
+def build(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, Callable], dict[str, torch.nn.Module]]:
+    torch.manual_seed(0)
+    plain = Generator(GeneratorConfig()).eval()
+    models: dict[str, torch.nn.Module] = {"styler": FastGenerator.from_generator(plain)}
+    if not args.no_plain:
+        models["plain"] = plain
+    if not args.no_baseline:
+        models["baseline"] = TransformerNet().eval()
+    nets = {name: runner(copy.deepcopy(m), args, device, fast_options=name == "styler") for name, m in models.items()}
+    models["reference"] = copy.deepcopy(plain)
+    return nets, models
+
+
+def print_table(rows: list[dict[str, object]], info: dict[str, object]) -> None:
+    print(f"# {info['cpu']} ({info['cores']} cores, {info['threads']} threads), torch {info['torch']}, "
+          f"commit {info['commit']}, {info['date_utc']} UTC, peak {rows[0]['peak_gflops']} GFLOP/s "
+          f"(best 2048^2 fp32 matmul before/after)")
+    names = [n for n in ("styler", "plain", "baseline") if f"{n}_ms" in rows[0]]
+    head = f"{'size':>10} " + " ".join(f"{n + ' ms':>12} {'GFLOP':>7} {'%peak':>6} {'MB':>7}" for n in names)
+    print(head + f" {'speedup':>8}  loadavg")
+    for row in rows:
+        cells = " ".join(f"{row[f'{n}_ms']:>12} {row[f'{n}_gflop']:>7.1f} "
+                         f"{100 * row[f'{n}_fraction_of_peak']:>5.0f}% {row[f'{n}_peak_mb'] or 0:>7.0f}"
+                         for n in names)
+        print(f"{row['size']!s:>10} {cells} {row['speedup'] or '-'!s:>8}  {row['loadavg']}")
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if args.device == "auto" else args.device)
+    peak_dtype = torch.bfloat16 if device.type == "cuda" and args.precision == "bf16" else torch.float32
+    peak = peak_gflops(device, peak_dtype)
+    nets, models = build(args, device)
+    info = machine_info(device)
+    rows = [bench_size(hw, nets, models, args, device) for hw in args.sizes]
+    # The peak is measured before and after: on a shared CPU one measurement can fall in a busy
+    # moment, and the best one is the closer estimate of the limit. Fractions use the best.
+    peak = max(peak, peak_gflops(device, peak_dtype))
+    for row in rows:
+        row["peak_gflops"] = round(peak, 1)
+        for name in nets:
+            row[f"{name}_fraction_of_peak"] = round(row[f"{name}_gflops_achieved"] / peak, 3)
+        if args.json:
+            print(json.dumps({**row, **{k: v for k, v in info.items() if k not in row}}), flush=True)
+    if not args.json:
+        print_table(rows, info)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Benchmarks run at tiny sizes, and the inference fast paths match the plain generator.
+
+No timing is asserted here; the benchmark scripts report timings.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks.transformer_net import TransformerNet
+from styler.config import GeneratorConfig
+from styler.models.generator import FastGenerator, Generator, subpixel_weight
+
+# Fast-path tolerance: the rewritten layers reorder float sums, nothing else (max abs, [0,1] px).
+FAST_ATOL = 1e-4
+
+
+def _perturbed(config: GeneratorConfig) -> Generator:
+    """A generator whose norms and biases are not at their init values, so equality means something."""
+    torch.manual_seed(0)
+    g = Generator(config).eval()
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return g
+
+
+def test_transformer_net_matches_johnson_parameter_count():
+    net = TransformerNet()
+    assert sum(p.numel() for p in net.parameters()) == TransformerNet.PARAMETERS == 1_679_235
+    out = net(torch.rand(1, 3, 32, 32))
+    assert out.shape == (1, 3, 32, 32) and torch.isfinite(out).all()
+
+
+def test_subpixel_weight_equals_upsample_then_conv():
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(5, 4, 3)
+    x = torch.rand(2, 5, 9, 7)
+    up = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+    plain = conv(torch.nn.functional.pad(up, (1, 1, 1, 1), mode="reflect"))
+    fast = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"),
+                                      subpixel_weight(conv.weight), conv.bias.repeat_interleave(4))
+    torch.testing.assert_close(torch.nn.functional.pixel_shuffle(fast, 2), plain, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("config", [
+    GeneratorConfig(),
+    GeneratorConfig(base_channels=4, num_downsamples=2, num_residual=1),
+    GeneratorConfig(base_channels=4, pixel_unshuffle=False, num_residual=1),
+    GeneratorConfig(base_channels=4, stem_kernel=9, num_residual=1),
+])
+@pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 3, 37, 53)])
+def test_fast_generator_gives_the_plain_images(config, shape):
+    g = _perturbed(config)
+    fast = FastGenerator.from_generator(g)
+    x = torch.rand(shape)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), g(x), atol=FAST_ATOL, rtol=0)
+
+
+def test_fast_generator_leaves_the_source_untouched():
+    g = _perturbed(GeneratorConfig(base_channels=4, num_residual=1))
+    keys = list(g.state_dict())
+    fast = FastGenerator.from_generator(g)
+    assert list(g.state_dict()) == keys
+    assert not any(isinstance(m, torch.nn.Upsample) for m in fast.modules())
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_bench_apply_runs_at_a_tiny_size(capsys):
+    from benchmarks import bench_apply
+
+    rows = bench_apply.main(["--sizes", "32", "40x24", "--repeats", "1", "--threads", "1", "--json"])
+    lines = _json_lines(capsys.readouterr().out)
+    assert [r["size"] for r in lines] == [32, "40x24"] and len(rows) == 2
+    for row in lines:
+        for key in ("size", "styler_ms", "baseline_ms", "speedup", "styler_gflop", "baseline_gflop",
+                    "peak_gflops", "styler_peak_mb", "loadavg"):
+            assert key in row, key
+        assert row["speedup"] == pytest.approx(row["baseline_ms"] / row["styler_ms"], rel=0.02)
+        assert row["baseline_gflop"] > 10 * row["styler_gflop"] > 0
+        assert row["styler_max_abs_diff_vs_fp32"] <= FAST_ATOL
+
+
+def test_bench_apply_flops_match_the_known_totals():
+    from benchmarks.bench_apply import count_gflop
+
+    # Johnson's TransformerNet: ~322 GFLOP at 1024x1024 (FIELD.md); styler's default 17.6.
+    assert count_gflop(TransformerNet(), (1, 3, 1024, 1024)) == pytest.approx(322.5, rel=0.01)
+    assert count_gflop(FastGenerator.from_generator(Generator()), (1, 3, 1024, 1024)) == pytest.approx(17.6, rel=0.01)
+
+
+def test_bench_apply_bf16_stays_close_to_fp32(capsys):
+    from benchmarks import bench_apply
+
+    bench_apply.main(["--sizes", "32", "--repeats", "1", "--threads", "1", "--precision", "bf16",
+                      "--no-plain", "--no-baseline", "--json"])
+    (row,) = _json_lines(capsys.readouterr().out)
+    assert row["speedup"] is None
+    assert row["styler_psnr_vs_fp32_db"] >= 35.0  # the issue's bar for a bf16 path
+
+
+def test_bench_apply_rejects_a_bad_size():
+    from benchmarks import bench_apply
+
+    with pytest.raises(SystemExit):
+        bench_apply.main(["--sizes", "big"])
+
+
+def test_bench_train_breakdown_at_a_tiny_size(photo_dir, style_image, capsys):
+    from benchmarks import bench_train
+
+    (row,) = bench_train.main(["--sizes", "32", "--steps", "1", "--batch-size", "1", "--threads", "1",
+                               "--content-dir", str(photo_dir), "--style", str(style_image),
+                               "--style-size", "64", "--json"])
+    assert _json_lines(capsys.readouterr().out)[0]["size"] == 32
+    assert row["steps_per_s"] > 0
+    assert sum(row[f"{p}_share"] for p in bench_train.PHASES) == pytest.approx(1.0, abs=0.01)
+
+
+def test_instrumented_step_updates_the_generator_like_train_step(photo_dir, style_image, tmp_path):
+    """The breakdown splits the step's backward in two; the resulting update must be the same."""
+    from benchmarks.bench_train import Clock, instrumented_step
+    from styler.config import DiscriminatorConfig, Features, TrainConfig
+    from styler.train import Trainer
+
+    config = TrainConfig(steps=2, batch_size=2, image_size=32, style_size=64, features=Features.RANDOM,
+                         num_workers=0, generator=GeneratorConfig(base_channels=4, num_residual=1),
+                         discriminator=DiscriminatorConfig(base_channels=4))
+    batch = torch.rand(2, 3, 32, 32)
+    a = Trainer(config, style_image, photo_dir, tmp_path, torch.device("cpu"))
+    b = Trainer(config, style_image, photo_dir, tmp_path, torch.device("cpu"))
+    a.train_step(batch)
+    instrumented_step(b, iter([(batch, [])]), Clock(torch.device("cpu")))
+    # Compare gradients, not Adam's update: Adam maps the rounding-noise gradients of conv
+    # biases that feed an instance norm (mathematically zero) to full-size steps.
+    grads_a = {n: p.grad for n, p in a.generator.named_parameters()}
+    grads_b = {n: p.grad for n, p in b.generator.named_parameters()}
+    scale = max(g.abs().max().item() for g in grads_a.values())
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, atol=1e-5 * scale, rtol=1e-3, msg=name)
+    for (name, pa), pb in zip(a.discriminator.state_dict().items(), b.discriminator.state_dict().values()):
+        torch.testing.assert_close(pb, pa, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_compare_quality_writes_losses_and_a_side_by_side(photo_dir, style_image, tmp_path):
+    from PIL import Image
+
+    from benchmarks import compare_quality
+    from tests.conftest import make_photo
+
+    val = tmp_path / "val"
+    for i in range(2):
+        make_photo(val / f"v{i}.png", size=(40, 36), seed=20 + i)
+    result = compare_quality.main([
+        "--photos", str(photo_dir), "--val", str(val), "--style", str(style_image), "--steps", "2",
+        "--batch-size", "1", "--image-size", "32", "--style-size", "64", "--val-size", "32",
+        "--feature-width-divisor", "8", "--threads", "1", "--out", str(tmp_path / "q")])
+    for name in ("styler", "transformer_net"):
+        assert result[name]["content_plus_style"] > 0
+    assert result["val_loss_ratio"] > 0
+    assert json.loads((tmp_path / "q" / "result.json").read_text())["steps"] == 2
+    assert Image.open(tmp_path / "q" / "side_by_side.png").size == (3 * 32, 2 * 32)
+
+
+def test_gpu_check_dry_run_writes_every_result(tmp_path):
+    """The GPU script's own logic (steps, output files, summary) on tiny CPU sizes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OUT": str(tmp_path / "gpu_out"), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_check.sh"), "--dry-run"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "gpu_out"
+    for name in ("apply_bf16.jsonl", "train.jsonl", "quality/result.json", "summary.txt"):
+        assert (out / name).is_file(), name
+    summary = (out / "summary.txt").read_text()
+    assert "apply_bf16 32: styler" in summary and "train 32 px" in summary and "quality styler" in summary
+    bad = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_check.sh"), "--bogus"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "usage" in bad.stderr
