@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Reproduce the bundled styles in weights/ (offline: random features, CPU).
-# Usage: scripts/train_bundled.sh [starry|shipwreck|matisse ...]   (default: all three)
-# Same seed, same settings, same photos (scikit-image's, minus the held-out samples/content).
-# Bit-exact on the same machine and thread count; float rounding can differ elsewhere.
+# Reproduce the bundled styles in weights/ (offline: random features, CPU, one thread each).
+# Usage: scripts/train_bundled.sh [starry|shipwreck|matisse ...]   (default: all three, in parallel)
+# Same seed, settings and photos (scikit-image's, minus the held-out samples/content) give the
+# same weights on the same machine; float rounding can differ across CPUs and thread counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PHOTOS=runs/photos
 [ -d "$PHOTOS" ] || python scripts/export_skimage_photos.py "$PHOTOS"
 declare -A STYLE=([starry]=starry_night.jpg [shipwreck]=shipwreck.jpg [matisse]=woman-with-hat-matisse.jpg)
-declare -A STEPS=([starry]=${STEPS_STARRY:-1000} [shipwreck]=${STEPS_SHIPWRECK:-600} [matisse]=${STEPS_MATISSE:-600})
-for name in "${@:-starry shipwreck matisse}"; do
-  for n in $name; do
-    styler train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n" \
-      --features random --style-loss sliced --feature-width-divisor 2 --adv-weight 0.05 \
-      --steps "${STEPS[$n]}" --image-size 128 --style-size 320 --batch-size 4 --seed 0 --workers 1 \
-      --device cpu --weights-dir weights
-  done
+declare -A STEPS=([starry]=450 [shipwreck]=450 [matisse]=450)
+export OMP_NUM_THREADS=1
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(starry shipwreck matisse)
+for n in "${names[@]}"; do
+  styler train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n" \
+    --features random --style-loss sliced --feature-width-divisor 2 --adv-weight 0.05 \
+    --steps "${STEPS[$n]}" --image-size 128 --style-size 320 --batch-size 4 --seed 0 --workers 0 \
+    --val-every 50 --checkpoint-every 50 --preview-every 150 --device cpu \
+    --weights-dir weights --run-dir "runs/bundled/$n" --force &
 done
+wait

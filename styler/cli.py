@@ -288,15 +288,36 @@ def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
 
 
 class _progress:
-    """A rich progress bar (step, description, rate, ETA); silent when quiet."""
+    """A rich progress bar (step, description, rate, ETA); silent when quiet.
+
+    When stderr is not a terminal (a log file, CI, nohup) a live bar would show nothing until
+    the end, so a plain line is printed about every 5% instead."""
 
     def __init__(self, total: int, label: str, quiet: bool) -> None:
         self.total, self.label, self.quiet = total, label, quiet
 
+    def _plain(self) -> Callable[[int, str], None]:
+        import time
+
+        start, every, last = time.monotonic(), max(1, self.total // 20), [0]
+
+        def update(completed: int, text: str = "") -> None:
+            if completed - last[0] < every and completed < self.total:
+                return
+            last[0] = completed
+            elapsed = time.monotonic() - start
+            eta = elapsed / max(completed, 1) * (self.total - completed)
+            click.echo(f"{self.label} {completed}/{self.total} elapsed {elapsed:.0f}s eta {eta:.0f}s {text}",
+                       err=True)
+
+        return update
+
     def __enter__(self) -> Callable[[int, str], None]:
+        self.bar = None
         if self.quiet:
-            self.bar = None
             return lambda completed, text="": None
+        if not _console().is_terminal:
+            return self._plain()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
 

@@ -10,6 +10,11 @@ import torch
 from PIL import Image
 
 
+# Tests use tiny tensors: one thread is as fast as two, and OpenMP threads that spin-wait
+# make everything crawl when test processes (DataLoader workers, torchrun ranks) share 2 cores.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path_factory, monkeypatch):
     """No test may touch the network, the user's weights or torch's real cache."""
@@ -17,6 +22,7 @@ def isolated(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("torch_home")
     monkeypatch.setenv("TORCH_HOME", str(home))
     monkeypatch.setenv("STYLER_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for subprocesses (torchrun, python -m styler)
     monkeypatch.delenv("STYLER_WEIGHTS_DIR", raising=False)
     torch.hub.set_dir(str(home / "hub"))
     yield
