@@ -4,7 +4,7 @@
 #   apply_bf16.jsonl         apply ms at 1024, 2048, 3840x2160: bf16 + channels_last, styler
 #                            fast path vs plain vs TransformerNet, FLOPs, peak memory, % of peak
 #   apply_bf16_graphs.jsonl  the same for styler replayed as a CUDA graph
-#   apply_bf16_compile.jsonl the same with torch.compile (skipped if compilation fails)
+#   apply_bf16_compile.jsonl the same with torch.compile
 #   train.jsonl              Trainer steps/s and time breakdown at 128 and 256 px, batch 4,
 #                            with the projected time of Johnson's budget (40k steps)
 #   quality/result.json      both generators trained at 256 px, batch 4: validation curve and
@@ -42,12 +42,18 @@ mkdir -p "$OUT"
 
 say() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 
-# step NAME SECONDS ARGS...: run one benchmark module with a time limit, output to $OUT/NAME.jsonl
+# step NAME SECONDS ARGS...: run one benchmark module with a time limit, output to $OUT/NAME.jsonl.
+# A failed or timed-out step is recorded and the check goes on (one lent GPU, one try); the
+# script's exit status is 1 if any step failed.
+FAILED=0
 step() {
   local name=$1 limit=$2
   shift 2
   say "$name: $*"
-  timeout "$limit" "$PYTHON" -m "$@" | tee "$OUT/$name.jsonl"
+  if ! timeout "$limit" "$PYTHON" -m "$@" | tee "$OUT/$name.jsonl"; then
+    say "$name FAILED or timed out after ${limit}s"
+    FAILED=1
+  fi
 }
 
 say "started $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), device $DEVICE"
@@ -60,7 +66,7 @@ if [ -n "$GRAPHS" ]; then
   step apply_bf16_graphs 60 $APPLY --no-plain --no-baseline $GRAPHS
 fi
 if [ -n "$COMPILE" ]; then
-  step apply_bf16_compile "$LIMIT" $APPLY --no-plain --no-baseline $COMPILE || say "torch.compile run failed or timed out (kept going)"
+  step apply_bf16_compile "$LIMIT" $APPLY --no-plain --no-baseline $COMPILE
 fi
 
 step train "$LIMIT" benchmarks.bench_train --device "$DEVICE" --sizes $TRAIN_SIZES --steps "$TRAIN_STEPS" \
@@ -94,3 +100,4 @@ if quality.exists():
               f"to {q['target_loss']}: {r['to_target']} (step, train s)")
 PY
 say "finished $(date -u +%FT%TZ); results in $OUT"
+exit "$FAILED"
