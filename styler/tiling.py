@@ -16,9 +16,10 @@ Two ways to get the statistics (:class:`styler.config.TileStats`):
   order: for norm k, with all earlier norms fixed to their exact values, the tiles run only up
   to norm k (:class:`_Reached` stops them) and its input is summed, in float64, over a
   partition of its positions. The activation after the last strided stage holds as many floats
-  as the input image, so it is built whole once the encoder norms are known; the residual
-  blocks run on it directly with ordinary instance norm, and the decoder runs tile-wise from
-  it, its norms measured the same way. Cost: about 1.6x one untiled forward (the prefixes).
+  as the input image, so the input of the last encoder norm is built whole once the earlier
+  norms are known; that norm and the residual blocks run on it directly with ordinary instance
+  norm, and the decoder runs tile-wise from
+  it, its norms measured the same way. Cost: see docs/performance.md.
 * DOWNSCALED: one whole-image pass on a copy shrunk to ``stats_size`` records every norm, then
   overlapping tiles are blended with a raised-cosine window. Cheaper, but low-resolution
   features have other statistics, so the result differs visibly from the untiled pass.
@@ -92,16 +93,27 @@ class FixedStatsNorm(nn.Module):
         return y.to(x.dtype)
 
 
+def _leaves(module: nn.Module) -> list[nn.Module]:
+    """The layers of nested Sequentials in execution order."""
+    if isinstance(module, nn.Sequential):
+        return [leaf for child in module for leaf in _leaves(child)]
+    return [module]
+
+
 def _sections(net: Generator) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
-    """Split into encoder (down to the lowest resolution), the residual blocks there, and the
-    decoder (upsampling and head)."""
+    """Split into the encoder up to (not including) its last norm, everything from that norm
+    through the residual blocks at the lowest resolution, and the decoder (upsampling, head)."""
     layers = list(net.body)
     low = (ResidualBlock, UpBlock, nn.Upsample)
     first = next((i for i, m in enumerate(layers) if isinstance(m, low)), len(layers))
     last = first
     while last < len(layers) and isinstance(layers[last], ResidualBlock):
         last += 1
-    return nn.Sequential(*layers[:first]), nn.Sequential(*layers[first:last]), nn.Sequential(*layers[last:], net.head)
+    encoder = _leaves(nn.Sequential(*layers[:first]))
+    norms = [i for i, m in enumerate(encoder) if isinstance(m, FixedStatsNorm)]
+    cut = norms[-1] if norms else len(encoder)
+    return (nn.Sequential(*encoder[:cut]), nn.Sequential(*encoder[cut:], *layers[first:last]),
+            nn.Sequential(*layers[last:], net.head))
 
 
 class GlobalStatsGenerator(nn.Module):
@@ -329,7 +341,8 @@ def exact_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, devic
     low_size = (xp.shape[-2] // model.stride, xp.shape[-1] // model.stride)
     low = _assemble(_cores(model.encoder, xp, tile, model.encoder_margin, device, autocast, _centre),
                     n, low_size, x.device)
-    # The residual blocks run whole at the lowest resolution: ordinary instance norm is exact.
+    # The last encoder norm and the residual blocks run whole at the lowest resolution (a tensor
+    # the size of the input image), where ordinary instance norm is exact.
     for norm in _norms_of(model.middle):
         norm.mode = NormMode.PLAIN
     with autocast():
