@@ -327,7 +327,8 @@ def _apply_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, help="Tiles' normalisation statistics: exact (whole image, full "
                      "resolution; output equals the untiled pass) or downscaled (from a --stats-size copy; faster)."),
         click.option("--stats-size", type=int, default=_APPLY.stats_size, show_default=True,
-                     help="Longer side of the downscaled copy that gives tiles their statistics (--tile-stats downscaled)."),
+                     help="Longer side of the downscaled copy that gives tiles their statistics "
+                     "(--tile-stats downscaled)."),
         click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_APPLY.precision.value,
                      show_default=True, help="auto: bf16 on CUDA, fp32 elsewhere; fp16 needs CUDA."),
     ]
