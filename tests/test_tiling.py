@@ -77,7 +77,7 @@ def test_exact_measurement_stops_at_the_norm_it_measures():
     model = GlobalStatsGenerator(g)
     calls = []
     model.net.head.register_forward_hook(lambda *_: calls.append(1))
-    first_conv = model.encoder[1]
+    first_conv = next(m for m in model.encoder if isinstance(m, nn.Conv2d))
     first_calls = []
     first_conv.register_forward_hook(lambda *_: first_calls.append(1))
     exact_forward(model, x, 64, CPU)
