@@ -124,7 +124,8 @@ class Stylizer:
         if tile is not None:
             if self._tiler is None:
                 self._tiler = GlobalStatsGenerator(self.generator)
-            return tiled_forward(self._tiler, x, tile, self.device, self._autocast, self.config.stats_size)
+            return tiled_forward(self._tiler, x, tile, self.device, self._autocast, self.config.stats_size,
+                                 stats=self.config.tile_stats)
         with self._autocast():
             return self.generator(x.to(self.device, memory_format=memory_format(self.device))).float()
 

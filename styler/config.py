@@ -47,6 +47,15 @@ class Precision(str, enum.Enum):
     FP16 = "fp16"
 
 
+class TileStats(str, enum.Enum):
+    """Where tiles get their instance-norm statistics (see :mod:`styler.tiling`). EXACT: from
+    the whole image at full resolution, so tiles equal the untiled pass; DOWNSCALED: from one
+    pass over a copy shrunk to ``stats_size`` (faster, approximate)."""
+
+    EXACT = "exact"
+    DOWNSCALED = "downscaled"
+
+
 class DeviceChoice(str, enum.Enum):
     AUTO = "auto"
     CUDA = "cuda"
@@ -213,7 +222,8 @@ class ApplyConfig:
     preserve_color: bool = False
     tile: int | None = None  # tile side in pixels; None: tile only above max_tile_pixels
     max_tile_pixels: int = DEFAULT_MAX_TILE_PIXELS  # 0 disables automatic tiling
-    stats_size: int = 1024  # longer side of the downscaled pass that gives tiles their statistics
+    tile_stats: TileStats = TileStats.EXACT  # where tiles get their normalisation statistics
+    stats_size: int = 1024  # longer side of the downscaled pass (TileStats.DOWNSCALED only)
     precision: Precision = Precision.AUTO
 
     def __post_init__(self) -> None:
@@ -223,6 +233,7 @@ class ApplyConfig:
         _check(self.tile is None or (self.tile >= 64 and self.tile % 8 == 0),
                f"tile size must be a multiple of 8 and at least 64, got {self.tile}")
         _check(self.max_tile_pixels >= 0, f"max tile pixels must be >= 0, got {self.max_tile_pixels}")
+        _check(isinstance(self.tile_stats, TileStats), f"tile stats must be a TileStats, got {self.tile_stats!r}")
         _check(self.stats_size >= 16, f"stats size must be >= 16, got {self.stats_size}")
         _check(isinstance(self.precision, Precision), f"precision must be a Precision, got {self.precision!r}")
 

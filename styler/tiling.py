@@ -1,16 +1,28 @@
-"""Stylize images of any size in bounded memory: overlapping tiles that share whole-image statistics.
+"""Stylize images of any size in bounded memory: tiles that share whole-image statistics.
 
 Instance normalisation makes the generator non-local: every output pixel depends on per-channel
 means and variances over the whole image. Running tiles naively therefore gives every tile its
 own colour cast and visible seams. Here every ``InstanceNorm2d`` is swapped for
-:class:`FixedStatsNorm`, which records the statistics once on a downscaled copy of the whole
-image and then normalises every tile with them. With fixed statistics the network is purely
-local (convolutions, affine normalisation, ReLU, nearest upsampling), so a tile whose context
-extends at least the receptive-field radius beyond the pixels we keep computes exactly what the
-untiled pass would. Tile origins are multiples of the generator stride so the pixel-unshuffle and
-strided convolutions see the same sampling grid as the untiled pass, and cores overlap by a
-few pixels that are blended with a raised-cosine window (a partition of unity), so any residual
-difference fades smoothly instead of showing as a seam.
+:class:`FixedStatsNorm`, which normalises with statistics set from outside. With fixed statistics
+the network is purely local (convolutions, affine normalisation, ReLU, nearest upsampling), so a
+tile whose context extends at least the receptive-field radius beyond the pixels we keep computes
+exactly what the untiled pass would. Tile origins are multiples of the generator stride so the
+pixel-unshuffle and strided convolutions see the same sampling grid as the untiled pass.
+
+Two ways to get the statistics (:class:`styler.config.TileStats`):
+
+* EXACT (default): every norm's statistics over the whole padded image at full resolution, so
+  the tiled output equals the untiled forward to float rounding. Norms are measured in forward
+  order: for norm k, with all earlier norms fixed to their exact values, the tiles run only up
+  to norm k (:class:`_Reached` stops them) and its input is summed, in float64, over a
+  partition of its positions. The activation after the last strided stage holds as many floats
+  as the input image, so the input of the last encoder norm is built whole once the earlier
+  norms are known; that norm and the residual blocks run on it directly with ordinary instance
+  norm, and the decoder runs tile-wise from
+  it, its norms measured the same way. Cost: see docs/performance.md.
+* DOWNSCALED: one whole-image pass on a copy shrunk to ``stats_size`` records every norm, then
+  overlapping tiles are blended with a raised-cosine window. Cheaper, but low-resolution
+  features have other statistics, so the result differs visibly from the untiled pass.
 """
 
 from __future__ import annotations
@@ -19,24 +31,38 @@ import copy
 import enum
 import math
 from contextlib import AbstractContextManager, nullcontext
-from typing import Callable
+from fractions import Fraction
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from styler.config import TileStats
 from styler.errors import ConfigError
 from styler.models import Generator
-from styler.models.generator import UpBlock
+from styler.models.generator import ResidualBlock, UpBlock
 
-# Pixels on each side where neighbouring tiles overlap and are cross-faded.
+# Pixels on each side where neighbouring tiles overlap and are cross-faded (DOWNSCALED mode).
 BLEND = 32
+
+Autocast = Callable[[], AbstractContextManager[object]]
 
 
 class NormMode(enum.Enum):
     PLAIN = "plain"    # ordinary instance norm over the input it sees
     RECORD = "record"  # ordinary instance norm, and keep its statistics
     FIXED = "fixed"    # normalise with the recorded statistics
+    STOP = "stop"      # the norm being measured: hand its input out by raising _Reached
+
+
+class _Reached(Exception):
+    """Carries the input of the norm being measured out of the forward pass: nothing after it
+    is needed for that norm's statistics, so the rest of the network is skipped."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        super().__init__("norm reached")
+        self.x = x
 
 
 class FixedStatsNorm(nn.Module):
@@ -51,6 +77,8 @@ class FixedStatsNorm(nn.Module):
         self.var: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode is NormMode.STOP:
+            raise _Reached(x)
         if self.mode is NormMode.FIXED:
             if self.mean is None or self.var is None or self.mean.shape[0] != x.shape[0]:
                 raise RuntimeError("FixedStatsNorm: no statistics recorded for this batch size")
@@ -65,8 +93,31 @@ class FixedStatsNorm(nn.Module):
         return y.to(x.dtype)
 
 
+def _leaves(module: nn.Module) -> list[nn.Module]:
+    """The layers of nested Sequentials in execution order."""
+    if isinstance(module, nn.Sequential):
+        return [leaf for child in module for leaf in _leaves(child)]
+    return [module]
+
+
+def _sections(net: Generator) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
+    """Split into the encoder up to (not including) its last norm, everything from that norm
+    through the residual blocks at the lowest resolution, and the decoder (upsampling, head)."""
+    layers = list(net.body)
+    low = (ResidualBlock, UpBlock, nn.Upsample)
+    first = next((i for i, m in enumerate(layers) if isinstance(m, low)), len(layers))
+    last = first
+    while last < len(layers) and isinstance(layers[last], ResidualBlock):
+        last += 1
+    encoder = _leaves(nn.Sequential(*layers[:first]))
+    norms = [i for i, m in enumerate(encoder) if isinstance(m, FixedStatsNorm)]
+    cut = norms[-1] if norms else len(encoder)
+    return (nn.Sequential(*encoder[:cut]), nn.Sequential(*encoder[cut:], *layers[first:last]),
+            nn.Sequential(*layers[last:], net.head))
+
+
 class GlobalStatsGenerator(nn.Module):
-    """A copy of a :class:`Generator` whose instance norms use statistics set by :meth:`collect`."""
+    """A copy of a :class:`Generator` whose instance norms use statistics set from outside."""
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
@@ -80,6 +131,11 @@ class GlobalStatsGenerator(nn.Module):
                     fixed = FixedStatsNorm(child)
                     setattr(parent, name, fixed)
                     self.norms.append(fixed)
+        self.encoder, self.middle, self.decoder = _sections(self.net)
+        # Context around an encoder tile (input pixels, a multiple of the stride so every tile
+        # keeps the sampling grid) and around a decoder tile (lowest-resolution positions).
+        self.encoder_margin = math.ceil(_radius(self.encoder.modules()) / self.stride + 1) * self.stride
+        self.decoder_margin = math.ceil(_radius(self.decoder.modules())) + 1
 
     def _set_mode(self, mode: NormMode) -> None:
         for norm in self.norms:
@@ -98,21 +154,27 @@ class GlobalStatsGenerator(nn.Module):
         return self.net(x)
 
 
-def receptive_margin(generator: Generator) -> int:
-    """Input pixels beyond a kept pixel that can influence it, rounded up to the stride, plus one
-    stride of slack for the sampling grid. Walks the modules in execution order (true for
-    :class:`Generator`: body then head; an UpBlock halves the scale before its 3x3 conv)."""
-    scale, radius = 1, 0
-    for module in generator.modules():
+def _radius(modules: Iterable[nn.Module]) -> Fraction:
+    """Reach of a layer sequence, in units of its input's positions. Walks the modules in
+    execution order (true for :class:`Generator`: an UpBlock halves the scale before its 3x3
+    conv, and its 1x1 reduction has no reach)."""
+    scale, radius = Fraction(1), Fraction(0)
+    for module in modules:
         if isinstance(module, nn.PixelUnshuffle):
             scale *= module.downscale_factor
         elif isinstance(module, nn.Conv2d):
             radius += (module.kernel_size[0] // 2) * module.dilation[0] * scale
             scale *= module.stride[0]
         elif isinstance(module, (UpBlock, nn.Upsample)):
-            scale = max(1, scale // 2)
+            scale /= 2
+    return radius
+
+
+def receptive_margin(generator: Generator) -> int:
+    """Input pixels beyond a kept pixel that can influence it, rounded up to the stride, plus one
+    stride of slack for the sampling grid."""
     stride = generator.config.stride
-    return math.ceil((radius + stride) / stride) * stride
+    return math.ceil((_radius(generator.modules()) + stride) / stride) * stride
 
 
 def downscale(x: torch.Tensor, longer: int) -> torch.Tensor:
@@ -152,12 +214,20 @@ def check_tile(tile: int, stride: int) -> None:
 
 
 def tiled_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, device: torch.device,
-                  autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
-                  stats_size: int | None = 1024, collect: bool = True) -> torch.Tensor:
+                  autocast: Autocast = nullcontext, stats_size: int | None = 1024, collect: bool = True,
+                  stats: TileStats = TileStats.EXACT) -> torch.Tensor:
     """Stylize ``x`` (N, 3, H, W, on any device) tile by tile on ``device``; returns float32 on
-    ``x``'s device. Statistics come from ``x`` downscaled to ``stats_size`` (None: full size),
-    unless ``collect`` is False (the caller already collected them)."""
+    ``x``'s device. ``stats`` says where the instance-norm statistics come from; for DOWNSCALED,
+    from ``x`` shrunk to ``stats_size`` (None: full size), unless ``collect`` is False (the caller
+    already collected them)."""
     check_tile(tile, model.stride)
+    if stats is TileStats.EXACT:
+        return exact_forward(model, x, tile, device, autocast)
+    return _downscaled_forward(model, x, tile, device, autocast, stats_size, collect)
+
+
+def _downscaled_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, device: torch.device,
+                        autocast: Autocast, stats_size: int | None, collect: bool) -> torch.Tensor:
     if collect:
         small = downscale(x.float(), stats_size) if stats_size else x.float()
         with autocast():
@@ -179,3 +249,107 @@ def tiled_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, devic
             weight = (wy[:, None] * _ramp(left, right, w)[None, :]).to(x.device)
             out[..., top:bottom, left:right].addcmul_(core, weight)
     return out
+
+
+def _pad_input(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """The padding :class:`Generator` applies before its body (the untiled statistics include
+    the padded region, so the exact ones must too)."""
+    h, w = x.shape[-2:]
+    pad_h = max(h + (-h) % stride, 2 * stride) - h
+    pad_w = max(w + (-w) % stride, 2 * stride) - w
+    if not (pad_h or pad_w):
+        return x
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def _cores(section: nn.Module, src: torch.Tensor, tile: int, margin: int, device: torch.device,
+           autocast: Autocast, prep: Callable[[torch.Tensor], torch.Tensor] | None = None,
+           ) -> Iterator[tuple[torch.Tensor, int, int]]:
+    """Run ``section`` on non-overlapping cores of ``src`` (each with ``margin`` positions of
+    context) and yield each core's result (or the input of the norm in STOP mode) with its
+    top-left position at the result's resolution. The cores partition ``src`` exactly once."""
+    h, w = src.shape[-2:]
+    for top in range(0, h, tile):
+        bottom, c_top, c_bottom = min(top + tile, h), max(0, top - margin), min(h, top + tile + margin)
+        for left in range(0, w, tile):
+            right, c_left, c_right = min(left + tile, w), max(0, left - margin), min(w, left + tile + margin)
+            crop = src[..., c_top:c_bottom, c_left:c_right].to(device, torch.float32)
+            with torch.no_grad(), autocast():
+                try:
+                    y = section(prep(crop) if prep else crop)
+                except _Reached as reached:
+                    y = reached.x
+            # Crops are aligned to the stride, so the scale between crop and result is exact.
+            sy, sx = Fraction(y.shape[-2], c_bottom - c_top), Fraction(y.shape[-1], c_right - c_left)
+            core = y[..., int((top - c_top) * sy):int((bottom - c_top) * sy),
+                     int((left - c_left) * sx):int((right - c_left) * sx)]
+            yield core, int(top * sy), int(left * sx)
+
+
+def _measure(norm: FixedStatsNorm, section: nn.Module, src: torch.Tensor, tile: int, margin: int,
+             device: torch.device, autocast: Autocast, prep: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+    """Set ``norm``'s statistics to those of its input over the whole image (earlier norms fixed)."""
+    norm.mode = NormMode.STOP
+    total = squares = None
+    count = 0
+    try:
+        for core, _, _ in _cores(section, src, tile, margin, device, autocast, prep):
+            core = core.double()
+            s, q = core.sum((2, 3)), core.square().sum((2, 3))
+            total, squares = (s, q) if total is None else (total + s, squares + q)
+            count += core.shape[-2] * core.shape[-1]
+    finally:
+        norm.mode = NormMode.FIXED
+    if total is None or squares is None:
+        raise RuntimeError("tiling: the measured norm was never reached")
+    mean = total / count
+    var = (squares / count - mean.square()).clamp_min(0.0)
+    norm.mean, norm.var = (t[..., None, None].float().to(device) for t in (mean, var))
+
+
+def _norms_of(section: nn.Module) -> list[FixedStatsNorm]:
+    return [m for m in section.modules() if isinstance(m, FixedStatsNorm)]
+
+
+def _assemble(cores: Iterator[tuple[torch.Tensor, int, int]], n: int, size: tuple[int, int],
+              device: torch.device) -> torch.Tensor:
+    """Write the cores into one whole tensor of spatial ``size`` on ``device``."""
+    whole: torch.Tensor | None = None
+    for core, top, left in cores:
+        if whole is None:
+            whole = torch.empty(n, core.shape[1], *size, dtype=torch.float32, device=device)
+        whole[..., top:top + core.shape[-2], left:left + core.shape[-1]] = core
+    assert whole is not None
+    return whole
+
+
+def _centre(x: torch.Tensor) -> torch.Tensor:
+    return x * 2.0 - 1.0  # the generator's input transform, applied before its body
+
+
+@torch.no_grad()
+def exact_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, device: torch.device,
+                  autocast: Autocast = nullcontext) -> torch.Tensor:
+    """Tiled forward with every norm's statistics measured over the whole image at full
+    resolution (see the module docstring): equals ``generator(x)`` to float rounding."""
+    n, _, h, w = x.shape
+    xp = _pad_input(x.float(), model.stride)
+    model._set_mode(NormMode.FIXED)
+    for norm in _norms_of(model.encoder):
+        _measure(norm, model.encoder, xp, tile, model.encoder_margin, device, autocast, _centre)
+    low_size = (xp.shape[-2] // model.stride, xp.shape[-1] // model.stride)
+    low = _assemble(_cores(model.encoder, xp, tile, model.encoder_margin, device, autocast, _centre),
+                    n, low_size, x.device)
+    # The last encoder norm and the residual blocks run whole at the lowest resolution (a tensor
+    # the size of the input image), where ordinary instance norm is exact.
+    for norm in _norms_of(model.middle):
+        norm.mode = NormMode.PLAIN
+    with autocast():
+        low = model.middle(low.to(device)).float().to(x.device)
+    low_tile = tile // model.stride
+    for norm in _norms_of(model.decoder):
+        _measure(norm, model.decoder, low, low_tile, model.decoder_margin, device, autocast, None)
+    out = _assemble(_cores(model.decoder, low, low_tile, model.decoder_margin, device, autocast),
+                    n, xp.shape[-2:], x.device)
+    return out.add_(xp)[..., :h, :w]

@@ -1,25 +1,32 @@
 """Tiled inference: whole-image statistics make tiles agree with the untiled pass."""
 
+import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
+from PIL import Image
 from torch import nn
 
 from styler.apply import AUTO_TILE, Stylizer
-from styler.config import ApplyConfig, GeneratorConfig
+from styler.checkpoint import save_generator
+from styler.cli import main
+from styler.config import ApplyConfig, GeneratorConfig, TileStats
 from styler.errors import ConfigError
 from styler.models import Generator
-from styler.tiling import BLEND, FixedStatsNorm, GlobalStatsGenerator, _ramp, downscale, receptive_margin, \
-    tile_starts, tiled_forward
+from styler.tiling import BLEND, FixedStatsNorm, GlobalStatsGenerator, _ramp, downscale, exact_forward, \
+    receptive_margin, tile_starts, tiled_forward
+from tests.conftest import make_photo
 
 CPU = torch.device("cpu")
+DOWN = TileStats.DOWNSCALED
 
 
-def generator() -> Generator:
+def generator(config: GeneratorConfig | None = None, spread: float = 0.1) -> Generator:
     torch.manual_seed(0)
-    g = Generator(GeneratorConfig(base_channels=4, num_residual=1)).eval()
+    g = Generator(config or GeneratorConfig(base_channels=4, num_residual=1)).eval()
     with torch.no_grad():
         for p in g.parameters():  # away from the identity-like init, so differences show
-            p.add_(torch.randn_like(p) * 0.1)
+            p.add_(torch.randn_like(p) * spread)
     return g
 
 
@@ -41,10 +48,48 @@ def test_fixed_stats_norm_in_plain_mode_is_instance_norm():
     assert torch.allclose(FixedStatsNorm(norm)(x), norm(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [(96, 136), (83, 141), (10, 7)])  # multiples of 8, not, smaller than 16
+def test_exact_statistics_make_tiles_equal_the_plain_forward(size, capsys):
+    g = generator(GeneratorConfig(base_channels=8, num_residual=2), spread=0.3)  # trained-like: far from identity
+    x = torch.cat([photo(*size), torch.rand(1, 3, *size)])  # two different images: per-sample statistics
+    with torch.no_grad():
+        plain = g(x)
+    assert psnr(plain, x) < 15  # the network really restyles, so a match is not trivial
+    tiled = tiled_forward(GlobalStatsGenerator(g), x, 64, CPU)  # default: TileStats.EXACT
+    assert tiled.shape == x.shape
+    assert psnr(tiled, plain) >= 35 and (tiled - plain).abs().max() < 1e-4  # float rounding only
+    with capsys.disabled():
+        print(f"\n  exact statistics, {size[0]}x{size[1]}, tile 64: {psnr(tiled, plain):.1f} dB vs plain untiled")
+
+
+@pytest.mark.parametrize("config", [GeneratorConfig(base_channels=4, pixel_unshuffle=False),
+                                    GeneratorConfig(base_channels=4, num_downsamples=1, num_residual=0)])
+def test_exact_statistics_on_other_layouts(config):
+    g, x = generator(config, spread=0.3), photo(90, 75)
+    with torch.no_grad():
+        plain = g(x)
+    assert (tiled_forward(GlobalStatsGenerator(g), x, 64, CPU) - plain).abs().max() < 1e-4
+
+
+def test_exact_measurement_stops_at_the_norm_it_measures():
+    """Each norm's pass ends at that norm: the head only runs in the final pass, once per tile."""
+    g, x = generator(), photo(96, 136)
+    model = GlobalStatsGenerator(g)
+    calls = []
+    model.net.head.register_forward_hook(lambda *_: calls.append(1))
+    first_conv = next(m for m in model.encoder if isinstance(m, nn.Conv2d))
+    first_calls = []
+    first_conv.register_forward_hook(lambda *_: first_calls.append(1))
+    exact_forward(model, x, 64, CPU)
+    tiles = 2 * 3  # 96 / 64 and 136 / 64, rounded up
+    assert len(calls) == tiles
+    assert len(first_calls) == 3 * tiles  # two encoder norms measured by prefix passes, then one build
+
+
 def test_tiled_matches_untiled_with_the_same_global_statistics(capsys):
     g, x = generator(), photo(144, 120)
     model = GlobalStatsGenerator(g)
-    tiled = tiled_forward(model, x, 96, CPU, stats_size=64)  # stats from a 64-px copy, 2x2 tiles
+    tiled = tiled_forward(model, x, 96, CPU, stats_size=64, stats=DOWN)  # stats from a 64-px copy, 2x2 tiles
     with torch.no_grad():
         untiled_same_stats, plain = model(x), g(x)
     assert len(tile_starts(144, 96, 8)) == 2
@@ -56,7 +101,7 @@ def test_tiled_matches_untiled_with_the_same_global_statistics(capsys):
 
 def test_full_size_statistics_reproduce_the_plain_forward():
     g, x = generator(), photo(83, 141)  # not multiples of 8: the bottom/right tiles are padded
-    tiled = tiled_forward(GlobalStatsGenerator(g), x, 64, CPU, stats_size=None)
+    tiled = tiled_forward(GlobalStatsGenerator(g), x, 64, CPU, stats_size=None, stats=DOWN)
     with torch.no_grad():
         assert (tiled - g(x)).abs().max() < 1e-4
 
@@ -68,7 +113,7 @@ def test_per_tile_statistics_would_show_seams():
     with torch.no_grad():
         plain = g(x)
         per_tile = torch.cat([g(x[..., :, :88]), g(x[..., :, 88:])], -1)
-    tiled = tiled_forward(model, x, 88, CPU, stats_size=None)
+    tiled = tiled_forward(model, x, 88, CPU)
     assert psnr(per_tile, plain) < psnr(tiled, plain) - 20
 
 
@@ -111,11 +156,37 @@ def test_stylizer_tiles_above_the_pixel_budget_and_keeps_the_size():
     auto = Stylizer(g, config=ApplyConfig(max_tile_pixels=1000))
     assert auto.tile_size(40, 40) == AUTO_TILE and auto.tile_size(30, 30) is None
     assert Stylizer(g, config=ApplyConfig(max_tile_pixels=0)).tile_size(5000, 5000) is None
-    forced = Stylizer(g, config=ApplyConfig(tile=72, stats_size=1024))
     x = photo(100, 97)
-    out = forced(x)
-    assert forced.tile_size(100, 97) == 72 and out.shape == x.shape
-    assert psnr(out, Stylizer(g)(x)) > 60  # the whole image fits the statistics pass: exact
+    untiled = Stylizer(g)(x)
+    for config in (ApplyConfig(tile=72), ApplyConfig(tile=72, tile_stats=DOWN, stats_size=1024)):
+        forced = Stylizer(g, config=config)
+        out = forced(x)
+        assert forced.tile_size(100, 97) == 72 and out.shape == x.shape
+        assert psnr(out, untiled) > 60  # exact, or the whole image fits the downscaled pass
+    with pytest.raises(ConfigError, match="tile stats must be a TileStats"):
+        ApplyConfig(tile_stats="exact")
+
+
+def test_apply_tile_stats_option_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    save_generator(tmp_path / "w" / "demo.safetensors", generator(spread=0.3), {"style_name": "demo"})
+    src = make_photo(tmp_path / "a.png", size=(150, 90))
+
+    def apply(name, *extra):
+        result = CliRunner().invoke(main, ["apply", str(src), "-o", str(tmp_path / name), "--style", "demo",
+                                           "--weights-dir", str(tmp_path / "w"), "--device", "cpu", *extra])
+        return result, tmp_path / name
+
+    images = {}
+    for name, extra in {"plain.png": [], "exact.png": ["--tile", "64"],
+                        "down.png": ["--tile", "64", "--tile-stats", "downscaled", "--stats-size", "32"]}.items():
+        result, path = apply(name, *extra)
+        assert result.exit_code == 0, result.output
+        images[name] = np.asarray(Image.open(path), dtype=np.int16)
+    assert np.abs(images["exact.png"] - images["plain.png"]).max() <= 1  # 8-bit rounding at most
+    assert np.abs(images["down.png"] - images["plain.png"]).max() > 1  # a 32-px statistics pass differs
+    bad, _ = apply("bad.png", "--tile", "64", "--tile-stats", "approx")
+    assert bad.exit_code == 2 and "Invalid value for '--tile-stats'" in bad.output
 
 
 def test_downscale_keeps_small_images():
