@@ -83,9 +83,11 @@ def instrumented_step(t: Trainer, batches: Iterator, clock: Clock) -> None:
     leaf = fake.detach().requires_grad_(True)
     if cfg.adv_weight > 0:
         def d_step() -> None:
-            real = t.style_crops.sample(content.shape[0]).to(dev)
+            real = t.style_crops.sample(content.shape[0], t.step).to(dev)
             with autocast(dev):
-                d_loss = t.gan.discriminator(t.discriminator(real), t.discriminator(leaf.detach()))
+                # As Trainer.train_step: real and fake patches in one discriminator forward.
+                real_logits, fake_logits = t.discriminator(torch.cat([real, leaf.detach()])).float().chunk(2)
+                d_loss = t.gan.discriminator(real_logits, fake_logits)
             t.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             t.opt_d.step()
