@@ -21,6 +21,7 @@ from styler.device import memory_format, resolve_device
 from styler.errors import ConfigError, ImageError
 from styler.images import _to_rgb, pil_to_tensor, resize_longer, tensor_to_pil
 from styler.models import Generator
+from styler.models.generator import FastGenerator
 from styler.tiling import GlobalStatsGenerator, tiled_forward
 
 # Tile side used when an image is tiled because it exceeds ApplyConfig.max_tile_pixels.
@@ -87,6 +88,9 @@ class Stylizer:
         self.config = config or ApplyConfig()
         self.dtype = compute_dtype(self.config.precision, self.device)
         self.generator = generator.to(self.device, memory_format=memory_format(self.device)).eval()
+        # Same outputs (within float rounding), ~1.4x faster and ~3x less peak memory untiled:
+        # the upsample-then-conv layers run as sub-pixel convolutions (docs/performance.md).
+        self.fast = FastGenerator.from_generator(self.generator)
         self.info = info
         self._tiler: GlobalStatsGenerator | None = None
 
@@ -127,7 +131,7 @@ class Stylizer:
             return tiled_forward(self._tiler, x, tile, self.device, self._autocast, self.config.stats_size,
                                  stats=self.config.tile_stats)
         with self._autocast():
-            return self.generator(x.to(self.device, memory_format=memory_format(self.device))).float()
+            return self.fast(x.to(self.device, memory_format=memory_format(self.device))).float()
 
     @torch.inference_mode()
     def stylize_tensor(self, batch: torch.Tensor) -> torch.Tensor:

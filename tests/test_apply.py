@@ -142,3 +142,11 @@ def test_api_load_with_tiling_and_precision_options(tmp_path):
                       config=ApplyConfig(tile=64, precision=Precision.FP32))
     assert s(Image.new("RGB", (150, 70), "green")).size == (150, 70)
     assert s(torch.rand(2, 3, 70, 150)).shape == (2, 3, 70, 150)
+
+
+def test_stylizer_fast_path_matches_plain_generator():
+    s = stylizer()
+    x = torch.rand(2, 3, 45, 70)
+    with torch.no_grad():
+        plain = s.generator(x).clamp(0, 1)
+    assert torch.allclose(s(x), plain, atol=1e-5)
