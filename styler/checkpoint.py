@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from styler import __version__
 from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, to_json
 from styler.errors import ConfigError, WeightsError
+from styler.fileio import default_mode, temp_beside
 from styler.models import Generator
 
 WEIGHTS_SUFFIX = ".safetensors"
@@ -61,10 +61,11 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_beside(path)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, default_mode())  # safetensors re-creates the file with its own mode
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -10,7 +10,6 @@ TorchScript-based ONNX exporter is used because the dynamo exporter needs onnxsc
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from torch import nn
 
 from styler.config import ExportFormat
 from styler.errors import ConfigError, StylerError
+from styler.fileio import temp_beside
 from styler.models import Generator
 
 
@@ -47,7 +47,7 @@ class Exportable(nn.Module):
 
 def _atomic_target(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return temp_beside(path)
 
 
 def export_generator(generator: Generator, path: Path, fmt: ExportFormat, opset: int = 17) -> Path:

@@ -7,7 +7,6 @@ Everything a user hands us passes through here, so every failure becomes an
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -17,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from styler.config import IMAGE_EXTENSIONS
 from styler.errors import DataError, ImageError
+from styler.fileio import temp_beside
 
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
                  ".tif": "TIFF", ".tiff": "TIFF"}
@@ -135,7 +135,7 @@ def save_image(image: Image.Image, path: Path, quality: int = 95, exif: bytes | 
         kwargs["icc_profile"] = icc_profile
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = temp_beside(path)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +24,7 @@ import torch
 
 from styler.config import TrainConfig, from_dict, to_json
 from styler.errors import ConfigError, TrainingError
+from styler.fileio import temp_beside
 
 RUNS_DIR = Path("runs")
 CHECKPOINT_FORMAT = "styler-run-checkpoint"
@@ -83,7 +83,7 @@ def config_differences(saved: TrainConfig, new: TrainConfig) -> list[str]:
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through ``write(file)`` into a temp file beside ``path``, fsync, rename over."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

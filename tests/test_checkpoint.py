@@ -95,3 +95,14 @@ def test_list_weights_reports_broken_files(tmp_path):
     found = list_weights(tmp_path)
     assert read_info(tmp_path / "good.safetensors").name == "good"
     assert [type(x).__name__ for x in found] == ["WeightsError", "WeightsInfo"]
+
+
+def test_weights_file_gets_normal_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        _, path = saved(tmp_path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

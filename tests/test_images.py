@@ -122,3 +122,12 @@ def test_infinite_sampler_is_deterministic_and_resumable():
     assert sorted(first[:5]) == list(range(5))
     resumed = iter(InfiniteSampler(5, seed=3, start=7))
     assert [next(resumed) for _ in range(5)] == first[7:12]
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_image(Image.new("RGB", (4, 4)), tmp_path / "o.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "o.png").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
