@@ -40,8 +40,9 @@ def main() -> None:
         style_file = ROOT / "samples/styles" / str(info.metadata.get("style_file", ""))
         if style_file.is_file():
             grid.paste(fit(load_rgb(style_file), s), (col * s, label))
-        draw.text((col * s + 6, 6), f"{info.name}: {info.features} features, {info.metadata.get('steps')} steps",
-                  fill="black")
+        meta = info.metadata
+        kept = f"step {meta['best_step']} of {meta['steps']}" if "best_step" in meta else f"{meta.get('steps')} steps"
+        draw.text((col * s + 6, 6), f"{info.name}: {info.features} features, {kept}", fill="black")
     draw.text((6, 6), "photos not used in training", fill="black")
     stylizers = [Stylizer.load(info.path, device="cpu") for info in infos]
     for row, photo_path in enumerate(photos, start=1):
