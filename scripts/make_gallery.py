@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from styler.apply import Stylizer
 from styler.checkpoint import list_weights
-from styler.images import load_rgb, resize_longer
+from styler.images import load_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 

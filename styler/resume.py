@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import threading
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch

@@ -412,11 +412,4 @@ class Trainer(Resumable):
         return meta
 
 
-def train(config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
-          device: torch.device, vgg_weights: Path | None = None,
-          on_step: Callable[[StepReport], None] | None = None, **options: Any) -> TrainResult:
-    """Train one style and write ``<weights_dir>/<name>.safetensors`` (options: see Trainer)."""
-    return Trainer(config, style_path, content_dir, weights_dir, device, vgg_weights, **options).run(on_step)
-
-
-__all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer", "init_architecture", "train"]
+__all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer", "init_architecture"]

@@ -1,7 +1,6 @@
 import os
 
 import pytest
-import torch
 from PIL import Image
 
 from styler.errors import DataError, ImageError

@@ -87,6 +87,26 @@ def test_ctrl_c_then_resume_from_the_run_folder(tmp_path, photo_dir, style_image
     assert result.exit_code == 0, result.output
 
 
+def test_resume_keeps_the_skipped_images_count(tmp_path, photo_dir, style_image, monkeypatch):
+    # The checkpoint stores which photos were unreadable; resuming must restore them as paths.
+    (photo_dir / "broken.png").write_bytes(b"junk")
+    after_step = Trainer._after_step
+
+    def interrupt_at_2(self, losses, rate):
+        value = after_step(self, losses, rate)
+        if self.step == 2:
+            raise KeyboardInterrupt
+        return value
+
+    monkeypatch.setattr(Trainer, "_after_step", interrupt_at_2)
+    args = ["--style", style_image, "--content-dir", photo_dir, "--steps", 4, "--val-fraction", 0, *TINY]
+    assert train(*args).exit_code == 130
+    monkeypatch.setattr(Trainer, "_after_step", after_step)
+    result = train("--resume", "runs/style", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["skipped_images"] == [str(photo_dir / "broken.png")]
+
+
 def test_init_from_an_existing_style(tmp_path, photo_dir, style_image):
     assert train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "a", *TINY).exit_code == 0
     result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "b", "--init-from", "a",
