@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from styler.apply import Stylizer
-from styler.config import DEFAULT_LAYERS, Features, LossConfig, StyleLoss, TrainConfig
+from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, LossConfig, StyleLoss, TrainConfig, Upsample
 from styler.features import build_feature_extractor
 from styler.images import load_rgb, load_style_image, pil_to_tensor, resize_longer, tensor_to_pil
 from styler.losses import ContentLoss, GramLoss, SlicedWassersteinLoss
@@ -26,6 +26,7 @@ from styler.train import Trainer
 ROOT = Path(__file__).resolve().parent.parent
 STYLE = ROOT / "samples/styles/starry_night.jpg"
 HELD_OUT = sorted((ROOT / "samples/content").glob("*.jpg"))
+STYLE_SIZE = 320  # as scripts/train_bundled.sh
 
 VARIANTS: dict[str, dict] = {
     "gram_half": dict(style_loss=StyleLoss.GRAM, width=2, adv=0.05),
@@ -34,6 +35,13 @@ VARIANTS: dict[str, dict] = {
     "sliced_half_adv02": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.2),
     "sliced_full": dict(style_loss=StyleLoss.SLICED, width=1, adv=0.05),
     "sliced_half_uncal": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, calibrate=False),
+    # Round 2 (against the fine grid texture, for larger strokes): the default TV weight 1e-4
+    # is inert once losses are normalised (the term is ~1e-5 against a total of ~2).
+    "sliced_half_tv1": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0),
+    "sliced_half_tv1_style512": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0, style_size=512),
+    "sliced_half_bilinear": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, upsample=Upsample.BILINEAR),
+    "sliced_half_tv1_bilinear": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0,
+                                     upsample=Upsample.BILINEAR),
 }
 
 
@@ -54,20 +62,36 @@ class Yardstick:
     def score(self, output: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
         fo, fp = self.net(output), self.net(photo)
         return {"content": float(self.content(fo[self.content_layer], fp[self.content_layer])),
-                "gram": float(self.gram(fo)), "sliced": float(self.sliced(fo))}
+                "gram": float(self.gram(fo)), "sliced": float(self.sliced(fo)),
+                "hf": high_frequency_ratio(output, photo)}
+
+
+def high_frequency_ratio(output: torch.Tensor, photo: torch.Tensor) -> float:
+    """Spectral energy of the output's luminance above 1/4 cycle per pixel, relative to the
+    photo's: a measure of the fine grid texture (1.0 = as much fine detail as the photo)."""
+    def energy(img: torch.Tensor) -> float:
+        lum = img.mean(1)[0]
+        power = torch.fft.fft2(lum - lum.mean()).abs().pow(2)
+        fy = torch.fft.fftfreq(lum.shape[0]).abs()[:, None]
+        fx = torch.fft.fftfreq(lum.shape[1]).abs()[None, :]
+        return float(power[torch.maximum(fy, fx) > 0.25].sum() / power.sum())
+    return energy(output) / energy(photo)
 
 
 def run_variant(name: str, spec: dict, out: Path, photos: Path, steps: int, size: int, yard: Yardstick) -> dict:
-    loss = LossConfig(style_loss=spec["style_loss"], adv_weight=spec["adv"])
-    cfg = TrainConfig(name=name, steps=steps, image_size=size, style_size=2 * size, features=Features.RANDOM,
-                      feature_width_divisor=spec["width"], num_workers=1, loss=loss, seed=0)
+    loss = LossConfig(style_loss=spec["style_loss"], adv_weight=spec["adv"], tv_weight=spec.get("tv", 1e-4))
+    style_size = spec.get("style_size", STYLE_SIZE)
+    cfg = TrainConfig(name=name, steps=steps, image_size=size, style_size=style_size, features=Features.RANDOM,
+                      feature_width_divisor=spec["width"], num_workers=0, loss=loss, seed=0,
+                      val_every=max(steps // 6, 1), checkpoint_every=steps,
+                      generator=GeneratorConfig(upsample=spec.get("upsample", Upsample.NEAREST)))
     trainer = Trainer(cfg, STYLE, photos, out, torch.device("cpu"))
     if not spec.get("calibrate", True):
         # Rebuild the loss network without the per-layer rescaling, for the comparison only.
         from styler.losses import PerceptualLoss
         content_layer, style_layers = DEFAULT_LAYERS[Features.RANDOM]
         ext = build_feature_extractor(Features.RANDOM, (content_layer, *style_layers), seed=0, width_divisor=spec["width"])
-        trainer.loss = PerceptualLoss(ext, content_layer, style_layers, load_style_image(STYLE, 2 * size), loss)
+        trainer.loss = PerceptualLoss(ext, content_layer, style_layers, load_style_image(STYLE, style_size), loss)
     start = time.perf_counter()
     result = trainer.run()
     seconds = time.perf_counter() - start
@@ -96,9 +120,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--only", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     yard = Yardstick(args.size)
     for name in args.only:
         record = run_variant(name, VARIANTS[name], args.out, args.photos, args.steps, args.size, yard)

@@ -20,7 +20,7 @@ import click
 
 from styler import __version__
 from styler.config import ApplyConfig, DeviceChoice, ExportFormat, Features, FolderConfig, GeneratorConfig, \
-    LossConfig, OutputFormat, Precision, StyleLoss, TileStats, TrainConfig, default_weights_dir
+    LossConfig, OutputFormat, Precision, StyleLoss, TileStats, TrainConfig, Upsample, default_weights_dir
 from styler.errors import StylerError, WeightsError
 
 _TRAIN = TrainConfig()
@@ -108,7 +108,7 @@ _TRAIN_FIELDS = {"name": "name", "steps": "steps", "batch_size": "batch_size", "
                  "preview_every": "preview_every", "precision": "precision", "compile": "compile",
                  "init_from": "init_from", "feature_width_divisor": "feature_width_divisor"}
 _LOSS_FIELDS = ("content_weight", "style_weight", "tv_weight", "adv_weight", "style_loss")
-_GENERATOR_FIELDS = {"base_channels": "base_channels", "residual_blocks": "num_residual"}
+_GENERATOR_FIELDS = {"base_channels": "base_channels", "residual_blocks": "num_residual", "upsample": "upsample"}
 
 
 def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any], only_explicit: bool,
@@ -133,7 +133,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 
         # The new style starts from that generator, so it takes that architecture.
         generator = init_architecture(params["init_from"], weights_dir)
-    generator = replace(generator, **{field: params[key] for key, field in _GENERATOR_FIELDS.items() if given(key)})
+    generator = replace(generator, **{field: Upsample(params[key]) if key == "upsample" else params[key]
+                                      for key, field in _GENERATOR_FIELDS.items() if given(key)})
     return replace(base, **top, loss=loss, generator=generator)
 
 
@@ -192,6 +193,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               help=f"Generator width [default: {GeneratorConfig().base_channels}, or --init-from's].")
 @click.option("--residual-blocks", type=int, default=None,
               help=f"Generator depth [default: {GeneratorConfig().num_residual}, or --init-from's].")
+@click.option("--upsample", type=click.Choice([u.value for u in Upsample]), default=None,
+              help=f"Decoder upsampling [default: {GeneratorConfig().upsample.value}, or --init-from's].")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
               show_default=True, help="CUDA arithmetic (fp16 uses loss scaling); the CPU trains in fp32.")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the generator and loss network.")

@@ -37,6 +37,15 @@ class StyleLoss(str, enum.Enum):
     SLICED = "sliced"
 
 
+class Upsample(str, enum.Enum):
+    """How the generator's decoder doubles resolution before each 3x3 convolution. NEAREST:
+    Johnson et al. / Odena et al.; BILINEAR: smoother, no blocky 2x2 phase structure for the
+    convolution to turn into a fine grid (docs/offline-quality.md)."""
+
+    NEAREST = "nearest"
+    BILINEAR = "bilinear"
+
+
 class Precision(str, enum.Enum):
     """Arithmetic on CUDA (training and inference). AUTO: bf16 autocast on CUDA, fp32 elsewhere;
     the CPU and MPS always train in fp32."""
@@ -82,8 +91,10 @@ class GeneratorConfig:
     num_residual: int = 5
     stem_kernel: int = 3
     pixel_unshuffle: bool = True
+    upsample: Upsample = Upsample.NEAREST
 
     def __post_init__(self) -> None:
+        _check(isinstance(self.upsample, Upsample), f"upsample must be an Upsample, got {self.upsample!r}")
         _check(1 <= self.base_channels <= 256, f"base_channels must be 1..256, got {self.base_channels}")
         _check(0 <= self.num_downsamples <= 4, f"num_downsamples must be 0..4, got {self.num_downsamples}")
         _check(0 <= self.num_residual <= 16, f"num_residual must be 0..16, got {self.num_residual}")
@@ -294,7 +305,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}
     nested = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig, "loss": LossConfig}
-    enums = {"features": Features, "style_loss": StyleLoss, "precision": Precision}
+    enums = {"features": Features, "style_loss": StyleLoss, "precision": Precision, "upsample": Upsample}
     for key, value in data.items():
         if key in nested and isinstance(value, Mapping):
             value = from_dict(nested[key], value)

@@ -156,8 +156,8 @@ class GlobalStatsGenerator(nn.Module):
 
 def _radius(modules: Iterable[nn.Module]) -> Fraction:
     """Reach of a layer sequence, in units of its input's positions. Walks the modules in
-    execution order (true for :class:`Generator`: an UpBlock halves the scale before its 3x3
-    conv, and its 1x1 reduction has no reach)."""
+    execution order (true for :class:`Generator`: an UpBlock's upsample halves the scale before
+    its 3x3 conv, and its 1x1 reduction has no reach)."""
     scale, radius = Fraction(1), Fraction(0)
     for module in modules:
         if isinstance(module, nn.PixelUnshuffle):
@@ -165,7 +165,9 @@ def _radius(modules: Iterable[nn.Module]) -> Fraction:
         elif isinstance(module, nn.Conv2d):
             radius += (module.kernel_size[0] // 2) * module.dilation[0] * scale
             scale *= module.stride[0]
-        elif isinstance(module, (UpBlock, nn.Upsample)):
+        elif isinstance(module, nn.Upsample):
+            if module.mode == "bilinear":
+                radius += scale  # interpolation reaches one position further, before the doubling
             scale /= 2
     return radius
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks.transformer_net import TransformerNet
-from styler.config import GeneratorConfig
+from styler.config import GeneratorConfig, Upsample
 from styler.models.generator import FastGenerator, Generator, subpixel_weight
 
 # Fast-path tolerance: the rewritten layers reorder float sums, nothing else (max abs, [0,1] px).
@@ -35,14 +35,15 @@ def test_transformer_net_matches_johnson_parameter_count():
     assert out.shape == (1, 3, 32, 32) and torch.isfinite(out).all()
 
 
-def test_subpixel_weight_equals_upsample_then_conv():
+@pytest.mark.parametrize("mode,pad", [(Upsample.NEAREST, "reflect"), (Upsample.BILINEAR, "replicate")])
+def test_subpixel_weight_equals_upsample_then_conv(mode, pad):
     torch.manual_seed(1)
     conv = torch.nn.Conv2d(5, 4, 3)
     x = torch.rand(2, 5, 9, 7)
-    up = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
-    plain = conv(torch.nn.functional.pad(up, (1, 1, 1, 1), mode="reflect"))
+    up = torch.nn.functional.interpolate(x, scale_factor=2.0, mode=mode.value)
+    plain = conv(torch.nn.functional.pad(up, (1, 1, 1, 1), mode=pad))
     fast = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"),
-                                      subpixel_weight(conv.weight), conv.bias.repeat_interleave(4))
+                                      subpixel_weight(conv.weight, mode), conv.bias.repeat_interleave(4))
     torch.testing.assert_close(torch.nn.functional.pixel_shuffle(fast, 2), plain, atol=1e-5, rtol=1e-5)
 
 
@@ -51,6 +52,8 @@ def test_subpixel_weight_equals_upsample_then_conv():
     GeneratorConfig(base_channels=4, num_downsamples=2, num_residual=1),
     GeneratorConfig(base_channels=4, pixel_unshuffle=False, num_residual=1),
     GeneratorConfig(base_channels=4, stem_kernel=9, num_residual=1),
+    GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.BILINEAR),
+    GeneratorConfig(base_channels=4, num_residual=1, pixel_unshuffle=False, upsample=Upsample.BILINEAR),
 ])
 @pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 3, 37, 53)])
 def test_fast_generator_gives_the_plain_images(config, shape):

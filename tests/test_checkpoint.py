@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from styler.checkpoint import list_weights, load_generator, read_info, resolve_weights, save_generator
-from styler.config import GeneratorConfig
+from styler.config import GeneratorConfig, Upsample
 from styler.errors import WeightsError
 from styler.models import Generator
 
@@ -106,3 +106,32 @@ def test_weights_file_gets_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_files_from_before_the_upsample_choice_load_as_nearest(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    g, path = saved(tmp_path)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    fields = json.loads(meta["generator_config"])
+    assert fields.pop("upsample") == "nearest"
+    meta["generator_config"] = json.dumps(fields)
+    save_file(tensors, str(path), metadata=meta)
+    loaded, info = load_generator(path)
+    assert info.generator.upsample is Upsample.NEAREST
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(g(x), loaded(x))
+
+
+def test_bilinear_generator_round_trips(tmp_path):
+    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.BILINEAR)).eval()
+    path = save_generator(tmp_path / "b.safetensors", g, {"style_name": "b", "features": "random"})
+    loaded, info = load_generator(path)
+    assert info.generator.upsample is Upsample.BILINEAR
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(g(x), loaded(x))

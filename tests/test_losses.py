@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from styler.config import Features, LossConfig, StyleLoss
@@ -66,3 +67,30 @@ def test_perceptual_loss_gradients_reach_output_not_extractor():
         terms["total"].backward()
         assert out.grad is not None and out.grad.abs().sum() > 0
         assert all(p.grad is None for p in ext.parameters())
+
+
+def test_sliced_wasserstein_bank_matches_direct_projection():
+    torch.manual_seed(0)
+    feats = torch.rand(1, 6, 8, 8)
+    loss = SlicedWassersteinLoss({"a": feats}, projections=8, bank_size=32)
+    direct = torch.sort(loss.dirs_a.T @ feats.flatten(2)[0], dim=-1).values
+    assert torch.allclose(loss.sorted_a, direct)
+    # Large style images keep only evenly spaced quantiles; the same distribution still scores ~0.
+    big = torch.rand(1, 6, 80, 80)
+    coarse = SlicedWassersteinLoss({"a": big}, projections=8, bank_size=32, quantiles=256)
+    assert coarse.sorted_a.shape == (32, 256)
+    assert coarse({"a": big}).item() < 1e-3 * coarse({"a": big + 0.5}).item()
+
+
+def test_sliced_wasserstein_draws_are_seeded():
+    feats = {"a": torch.rand(1, 6, 8, 8)}
+    out = {"a": torch.rand(2, 6, 8, 8)}
+    a, b = SlicedWassersteinLoss(feats, projections=4, seed=3), SlicedWassersteinLoss(feats, projections=4, seed=3)
+    first = [a(out).item() for _ in range(3)]
+    assert first == [b(out).item() for _ in range(3)]
+    assert len(set(first)) == 3  # a fresh draw from the bank on every call
+
+
+def test_sliced_wasserstein_rejects_more_projections_than_bank():
+    with pytest.raises(ValueError, match="projections"):
+        SlicedWassersteinLoss({"a": torch.rand(1, 4, 8, 8)}, projections=65, bank_size=64)

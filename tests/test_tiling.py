@@ -10,7 +10,7 @@ from torch import nn
 from styler.apply import AUTO_TILE, Stylizer
 from styler.checkpoint import save_generator
 from styler.cli import main
-from styler.config import ApplyConfig, GeneratorConfig, TileStats
+from styler.config import ApplyConfig, GeneratorConfig, TileStats, Upsample
 from styler.errors import ConfigError
 from styler.models import Generator
 from styler.tiling import BLEND, FixedStatsNorm, GlobalStatsGenerator, _ramp, downscale, exact_forward, \
@@ -63,7 +63,10 @@ def test_exact_statistics_make_tiles_equal_the_plain_forward(size, capsys):
 
 
 @pytest.mark.parametrize("config", [GeneratorConfig(base_channels=4, pixel_unshuffle=False),
-                                    GeneratorConfig(base_channels=4, num_downsamples=1, num_residual=0)])
+                                    GeneratorConfig(base_channels=4, num_downsamples=1, num_residual=0),
+                                    GeneratorConfig(base_channels=4, upsample=Upsample.BILINEAR),
+                                    GeneratorConfig(base_channels=4, pixel_unshuffle=False,
+                                                    upsample=Upsample.BILINEAR)])
 def test_exact_statistics_on_other_layouts(config):
     g, x = generator(config, spread=0.3), photo(90, 75)
     with torch.no_grad():

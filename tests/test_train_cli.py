@@ -120,6 +120,13 @@ def test_init_from_an_existing_style(tmp_path, photo_dir, style_image):
                    "no style named 'nope'")
 
 
+def test_upsample_choice_is_recorded(tmp_path, photo_dir, style_image):
+    result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "bl",
+                   "--upsample", "bilinear", *TINY)
+    assert result.exit_code == 0, result.output
+    assert read_info(tmp_path / "weights" / "bl.safetensors").generator.upsample.value == "bilinear"
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--image-size", "0"], "image size must be >= 16"),
     (["--image-size", "36"], "multiple of the generator stride 8"),

@@ -9,10 +9,12 @@ Deliberate departures, all for speed on CPUs and small GPUs (see docs/performanc
   * 3x3 stem and head convolutions instead of 9x9 (Johnson's 9x9 ends cost a large share of
     the FLOPs at full resolution).
   * Half the channels (16-32-64 instead of 32-64-128) and 3 residual blocks instead of 5.
-  * Upsampling is nearest-neighbour x2 followed by a 3x3 convolution, never a transposed
-    convolution (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016); the
-    channel reduction happens before the upsample with a 1x1 convolution so the 3x3 runs on
-    fewer channels at the higher resolution.
+  * Upsampling is nearest-neighbour (or, with ``upsample=BILINEAR``, bilinear) x2 followed by a
+    3x3 convolution, never a transposed convolution (Odena et al., "Deconvolution and
+    Checkerboard Artifacts", Distill 2016); the channel reduction happens before the upsample
+    with a 1x1 convolution so the 3x3 runs on fewer channels at the higher resolution. After a
+    bilinear upsample the convolution pads by replication, which keeps the sub-pixel inference
+    path below exact at the borders.
   * Any input size is accepted: the input is reflection-padded to a multiple of the stride and
     the output cropped back.
 """
@@ -23,22 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from styler.config import GeneratorConfig
+from styler.config import GeneratorConfig, Upsample
 
 
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.ReflectionPad2d(kernel // 2),
-        nn.Conv2d(in_ch, out_ch, kernel, stride=stride),
-    )
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, replicate: bool = False) -> nn.Sequential:
+    pad = nn.ReplicationPad2d(kernel // 2) if replicate else nn.ReflectionPad2d(kernel // 2)
+    return nn.Sequential(pad, nn.Conv2d(in_ch, out_ch, kernel, stride=stride))
 
 
 class ConvNormAct(nn.Sequential):
-    """Reflection-padded convolution, affine instance norm, ReLU."""
+    """Reflection- (or replication-) padded convolution, affine instance norm, ReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, replicate: bool = False) -> None:
         super().__init__(
-            _conv(in_ch, out_ch, kernel, stride),
+            _conv(in_ch, out_ch, kernel, stride, replicate),
             nn.InstanceNorm2d(out_ch, affine=True),
             nn.ReLU(inplace=True),
         )
@@ -59,17 +59,24 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class UpBlock(nn.Module):
-    """1x1 channel reduction, nearest x2 upsample, 3x3 conv: no checkerboard by construction."""
+def _upsample(mode: Upsample) -> nn.Upsample:
+    if mode is Upsample.BILINEAR:
+        return nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False)
+    return nn.Upsample(scale_factor=2.0, mode="nearest")
 
-    def __init__(self, in_ch: int, out_ch: int) -> None:
+
+class UpBlock(nn.Module):
+    """1x1 channel reduction, x2 upsample, 3x3 conv: no checkerboard by construction."""
+
+    def __init__(self, in_ch: int, out_ch: int, mode: Upsample = Upsample.NEAREST) -> None:
         super().__init__()
+        self.mode = mode
         self.reduce = nn.Conv2d(in_ch, out_ch, 1)
-        self.conv = ConvNormAct(out_ch, out_ch)
+        self.up = _upsample(mode)
+        self.conv = ConvNormAct(out_ch, out_ch, replicate=mode is Upsample.BILINEAR)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(self.reduce(x), scale_factor=2.0, mode="nearest")
-        return self.conv(x)
+        return self.conv(self.up(self.reduce(x)))
 
 
 class Generator(nn.Module):
@@ -93,12 +100,13 @@ class Generator(nn.Module):
             c *= 2
         layers.extend(ResidualBlock(c) for _ in range(cfg.num_residual))
         for _ in range(strided):
-            layers.append(UpBlock(c, c // 2))
+            layers.append(UpBlock(c, c // 2, cfg.upsample))
             c //= 2
-        if strided < cfg.num_downsamples:
-            layers.append(nn.Upsample(scale_factor=2.0, mode="nearest"))
+        upsampled_head = strided < cfg.num_downsamples
+        if upsampled_head:
+            layers.append(_upsample(cfg.upsample))
         self.body = nn.Sequential(*layers)
-        self.head = _conv(c, 3, cfg.stem_kernel)
+        self.head = _conv(c, 3, cfg.stem_kernel, replicate=upsampled_head and cfg.upsample is Upsample.BILINEAR)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _padded_residual_forward(self.body, self.head, self.config.stride, x)
@@ -131,31 +139,38 @@ def _padded_residual_forward(body: nn.Module, head: nn.Module, stride: int, x: t
 # reflected row next to the upsampled border is a copy of the low-resolution border row. Same
 # FLOPs, but the upsampled and padded high-resolution tensors are never built; at 1024x1024
 # that removes the two largest memory passes of the network (see docs/performance.md).
+# Bilinear x2 (align_corners=False) mixes the two nearest low-res rows 3:1, so each phase still
+# sees a 3x3 low-res window; its border rows equal a replicated low-res row, hence the
+# replication padding after bilinear upsampling in the plain network.
 
-# _PHASE[a][i, j]: how much original tap j (of 3) contributes to low-res tap i for phase a.
-_PHASE = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
-                       [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+# _PHASE[mode][a][i, j]: how much original tap j (of 3) contributes to low-res tap i for phase a.
+_PHASE = {
+    Upsample.NEAREST: torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
+                                    [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]),
+    Upsample.BILINEAR: torch.tensor([[[0.75, 0.25, 0.0], [0.25, 0.75, 0.75], [0.0, 0.0, 0.25]],
+                                     [[0.25, 0.0, 0.0], [0.75, 0.75, 0.25], [0.0, 0.25, 0.75]]]),
+}
 
 
-def subpixel_weight(weight: torch.Tensor) -> torch.Tensor:
-    """(O, C, 3, 3) kernel applied after nearest x2 upsampling -> (4*O, C, 3, 3) kernel applied
-    before :func:`torch.nn.functional.pixel_shuffle`, channels ordered as pixel_shuffle expects."""
-    phase = _PHASE.to(weight)
+def subpixel_weight(weight: torch.Tensor, mode: Upsample = Upsample.NEAREST) -> torch.Tensor:
+    """(O, C, 3, 3) kernel applied after x2 upsampling -> (4*O, C, 3, 3) kernel applied before
+    :func:`torch.nn.functional.pixel_shuffle`, channels ordered as pixel_shuffle expects."""
+    phase = _PHASE[mode].to(weight)
     # out[o, a, b, c, i, j] = sum_kl P[a, i, k] W[o, c, k, l] P[b, j, l]
     out = torch.einsum("aik,ockl,bjl->oabcij", phase, weight, phase)
     return out.reshape(weight.shape[0] * 4, *weight.shape[1:])
 
 
 class SubpixelConv(nn.Module):
-    """Drop-in for ``[nearest x2 upsample,] reflection pad 1, 3x3 conv`` without the upsample."""
+    """Drop-in for ``x2 upsample, pad 1, 3x3 conv`` without the upsample."""
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, mode: Upsample = Upsample.NEAREST) -> None:
         super().__init__()
         if conv.kernel_size != (3, 3) or conv.stride != (1, 1):
             raise ValueError("SubpixelConv needs a 3x3 stride-1 convolution")
         self.conv = nn.Conv2d(conv.in_channels, conv.out_channels * 4, 3, bias=conv.bias is not None)
         with torch.no_grad():
-            self.conv.weight.copy_(subpixel_weight(conv.weight))
+            self.conv.weight.copy_(subpixel_weight(conv.weight, mode))
             if conv.bias is not None:
                 self.conv.bias.copy_(conv.bias.repeat_interleave(4))
 
@@ -165,7 +180,7 @@ class SubpixelConv(nn.Module):
 
 def _fast_up_block(block: UpBlock) -> nn.Sequential:
     pad_conv, norm, act = block.conv
-    return nn.Sequential(block.reduce, SubpixelConv(pad_conv[1]), norm, act)
+    return nn.Sequential(block.reduce, SubpixelConv(pad_conv[1], block.mode), norm, act)
 
 
 class FastGenerator(nn.Module):
@@ -184,7 +199,7 @@ class FastGenerator(nn.Module):
         layers = [_fast_up_block(m) if isinstance(m, UpBlock) else m for m in layers]
         if self.fused_head:
             layers = layers[:-1]
-            self.head: nn.Module = SubpixelConv(generator.head[1])
+            self.head: nn.Module = SubpixelConv(generator.head[1], self.config.upsample)
         else:
             self.head = generator.head
         self.body = nn.Sequential(*layers)
