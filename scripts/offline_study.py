@@ -42,6 +42,9 @@ VARIANTS: dict[str, dict] = {
     "sliced_half_bilinear": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, upsample=Upsample.BILINEAR),
     "sliced_half_tv1_bilinear": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0,
                                      upsample=Upsample.BILINEAR),
+    "sliced_half_tv1_antialias": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0, antialias=True),
+    "sliced_half_tv1_smooth": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0,
+                                   upsample=Upsample.BILINEAR, antialias=True),
 }
 
 
@@ -84,7 +87,8 @@ def run_variant(name: str, spec: dict, out: Path, photos: Path, steps: int, size
     cfg = TrainConfig(name=name, steps=steps, image_size=size, style_size=style_size, features=Features.RANDOM,
                       feature_width_divisor=spec["width"], num_workers=0, loss=loss, seed=0,
                       val_every=max(steps // 6, 1), checkpoint_every=steps,
-                      generator=GeneratorConfig(upsample=spec.get("upsample", Upsample.NEAREST)))
+                      generator=GeneratorConfig(upsample=spec.get("upsample", Upsample.NEAREST),
+                                                antialias=spec.get("antialias", False)))
     trainer = Trainer(cfg, STYLE, photos, out, torch.device("cpu"))
     if not spec.get("calibrate", True):
         # Rebuild the loss network without the per-layer rescaling, for the comparison only.

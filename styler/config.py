@@ -91,7 +91,8 @@ class GeneratorConfig:
     num_residual: int = 5
     stem_kernel: int = 3
     pixel_unshuffle: bool = True
-    upsample: Upsample = Upsample.NEAREST
+    upsample: Upsample = Upsample.BILINEAR
+    antialias: bool = False
 
     def __post_init__(self) -> None:
         _check(isinstance(self.upsample, Upsample), f"upsample must be an Upsample, got {self.upsample!r}")

@@ -4,7 +4,7 @@ Instance normalisation makes the generator non-local: every output pixel depends
 means and variances over the whole image. Running tiles naively therefore gives every tile its
 own colour cast and visible seams. Here every ``InstanceNorm2d`` is swapped for
 :class:`FixedStatsNorm`, which normalises with statistics set from outside. With fixed statistics
-the network is purely local (convolutions, affine normalisation, ReLU, nearest upsampling), so a
+the network is purely local (convolutions, affine normalisation, ReLU, upsampling), so a
 tile whose context extends at least the receptive-field radius beyond the pixels we keep computes
 exactly what the untiled pass would. Tile origins are multiples of the generator stride so the
 pixel-unshuffle and strided convolutions see the same sampling grid as the untiled pass.
@@ -41,7 +41,7 @@ from torch import nn
 from styler.config import TileStats
 from styler.errors import ConfigError
 from styler.models import Generator
-from styler.models.generator import ResidualBlock, UpBlock
+from styler.models.generator import Blur, ResidualBlock, UpBlock
 
 # Pixels on each side where neighbouring tiles overlap and are cross-faded (DOWNSCALED mode).
 BLEND = 32
@@ -165,6 +165,8 @@ def _radius(modules: Iterable[nn.Module]) -> Fraction:
         elif isinstance(module, nn.Conv2d):
             radius += (module.kernel_size[0] // 2) * module.dilation[0] * scale
             scale *= module.stride[0]
+        elif isinstance(module, Blur):
+            radius += scale
         elif isinstance(module, nn.Upsample):
             if module.mode == "bilinear":
                 radius += scale  # interpolation reaches one position further, before the doubling

@@ -2,15 +2,19 @@ import pytest
 import torch
 from torch import nn
 
-from styler.config import DiscriminatorConfig, GeneratorConfig
+from styler.config import DiscriminatorConfig, GeneratorConfig, Upsample
 from styler.models import Generator, PatchDiscriminator
 
 TINY = GeneratorConfig(base_channels=4, num_downsamples=2, num_residual=1)
 
 
+SMOOTH = GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.BILINEAR, antialias=True)
+
+
+@pytest.mark.parametrize("config", [TINY, SMOOTH])
 @pytest.mark.parametrize("h,w", [(64, 64), (37, 53), (1, 1), (3, 130), (65, 7)])
-def test_generator_keeps_any_size(h, w):
-    g = Generator(TINY)
+def test_generator_keeps_any_size(h, w, config):
+    g = Generator(config)
     out = g(torch.rand(2, 3, h, w))
     assert out.shape == (2, 3, h, w)
     assert torch.isfinite(out).all()
@@ -23,8 +27,9 @@ def test_generator_has_no_transposed_convolutions():
     assert any(isinstance(m, nn.ReflectionPad2d) for m in g.modules())
 
 
-def test_generator_gradients_reach_every_parameter():
-    g = Generator(TINY)
+@pytest.mark.parametrize("config", [TINY, SMOOTH])
+def test_generator_gradients_reach_every_parameter(config):
+    g = Generator(config)
     g(torch.rand(1, 3, 64, 64)).square().mean().backward()
     for name, p in g.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
@@ -58,3 +63,15 @@ def test_discriminator_default_is_70x70_with_spectral_norm():
     assert d.receptive_field == 70
     convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(hasattr(m, "parametrizations") for m in convs)
+
+
+def test_blur_is_a_normalised_low_pass_without_weights():
+    from styler.models.generator import Blur
+
+    blur = Blur(2)
+    assert list(blur.state_dict()) == []
+    flat = torch.full((1, 2, 6, 6), 0.7)
+    torch.testing.assert_close(blur(flat), flat)
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
+    out = blur(checker.float().expand(1, 2, 8, 8))
+    assert out[..., 1:-1, 1:-1].std() < 1e-6  # the highest frequency is removed entirely

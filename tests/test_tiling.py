@@ -66,7 +66,9 @@ def test_exact_statistics_make_tiles_equal_the_plain_forward(size, capsys):
                                     GeneratorConfig(base_channels=4, num_downsamples=1, num_residual=0),
                                     GeneratorConfig(base_channels=4, upsample=Upsample.BILINEAR),
                                     GeneratorConfig(base_channels=4, pixel_unshuffle=False,
-                                                    upsample=Upsample.BILINEAR)])
+                                                    upsample=Upsample.BILINEAR),
+                                    GeneratorConfig(base_channels=4, antialias=True),
+                                    GeneratorConfig(base_channels=4, pixel_unshuffle=False, antialias=True)])
 def test_exact_statistics_on_other_layouts(config):
     g, x = generator(config, spread=0.3), photo(90, 75)
     with torch.no_grad():
@@ -132,7 +134,7 @@ def test_receptive_margin_bounds_the_influence_of_a_pixel():
     rows, cols = changed.nonzero(as_tuple=True)
     reach = max((rows - 128).abs().max(), (cols - 128).abs().max())
     assert 0 < reach <= model.margin and model.margin == receptive_margin(g)
-    assert receptive_margin(Generator()) == 104  # default architecture: 95 px plus one stride
+    assert receptive_margin(Generator()) == 120  # default (bilinear): 95 px of convolutions, 14 of interpolation, a stride
 
 
 def test_tiles_are_aligned_cover_the_image_and_blend_to_one():

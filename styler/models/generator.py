@@ -59,6 +59,20 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+class Blur(nn.Module):
+    """Fixed depthwise 3x3 binomial low-pass filter ([1, 2, 1] outer itself, / 16), reflection
+    padded; no parameters, so it adds nothing to the weights file."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (taps[:, None] * taps[None, :]) / 16.0
+        self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).contiguous(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.kernel.to(x.dtype), groups=x.shape[1])
+
+
 def _upsample(mode: Upsample) -> nn.Upsample:
     if mode is Upsample.BILINEAR:
         return nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False)
@@ -88,14 +102,17 @@ class Generator(nn.Module):
         cfg = self.config
         c = cfg.base_channels
         strided = cfg.num_downsamples
+        blur = [Blur(3)] if cfg.antialias else []
         if cfg.pixel_unshuffle and strided > 0:
             # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
             # resolution except the head, which is where most of the memory traffic was.
-            layers: list[nn.Module] = [nn.PixelUnshuffle(2), ConvNormAct(12, c, cfg.stem_kernel)]
+            layers: list[nn.Module] = [*blur, nn.PixelUnshuffle(2), ConvNormAct(12, c, cfg.stem_kernel)]
             strided -= 1
         else:
             layers = [ConvNormAct(3, c, cfg.stem_kernel)]
         for _ in range(strided):
+            if cfg.antialias:
+                layers.append(Blur(c))
             layers.append(ConvNormAct(c, c * 2, 3, stride=2))
             c *= 2
         layers.extend(ResidualBlock(c) for _ in range(cfg.num_residual))
