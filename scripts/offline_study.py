@@ -43,6 +43,8 @@ VARIANTS: dict[str, dict] = {
     "sliced_half_tv1_bilinear": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0,
                                      upsample=Upsample.BILINEAR),
     "sliced_half_tv1_antialias": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0, antialias=True),
+    "sliced_half_tv1_bilinear_style512": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0,
+                                              upsample=Upsample.BILINEAR, style_size=512),
     "sliced_half_tv1_smooth": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0,
                                    upsample=Upsample.BILINEAR, antialias=True),
 }
