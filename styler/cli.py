@@ -20,10 +20,12 @@ import click
 
 from styler import __version__
 from styler.config import ApplyConfig, DeviceChoice, ExportFormat, Features, FolderConfig, GeneratorConfig, \
-    LossConfig, OutputFormat, Precision, StyleLoss, TileStats, TrainConfig, Upsample, default_weights_dir
+    OFFLINE_DEFAULTS, LossConfig, OutputFormat, Precision, StyleLoss, TileStats, TrainConfig, Upsample, \
+    default_weights_dir, defaults_for
 from styler.errors import StylerError, WeightsError
 
 _TRAIN = TrainConfig()
+_OFFLINE = OFFLINE_DEFAULTS
 _LOSS = LossConfig()
 _APPLY = ApplyConfig()
 _FOLDER = FolderConfig()
@@ -152,7 +154,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               help="Longer side of the style image for the style targets.")
 @click.option("--content-weight", type=float, default=_LOSS.content_weight, show_default=True)
 @click.option("--style-weight", type=float, default=_LOSS.style_weight, show_default=True)
-@click.option("--tv-weight", type=float, default=_LOSS.tv_weight, show_default=True)
+@click.option("--tv-weight", type=float, default=_LOSS.tv_weight,
+              show_default=f"{_LOSS.tv_weight}; {_OFFLINE.loss.tv_weight} with --features random")
 @click.option("--adv-weight", type=float, default=_LOSS.adv_weight, show_default=True,
               help="PatchGAN adversarial weight; 0 disables the discriminator.")
 @click.option("--lr", type=float, default=_TRAIN.lr, show_default=True,
@@ -160,8 +163,9 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--features", type=click.Choice([f.value for f in Features]), default=_TRAIN.features.value,
               show_default=True, help="Loss network; 'random' needs no download but is weaker.")
 @click.option("--style-loss", type=click.Choice([k.value for k in StyleLoss]), default=_LOSS.style_loss.value,
-              show_default=True, help="Gram matrices (Gatys) or sliced Wasserstein (Heitz) feature matching.")
-@click.option("--feature-width-divisor", type=int, default=_TRAIN.feature_width_divisor, show_default=True,
+              show_default=f"{_LOSS.style_loss.value}; {_OFFLINE.loss.style_loss.value} with --features random", help="Gram matrices (Gatys) or sliced Wasserstein (Heitz) feature matching.")
+@click.option("--feature-width-divisor", type=int, default=_TRAIN.feature_width_divisor,
+              show_default=f"{_TRAIN.feature_width_divisor}; {_OFFLINE.feature_width_divisor} with --features random",
               help="With --features random: divide the loss network's widths by 2, 4 or 8 (faster).")
 @click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
               help="Import torchvision's vgg16-397923af.pth / vgg19-dcbb9e9d.pth from this file.")
@@ -233,7 +237,10 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
             raise click.UsageError("--style and --content-dir are required (unless --resume RUN_DIR)")
         weights_dir = weights_dir or default_weights_dir()
         params["name"] = params["name"] or Path(style_path).stem
-        config = _train_config(ctx, _TRAIN, params, False, weights_dir)
+        # Start from the defaults of the chosen loss network (--features random has its own
+        # recipe) and apply what was typed; the other Click defaults equal TrainConfig's.
+        base = replace(defaults_for(Features(params["features"])), name=params["name"])
+        config = _train_config(ctx, base, params, True, weights_dir)
     if not Path(style_path).is_file():
         raise click.BadParameter(f"no such file: {style_path}", param_hint="--style")
     run_dir = run_dir or default_run_dir(config.name)

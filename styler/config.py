@@ -205,6 +205,18 @@ class TrainConfig:
             _check(getattr(self, name) >= 0, f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
 
 
+# What ``--features random`` starts from unless told otherwise: the offline recipe that won the
+# study in docs/offline-quality.md (sliced Wasserstein style loss, half-width random network, a
+# TV weight large enough to matter). Options the user types still override each field.
+OFFLINE_DEFAULTS = TrainConfig(features=Features.RANDOM, feature_width_divisor=2,
+                               loss=LossConfig(style_loss=StyleLoss.SLICED, tv_weight=1.0))
+
+
+def defaults_for(features: Features) -> TrainConfig:
+    """The default training configuration for a loss network."""
+    return OFFLINE_DEFAULTS if features is Features.RANDOM else TrainConfig(features=features)
+
+
 class OutputFormat(str, enum.Enum):
     """File format of stylized images; SAME keeps each input's extension."""
 

@@ -120,6 +120,19 @@ def test_init_from_an_existing_style(tmp_path, photo_dir, style_image):
                    "no style named 'nope'")
 
 
+def test_random_features_start_from_the_offline_recipe(tmp_path, photo_dir, style_image):
+    from styler.runs import RunDir
+
+    assert train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "off", *TINY).exit_code == 0
+    config = RunDir(tmp_path / "runs" / "off").read_spec().config
+    assert (config.loss.style_loss.value, config.feature_width_divisor, config.loss.tv_weight) == ("sliced", 2, 1.0)
+    # Typed options still win over the recipe.
+    assert train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "typed", *TINY,
+                 "--style-loss", "gram", "--feature-width-divisor", "1", "--tv-weight", "0.5").exit_code == 0
+    config = RunDir(tmp_path / "runs" / "typed").read_spec().config
+    assert (config.loss.style_loss.value, config.feature_width_divisor, config.loss.tv_weight) == ("gram", 1, 0.5)
+
+
 def test_upsample_choice_is_recorded(tmp_path, photo_dir, style_image):
     result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "bl",
                    "--upsample", "bilinear", *TINY)
