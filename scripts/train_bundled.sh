@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 PHOTOS=runs/photos
 [ -d "$PHOTOS" ] || python scripts/export_skimage_photos.py "$PHOTOS"
 declare -A STYLE=([starry]=starry_night.jpg [shipwreck]=shipwreck.jpg [matisse]=woman-with-hat-matisse.jpg)
-declare -A STEPS=([starry]=450 [shipwreck]=450 [matisse]=450)
+declare -A STEPS=([starry]=600 [shipwreck]=600 [matisse]=600)
 export OMP_NUM_THREADS=1
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(starry shipwreck matisse)
 for n in "${names[@]}"; do
   styler train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n" \
-    --features random --style-loss sliced --feature-width-divisor 2 --adv-weight 0.05 \
-    --steps "${STEPS[$n]}" --image-size 128 --style-size 320 --batch-size 4 --seed 0 --workers 0 \
+    --features random --style-loss sliced --feature-width-divisor 2 --adv-weight 0.05 --tv-weight 1 \
+    --upsample bilinear \
+    --steps "${STEPS[$n]}" --image-size 128 --style-size 512 --batch-size 4 --seed 0 --workers 0 \
     --val-every 50 --checkpoint-every 50 --preview-every 150 --device cpu \
     --weights-dir weights --run-dir "runs/bundled/$n" --force &
 done

@@ -44,7 +44,7 @@ def test_no_recursive_and_output_format(photo_dir, tmp_path):
 
 
 def test_format_collisions_and_outputs_onto_inputs_are_refused(tmp_path):
-    a, b = make_photo(tmp_path / "in" / "a.png"), make_photo(tmp_path / "in" / "a.jpg")
+    make_photo(tmp_path / "in" / "a.png"), make_photo(tmp_path / "in" / "a.jpg")  # same stem, two formats
     pairs, failed = plan_outputs([tmp_path / "in"], tmp_path / "o", "s", FolderConfig(format=OutputFormat.JPG))
     assert len(pairs) == 1 and "would also be written" in failed[0][1]
     pairs, failed = plan_outputs([tmp_path / "in"], tmp_path / "in", "s")
