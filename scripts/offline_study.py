@@ -45,6 +45,11 @@ VARIANTS: dict[str, dict] = {
     "sliced_half_tv1_antialias": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0, antialias=True),
     "sliced_half_tv1_bilinear_style512": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0,
                                               upsample=Upsample.BILINEAR, style_size=512),
+    # Round 3: the chosen recipe (tv1, bilinear, style 512) with one change each.
+    "recipe_adv02": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.2, tv=1.0, upsample=Upsample.BILINEAR,
+                         style_size=512),
+    "recipe_uncal": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0, upsample=Upsample.BILINEAR,
+                         style_size=512, calibrate=False),
     "sliced_half_tv1_smooth": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0,
                                    upsample=Upsample.BILINEAR, antialias=True),
 }

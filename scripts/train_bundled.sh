@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the bundled styles in weights/ (offline: random features, CPU, one thread each).
-# Usage: scripts/train_bundled.sh [starry|shipwreck|matisse ...]   (default: all three, in parallel)
+# Usage: scripts/train_bundled.sh [starry|shipwreck|matisse ...]   (default: all three, in parallel;
+# with 2 cores run "starry shipwreck", then "matisse": about 22 min each on one core)
 # Same seed, settings and photos (scikit-image's, minus the held-out samples/content) give the
 # same weights on the same machine; float rounding can differ across CPUs and thread counts.
 set -euo pipefail
