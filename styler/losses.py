@@ -60,8 +60,9 @@ class SlicedWassersteinLoss(nn.Module):
     layer keeps a seeded bank of ``bank_size`` directions whose sorted style projections are
     computed once (stored as ``quantiles`` evenly spaced quantiles); every call draws
     ``projections`` of them at random. Sorting the style image's projections every step was
-    most of an offline training step (docs/performance.md), and a bank 16x larger than one
-    call's draw still covers the directions richly.
+    about half of this loss's cost, and the loss the largest part of an offline training step
+    (docs/performance.md); a bank 16x larger than one call's draw still covers the directions
+    richly.
     """
 
     def __init__(self, style_features: dict[str, torch.Tensor], projections: int = 64, seed: int = 0,

@@ -8,13 +8,15 @@ upsampling back to full resolution.
 Deliberate departures, all for speed on CPUs and small GPUs (see docs/performance.md):
   * 3x3 stem and head convolutions instead of 9x9 (Johnson's 9x9 ends cost a large share of
     the FLOPs at full resolution).
-  * Half the channels (16-32-64 instead of 32-64-128) and 3 residual blocks instead of 5.
-  * Upsampling is nearest-neighbour (or, with ``upsample=BILINEAR``, bilinear) x2 followed by a
-    3x3 convolution, never a transposed convolution (Odena et al., "Deconvolution and
-    Checkerboard Artifacts", Distill 2016); the channel reduction happens before the upsample
-    with a 1x1 convolution so the 3x3 runs on fewer channels at the higher resolution. After a
-    bilinear upsample the convolution pads by replication, which keeps the sub-pixel inference
-    path below exact at the borders.
+  * Half the channels (16-32-64 instead of 32-64-128), with the 5 residual blocks at 1/8
+    resolution instead of 1/4 (a pixel-unshuffle stem and one more downsampling step).
+  * Upsampling is bilinear (default) or nearest-neighbour x2 followed by a 3x3 convolution,
+    never a transposed convolution (Odena et al., "Deconvolution and Checkerboard Artifacts",
+    Distill 2016). Johnson et al. and Odena et al. use nearest; in offline training it painted a
+    plaid of thin lines that bilinear removes (docs/offline-quality.md). The channel reduction
+    happens before the upsample with a 1x1 convolution so the 3x3 runs on fewer channels at the
+    higher resolution. After a bilinear upsample the convolution pads by replication, which
+    keeps the sub-pixel inference path below exact at the borders.
   * Any input size is accepted: the input is reflection-padded to a multiple of the stride and
     the output cropped back.
 """
@@ -82,7 +84,7 @@ def _upsample(mode: Upsample) -> nn.Upsample:
 class UpBlock(nn.Module):
     """1x1 channel reduction, x2 upsample, 3x3 conv: no checkerboard by construction."""
 
-    def __init__(self, in_ch: int, out_ch: int, mode: Upsample = Upsample.NEAREST) -> None:
+    def __init__(self, in_ch: int, out_ch: int, mode: Upsample = Upsample.BILINEAR) -> None:
         super().__init__()
         self.mode = mode
         self.reduce = nn.Conv2d(in_ch, out_ch, 1)
