@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from styler import __version__
-from styler.config import FORMAT_VERSION, GeneratorConfig, Upsample, default_weights_dir, from_dict, to_json
+from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, to_json
 from styler.errors import ConfigError, WeightsError
 from styler.fileio import default_mode, temp_beside
 from styler.models import Generator
@@ -114,11 +114,7 @@ def read_info(path: Path) -> WeightsInfo:
         raise WeightsError(f"{path}: format version {raw.get('format_version')} is not supported "
                            f"by styler {__version__} (expects {FORMAT_VERSION})")
     try:
-        fields = json.loads(raw["generator_config"])
-        if isinstance(fields, dict):
-            # Files written before the upsample choice existed were all nearest-neighbour.
-            fields.setdefault("upsample", Upsample.NEAREST.value)
-        config = from_dict(GeneratorConfig, fields)
+        config = from_dict(GeneratorConfig, json.loads(raw["generator_config"]))
     except (KeyError, json.JSONDecodeError, ConfigError) as exc:
         raise WeightsError(f"{path}: bad generator config in metadata ({exc})") from exc
     metadata = {k: _decode(v) for k, v in raw.items()}

@@ -25,7 +25,6 @@ from styler.config import ApplyConfig, DeviceChoice, ExportFormat, Features, Fol
 from styler.errors import StylerError, WeightsError
 
 _TRAIN = TrainConfig()
-_OFFLINE = OFFLINE_DEFAULTS
 _LOSS = LossConfig()
 _APPLY = ApplyConfig()
 _FOLDER = FolderConfig()
@@ -113,16 +112,16 @@ _LOSS_FIELDS = ("content_weight", "style_weight", "tv_weight", "adv_weight", "st
 _GENERATOR_FIELDS = {"base_channels": "base_channels", "residual_blocks": "num_residual", "upsample": "upsample"}
 
 
-def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any], only_explicit: bool,
-                  weights_dir: Path) -> TrainConfig:
-    """``base`` with the command-line values (all, or only those the user typed) applied."""
+def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any], weights_dir: Path) -> TrainConfig:
+    """``base`` with the values the user typed applied (Click's own defaults equal TrainConfig's,
+    so an untyped option keeps ``base``'s value: a resumed run's, or the loss network's recipe)."""
     from click.core import ParameterSource
 
     def given(key: str) -> bool:
         if params[key] is None:
             return False
         source = ctx.get_parameter_source(key)
-        return not only_explicit or source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
     enums = {"features": Features, "precision": Precision}
     top = {field: enums[key](params[key]) if key in enums else params[key]
@@ -155,7 +154,7 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--content-weight", type=float, default=_LOSS.content_weight, show_default=True)
 @click.option("--style-weight", type=float, default=_LOSS.style_weight, show_default=True)
 @click.option("--tv-weight", type=float, default=_LOSS.tv_weight,
-              show_default=f"{_LOSS.tv_weight}; {_OFFLINE.loss.tv_weight} with --features random")
+              show_default=f"{_LOSS.tv_weight}; {OFFLINE_DEFAULTS.loss.tv_weight} with --features random")
 @click.option("--adv-weight", type=float, default=_LOSS.adv_weight, show_default=True,
               help="PatchGAN adversarial weight; 0 disables the discriminator.")
 @click.option("--lr", type=float, default=_TRAIN.lr, show_default=True,
@@ -163,9 +162,10 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--features", type=click.Choice([f.value for f in Features]), default=_TRAIN.features.value,
               show_default=True, help="Loss network; 'random' needs no download but is weaker.")
 @click.option("--style-loss", type=click.Choice([k.value for k in StyleLoss]), default=_LOSS.style_loss.value,
-              show_default=f"{_LOSS.style_loss.value}; {_OFFLINE.loss.style_loss.value} with --features random", help="Gram matrices (Gatys) or sliced Wasserstein (Heitz) feature matching.")
+              show_default=f"{_LOSS.style_loss.value}; {OFFLINE_DEFAULTS.loss.style_loss.value} with --features random",
+              help="Gram matrices (Gatys) or sliced Wasserstein (Heitz) feature matching.")
 @click.option("--feature-width-divisor", type=int, default=_TRAIN.feature_width_divisor,
-              show_default=f"{_TRAIN.feature_width_divisor}; {_OFFLINE.feature_width_divisor} with --features random",
+              show_default=f"{_TRAIN.feature_width_divisor}; {OFFLINE_DEFAULTS.feature_width_divisor} with --features random",
               help="With --features random: divide the loss network's widths by 2, 4 or 8 (faster).")
 @click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
               help="Import torchvision's vgg16-397923af.pth / vgg19-dcbb9e9d.pth from this file.")
@@ -231,16 +231,15 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
         run_dir, weights_dir = Path(resume), weights_dir or spec.weights_dir
         style_path, content_dir = style_path or spec.style, content_dir or spec.content_dir
         vgg_weights = vgg_weights or spec.vgg_weights
-        config = _train_config(ctx, spec.config, params, True, weights_dir)
+        config = _train_config(ctx, spec.config, params, weights_dir)
     else:
         if style_path is None or content_dir is None:
             raise click.UsageError("--style and --content-dir are required (unless --resume RUN_DIR)")
         weights_dir = weights_dir or default_weights_dir()
         params["name"] = params["name"] or Path(style_path).stem
-        # Start from the defaults of the chosen loss network (--features random has its own
-        # recipe) and apply what was typed; the other Click defaults equal TrainConfig's.
+        # Start from the defaults of the chosen loss network (--features random has its own recipe).
         base = replace(defaults_for(Features(params["features"])), name=params["name"])
-        config = _train_config(ctx, base, params, True, weights_dir)
+        config = _train_config(ctx, base, params, weights_dir)
     if not Path(style_path).is_file():
         raise click.BadParameter(f"no such file: {style_path}", param_hint="--style")
     run_dir = run_dir or default_run_dir(config.name)

@@ -317,6 +317,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}
+    if cls is GeneratorConfig and "upsample" not in data:
+        # Written before the upsample choice existed (weights files, run.json): all nearest.
+        kwargs["upsample"] = Upsample.NEAREST
     nested = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig, "loss": LossConfig}
     enums = {"features": Features, "style_loss": StyleLoss, "precision": Precision, "upsample": Upsample}
     for key, value in data.items():

@@ -137,3 +137,12 @@ def test_bilinear_generator_round_trips(tmp_path):
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(g(x), loaded(x))
+
+
+def test_run_descriptions_from_before_the_upsample_choice_read_as_nearest():
+    from styler.config import TrainConfig, from_dict, to_json
+
+    data = json.loads(to_json(TrainConfig()))
+    assert data["generator"].pop("upsample") == "bilinear"
+    assert from_dict(TrainConfig, data).generator.upsample is Upsample.NEAREST  # a resumed old run keeps its decoder
+    assert from_dict(TrainConfig, json.loads(to_json(TrainConfig()))) == TrainConfig()

@@ -62,7 +62,8 @@ def test_run_folder_has_metrics_previews_curve_and_sheet(tmp_path, photo_dir, st
     assert meta["validation_images"] == 3 and meta["content_images"] == 3
 
 
-def test_ctrl_c_then_resume_from_the_run_folder(tmp_path, photo_dir, style_image, monkeypatch):
+def interrupt_at_step_2(monkeypatch):
+    """Make training raise KeyboardInterrupt after step 2 (as Ctrl-C would); returns the undo."""
     after_step = Trainer._after_step
 
     def interrupt_at_2(self, losses, rate):
@@ -72,12 +73,18 @@ def test_ctrl_c_then_resume_from_the_run_folder(tmp_path, photo_dir, style_image
         return value
 
     monkeypatch.setattr(Trainer, "_after_step", interrupt_at_2)
+    # (monkeypatch.undo() would also undo the chdir of the in_tmp fixture)
+    return lambda: monkeypatch.setattr(Trainer, "_after_step", after_step)
+
+
+def test_ctrl_c_then_resume_from_the_run_folder(tmp_path, photo_dir, style_image, monkeypatch):
+    restore = interrupt_at_step_2(monkeypatch)
     args = ["--style", style_image, "--content-dir", photo_dir, "--steps", 4, *TINY]
     result = train(*args)
     assert result.exit_code == 130
     assert result.stderr.strip().endswith("error: interrupted at step 2; checkpoint saved, resume with: "
                                           "styler train --resume runs/style")
-    monkeypatch.setattr(Trainer, "_after_step", after_step)  # (undo() would also undo the chdir)
+    restore()
     one_line_error(train("--resume", "runs/style", "--steps", 5), "steps: 4 -> 5")
     one_line_error(train(*args), "unfinished run (step 2)")
     result = train("--resume", "runs/style", "--json")
@@ -90,18 +97,10 @@ def test_ctrl_c_then_resume_from_the_run_folder(tmp_path, photo_dir, style_image
 def test_resume_keeps_the_skipped_images_count(tmp_path, photo_dir, style_image, monkeypatch):
     # The checkpoint stores which photos were unreadable; resuming must restore them as paths.
     (photo_dir / "broken.png").write_bytes(b"junk")
-    after_step = Trainer._after_step
-
-    def interrupt_at_2(self, losses, rate):
-        value = after_step(self, losses, rate)
-        if self.step == 2:
-            raise KeyboardInterrupt
-        return value
-
-    monkeypatch.setattr(Trainer, "_after_step", interrupt_at_2)
+    restore = interrupt_at_step_2(monkeypatch)
     args = ["--style", style_image, "--content-dir", photo_dir, "--steps", 4, "--val-fraction", 0, *TINY]
     assert train(*args).exit_code == 130
-    monkeypatch.setattr(Trainer, "_after_step", after_step)
+    restore()
     result = train("--resume", "runs/style", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["skipped_images"] == [str(photo_dir / "broken.png")]
