@@ -7,7 +7,6 @@ file is self-describing and a mismatch is caught before any tensor is copied.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -41,14 +40,6 @@ class WeightsInfo:
     @property
     def features(self) -> str:
         return str(self.metadata.get("features", "unknown"))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def utc_now() -> str:

@@ -20,7 +20,7 @@ import click
 
 from styler import __version__
 from styler.config import ApplyConfig, DeviceChoice, ExportFormat, Features, FolderConfig, GeneratorConfig, \
-    OFFLINE_DEFAULTS, LossConfig, OutputFormat, Precision, StyleLoss, TileStats, TrainConfig, Upsample, \
+    OFFLINE_DEFAULTS, LossConfig, OutputFormat, Precision, Preprocess, StyleLoss, TileStats, TrainConfig, Upsample, \
     default_weights_dir, defaults_for
 from styler.errors import StylerError, WeightsError
 
@@ -107,7 +107,8 @@ _TRAIN_FIELDS = {"name": "name", "steps": "steps", "batch_size": "batch_size", "
                  "workers": "num_workers", "log_every": "log_every", "val_fraction": "val_fraction",
                  "val_every": "val_every", "patience": "patience", "checkpoint_every": "checkpoint_every",
                  "preview_every": "preview_every", "precision": "precision", "compile": "compile",
-                 "init_from": "init_from", "feature_width_divisor": "feature_width_divisor"}
+                 "init_from": "init_from", "feature_width_divisor": "feature_width_divisor",
+                 "vgg_preprocess": "vgg_preprocess"}
 _LOSS_FIELDS = ("content_weight", "style_weight", "tv_weight", "adv_weight", "style_loss")
 _GENERATOR_FIELDS = {"base_channels": "base_channels", "residual_blocks": "num_residual", "upsample": "upsample"}
 
@@ -123,7 +124,7 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
         source = ctx.get_parameter_source(key)
         return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
-    enums = {"features": Features, "precision": Precision}
+    enums = {"features": Features, "precision": Precision, "vgg_preprocess": Preprocess}
     top = {field: enums[key](params[key]) if key in enums else params[key]
            for key, field in _TRAIN_FIELDS.items() if given(key)}
     loss = replace(base.loss, **{key: StyleLoss(params[key]) if key == "style_loss" else params[key]
@@ -168,7 +169,12 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               show_default=f"{_TRAIN.feature_width_divisor}; {OFFLINE_DEFAULTS.feature_width_divisor} with --features random",
               help="With --features random: divide the loss network's widths by 2, 4 or 8 (faster).")
 @click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
-              help="Import torchvision's vgg16-397923af.pth / vgg19-dcbb9e9d.pth from this file.")
+              help="A VGG-16/19 weights file you have: torchvision's or a Caffe-converted .pth, "
+                   "Keras .h5, or an ONNX file holding a VGG trunk.")
+@click.option("--vgg-preprocess", type=click.Choice([p.value for p in Preprocess]),
+              default=_TRAIN.vgg_preprocess.value, show_default=True,
+              help="Input convention of --vgg-weights: auto (from the file's source), torchvision "
+                   "(RGB, ImageNet mean/std) or caffe (BGR, 0-255, mean subtracted).")
 @click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
 @click.option("--workers", type=int, default=_TRAIN.num_workers, show_default=True,
               help="DataLoader worker processes decoding images.")

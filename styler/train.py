@@ -15,13 +15,14 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.checkpoint import WEIGHTS_SUFFIX, file_sha256, load_generator, read_info, resolve_weights, \
+from styler.checkpoint import WEIGHTS_SUFFIX, load_generator, read_info, resolve_weights, \
     save_generator, utc_now
 from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, Precision, TrainConfig, to_json
 from styler.device import autocast, memory_format
 from styler import distributed
 from styler.distributed import DistContext
 from styler.errors import ConfigError, DataError, TrainingError
+from styler.fileio import file_sha256
 from styler.features import build_feature_extractor
 from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_style_image, \
     sample_seed, save_image
@@ -147,7 +148,7 @@ class Trainer(Resumable):
         cfg, device = self.config, self.device
         content_layer, style_layers = DEFAULT_LAYERS[cfg.features]
         extractor = build_feature_extractor(cfg.features, (content_layer, *style_layers),
-                                            weights_file=vgg_weights, seed=cfg.seed,
+                                            weights_file=vgg_weights, preprocess=cfg.vgg_preprocess, seed=cfg.seed,
                                             width_divisor=cfg.feature_width_divisor)
         if cfg.features is Features.RANDOM:
             extractor.calibrate(style)
@@ -389,6 +390,8 @@ class Trainer(Resumable):
             "style_file": self.style_path.name,
             "style_sha256": self.style_sha256,
             "features": cfg.features.value,
+            "features_source": self.extractor.source.describe(),
+            "vgg_weights": self.extractor.source.to_dict(),
             "steps": self.step,
             "image_size": cfg.image_size,
             "batch_size": cfg.batch_size,

@@ -17,6 +17,10 @@ Deliberate departures, all for speed on CPUs and small GPUs (see docs/performanc
     happens before the upsample with a 1x1 convolution so the 3x3 runs on fewer channels at the
     higher resolution. After a bilinear upsample the convolution pads by replication, which
     keeps the sub-pixel inference path below exact at the borders.
+  * No global input skip by default (``GeneratorConfig.input_skip``): the output is
+    ``(tanh(head) + 1) / 2`` as in Johnson et al. An earlier version added the input to the
+    head's output; that kept the generator near the identity, a colour filter, whatever the
+    loss weights (FIELD.md runs b-d), so it is kept only for files trained with it.
   * Any input size is accepted: the input is reflection-padded to a multiple of the stride and
     the output cropped back.
 """
@@ -128,13 +132,22 @@ class Generator(nn.Module):
         self.head = _conv(c, 3, cfg.stem_kernel, replicate=upsampled_head and cfg.upsample is Upsample.BILINEAR)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _padded_residual_forward(self.body, self.head, self.config.stride, x)
+        return _padded_forward(self.body, self.head, self.config, x)
 
 
-def _padded_residual_forward(body: nn.Module, head: nn.Module, stride: int, x: torch.Tensor) -> torch.Tensor:
+def finish_output(head_out: torch.Tensor, x: torch.Tensor, input_skip: bool) -> torch.Tensor:
+    """Turn the head's output into the image: over the (padded) input ``x`` when the generator
+    has the input skip, else squashed into [0, 1] with tanh (Johnson et al.'s output layer)."""
+    if input_skip:
+        return head_out + x
+    return (torch.tanh(head_out) + 1.0) * 0.5
+
+
+def _padded_forward(body: nn.Module, head: nn.Module, config: GeneratorConfig, x: torch.Tensor) -> torch.Tensor:
     """The generator's forward pass, shared by :class:`Generator` and :class:`FastGenerator`."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
+    stride = config.stride
     h, w = x.shape[-2:]
     # Pad to a multiple of the stride, and to at least 2 positions at the lowest resolution
     # (instance norm needs more than one spatial element).
@@ -144,9 +157,8 @@ def _padded_residual_forward(body: nn.Module, head: nn.Module, stride: int, x: t
         # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
         mode = "reflect" if pad_h < h and pad_w < w else "replicate"
         x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    # Centre the [0, 1] input so the first conv sees zero-mean data; the output is a
-    # residual over the input, which keeps the content from the first step of training.
-    y = head(body(x * 2.0 - 1.0)) + x
+    # Centre the [0, 1] input so the first conv sees zero-mean data.
+    y = finish_output(head(body(x * 2.0 - 1.0)), x, config.input_skip)
     return y[..., :h, :w]
 
 
@@ -231,4 +243,4 @@ class FastGenerator(nn.Module):
         return cls(copy.deepcopy(generator)).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _padded_residual_forward(self.body, self.head, self.config.stride, x)
+        return _padded_forward(self.body, self.head, self.config, x)

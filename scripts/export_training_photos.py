@@ -1,0 +1,52 @@
+"""Write the training photos of the bundled styles into a folder.
+
+Photos: the 12 nature photos of Debian's ``mate-backgrounds`` package (GPL-2+, fetched with
+``apt-get download``; training on them ships none of them) scaled to at most 800 px, plus 12
+of scikit-image's. Held out, never trained on, so the gallery and the study show photos the
+generators never saw: astronaut, coffee, chelsea (samples/content), cat and rocket.
+
+Usage:  python scripts/export_training_photos.py [OUT_DIR]     (default: runs/photos)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage import data
+
+HELD_OUT = ("astronaut", "coffee", "chelsea", "cat", "rocket")
+SKIMAGE = ("hubble_deep_field", "immunohistochemistry", "retina", "camera", "brick", "grass", "gravel",
+           "coins", "moon", "clock")
+
+
+def mate_photos(work: Path) -> list[Path]:
+    subprocess.run(["apt-get", "download", "mate-backgrounds"], cwd=work, check=True,
+                   stdout=subprocess.DEVNULL)
+    deb = next(work.glob("mate-backgrounds_*.deb"))
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "root")], check=True)
+    return sorted((work / "root/usr/share/backgrounds/mate/nature").glob("*.jpg"))
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in SKIMAGE:
+        Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(out / f"{name}.png")
+    left, right, _ = data.stereo_motorcycle()
+    Image.fromarray(left).save(out / "motorcycle_left.png")
+    Image.fromarray(right).save(out / "motorcycle_right.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        photos = mate_photos(Path(tmp))
+        for path in photos:
+            image = Image.open(path).convert("RGB")
+            image.thumbnail((800, 800))
+            image.save(out / f"mate_{path.stem}.jpg", quality=92)
+    print(f"wrote {len(SKIMAGE) + 2 + len(photos)} photos to {out}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/photos"))

@@ -1,0 +1,205 @@
+"""Reading the VGG weight files people have: torchvision or Caffe-converted ``.pth``, Keras
+``.h5`` and ONNX files holding a VGG convolution trunk.
+
+Every reader returns the trunk's 3x3 convolutions in graph order as ``(weight OIHW, bias)``
+pairs; :func:`trunk_state` checks them against the VGG-16/19 layout and names the first layer
+that differs. Nothing here unpickles arbitrary objects: ``.pth`` files go through
+``torch.load(weights_only=True)``, Keras files through h5py, ONNX files through onnx's protobuf
+reader (h5py and onnx are optional extras, imported only when such a file is given).
+
+The preprocessing a file expects travels with it: torchvision's checkpoints take RGB in [0, 1]
+normalised by ImageNet's mean and std; Caffe's original VGG (and so the Caffe-converted
+``.pth`` files, Keras' VGG and everything exported from Keras) takes BGR in 0-255 minus the
+per-channel mean (Simonyan & Zisserman's training setup).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from styler.config import Preprocess
+from styler.errors import FeatureWeightsError
+
+# Conv widths of the trunks; "M" is a 2x2 max pooling. Module indices in torchvision's
+# ``features`` Sequential follow from this order (conv, relu, ..., pool).
+LAYOUTS = {
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512],
+}
+CONV_COUNT = {"vgg16": 13, "vgg19": 16}
+
+# The Caffe-converted checkpoints the field distributes (neural-style-pt's download script);
+# their names say the flavour, as torchvision's own names do.
+CAFFE_PTH_NAMES = ("vgg16-00b39a1b.pth", "vgg19-d01eb7cb.pth")
+TORCHVISION_PTH_NAMES = ("vgg16-397923af.pth", "vgg19-dcbb9e9d.pth")
+
+Conv = tuple[torch.Tensor, torch.Tensor]
+
+
+def conv_names(kind: str) -> list[str]:
+    """``conv1_1``, ``conv1_2``, ... for the layout's convolutions, in order."""
+    names, block, index = [], 1, 1
+    for item in LAYOUTS[kind]:
+        if item == "M":
+            block, index = block + 1, 1
+        else:
+            names.append(f"conv{block}_{index}")
+            index += 1
+    return names
+
+
+def conv_indices(kind: str) -> list[int]:
+    """Indices of the convolutions in torchvision's ``features`` Sequential."""
+    indices, position = [], 0
+    for item in LAYOUTS[kind]:
+        if item == "M":
+            position += 1
+        else:
+            indices.append(position)
+            position += 2
+    return indices
+
+
+def expected_shapes(kind: str, width_divisor: int = 1) -> list[tuple[int, int, int, int]]:
+    shapes, in_ch = [], 3
+    for item in LAYOUTS[kind]:
+        if item != "M":
+            out_ch = max(1, int(item) // width_divisor)
+            shapes.append((out_ch, in_ch, 3, 3))
+            in_ch = out_ch
+    return shapes
+
+
+def trunk_state(convs: Sequence[Conv], kind: str, source: str, width_divisor: int = 1) -> dict[str, torch.Tensor]:
+    """Check ``convs`` against the ``kind`` layout and return torchvision ``features`` keys
+    (``0.weight``, ``0.bias``, ``2.weight``, ...). Extra convolutions after the trunk are
+    ignored (the first ``len(layout)`` are the trunk); too few, or one wrong shape, is an error."""
+    want = CONV_COUNT[kind]
+    if len(convs) < want:
+        other = [k for k, n in CONV_COUNT.items() if n == len(convs)]
+        hint = f" (a {other[0]} trunk: pass --features {other[0]})" if other else ""
+        raise FeatureWeightsError(f"{source}: found {len(convs)} 3x3 convolutions, a {kind} trunk has "
+                                  f"{want}{hint}")
+    state: dict[str, torch.Tensor] = {}
+    for name, index, shape, (weight, bias) in zip(conv_names(kind), conv_indices(kind),
+                                                  expected_shapes(kind, width_divisor), convs):
+        if tuple(weight.shape) != shape or tuple(bias.shape) != (shape[0],):
+            raise FeatureWeightsError(f"{source}: layer {name} has weight {tuple(weight.shape)} and bias "
+                                      f"{tuple(bias.shape)}, a {kind} trunk needs {shape} and ({shape[0]},)")
+        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+            raise FeatureWeightsError(f"{source}: layer {name} holds NaN or infinite values")
+        state[f"{index}.weight"] = weight.detach().float().contiguous()
+        state[f"{index}.bias"] = bias.detach().float().contiguous()
+    return state
+
+
+# --- readers --------------------------------------------------------------------------------
+
+
+def read_pth(path: Path) -> tuple[list[Conv], Preprocess]:
+    """A torchvision-layout checkpoint (``features.N.weight`` or ``N.weight`` keys)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with objects, not a checkpoint at all
+        raise FeatureWeightsError(f"{path.name}: not a readable PyTorch checkpoint ({_short(exc)})") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise FeatureWeightsError(f"{path.name}: expected a state dict, found {type(state).__name__}")
+    prefix = "features." if any(str(k).startswith("features.") for k in state) else ""
+    convs: dict[int, list[torch.Tensor]] = {}
+    for key, value in state.items():
+        parts = str(key)[len(prefix):].split(".") if str(key).startswith(prefix) else []
+        if len(parts) == 2 and parts[0].isdigit() and parts[1] in ("weight", "bias") and torch.is_tensor(value):
+            convs.setdefault(int(parts[0]), [None, None])[parts[1] == "bias"] = value  # type: ignore[list-item]
+    pairs = [(w, b) for _, (w, b) in sorted(convs.items()) if w is not None and b is not None and w.ndim == 4
+             and tuple(w.shape[-2:]) == (3, 3)]
+    flavour = Preprocess.CAFFE if path.name in CAFFE_PTH_NAMES else Preprocess.TORCHVISION
+    return pairs, flavour
+
+
+def read_keras_h5(path: Path) -> tuple[list[Conv], Preprocess]:
+    """Keras VGG weights (``~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``):
+    HWIO kernels in groups named like ``block1_conv1``, layer order from the file's
+    ``layer_names`` attribute where present. Keras' VGG is Caffe's, so its flavour is Caffe."""
+    try:
+        import h5py
+    except ImportError as exc:
+        raise FeatureWeightsError("reading Keras .h5 files needs h5py: pip install 'styler[h5]'") from exc
+    kernels: list[tuple[str, torch.Tensor]] = []
+    biases: dict[str, torch.Tensor] = {}
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            parent = name.rsplit("/", 1)[0]
+            if obj.ndim == 4 and obj.shape[:2] == (3, 3):
+                kernels.append((parent, torch.from_numpy(obj[()]).permute(3, 2, 0, 1)))
+            elif obj.ndim == 1:
+                biases[parent] = torch.from_numpy(obj[()])
+
+    try:
+        with h5py.File(path, "r") as fh:
+            fh.visititems(visit)
+            order = [n.decode() if isinstance(n, bytes) else str(n) for n in fh.attrs.get("layer_names", [])]
+    except OSError as exc:  # h5py reports truncated and non-HDF5 files as OSError
+        raise FeatureWeightsError(f"{path.name}: not a readable HDF5 file ({_short(exc)})") from exc
+    rank = {name: i for i, name in enumerate(order)}
+    kernels.sort(key=lambda item: (rank.get(item[0].split("/")[0], len(rank)), item[0]))
+    pairs = [(w, biases[parent]) for parent, w in kernels if parent in biases]
+    return pairs, Preprocess.CAFFE
+
+
+def read_onnx(path: Path) -> tuple[list[Conv], Preprocess]:
+    """An ONNX graph's 3x3 convolutions whose weights are initializers, in graph order, whatever
+    their names (tf2onnx's NHWC graphs and the model zoo's NCHW ones alike). A graph that starts
+    with an NHWC-to-NCHW Transpose came from TensorFlow/Keras, whose VGG is Caffe's; otherwise
+    the model zoo's convention (torchvision's normalisation) is assumed."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as exc:
+        raise FeatureWeightsError("reading .onnx files needs onnx: pip install 'styler[onnx]'") from exc
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError and friends for truncated or foreign files
+        raise FeatureWeightsError(f"{path.name}: not a readable ONNX model ({_short(exc)})") from exc
+    inits = {t.name: t for t in model.graph.initializer}
+    pairs: list[Conv] = []
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 3:
+            continue
+        weight, bias = inits.get(node.input[1]), inits.get(node.input[2])
+        if weight is None or bias is None or list(weight.dims[2:]) != [3, 3]:
+            continue
+        pairs.append((torch.from_numpy(numpy_helper.to_array(weight).copy()),
+                      torch.from_numpy(numpy_helper.to_array(bias).copy())))
+    nodes = list(model.graph.node)
+    nhwc = bool(nodes) and nodes[0].op_type == "Transpose" and any(
+        a.name == "perm" and list(a.ints) == [0, 3, 1, 2] for a in nodes[0].attribute)
+    return pairs, Preprocess.CAFFE if nhwc else Preprocess.TORCHVISION
+
+
+READERS = {".pth": read_pth, ".pt": read_pth, ".h5": read_keras_h5, ".hdf5": read_keras_h5, ".onnx": read_onnx}
+
+
+def read_vgg_file(path: Path, kind: str, width_divisor: int = 1) -> tuple[dict[str, torch.Tensor], Preprocess]:
+    """The ``features`` state dict of ``kind`` held in ``path`` and the flavour its source implies."""
+    path = Path(path)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise FeatureWeightsError(f"{path.name}: unknown VGG weights format (expected one of "
+                                  f"{', '.join(sorted(READERS))})")
+    convs, flavour = reader(path)
+    if not convs:
+        raise FeatureWeightsError(f"{path.name}: no VGG convolution trunk found (no 3x3 convolutions "
+                                  f"with weights and biases)")
+    return trunk_state(convs, kind, path.name, width_divisor), flavour
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
