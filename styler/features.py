@@ -192,7 +192,8 @@ def load_vgg(kind: Features, weights_file: Path | None = None, preprocess: Prepr
              width_divisor: int = 1) -> tuple[dict[str, torch.Tensor], FeatureSource]:
     """The ``features.*`` state of an ImageNet VGG and where it came from. ``preprocess`` AUTO
     takes the convention the file's source implies; anything else overrides it."""
-    if weights_file is None or Path(weights_file).name in TORCHVISION_PTH_NAMES:
+    official = weights_file is not None and Path(weights_file).name in (official_filename(kind), *TORCHVISION_PTH_NAMES)
+    if weights_file is None or official:
         if weights_file is not None:
             if not Path(weights_file).is_file():
                 raise FeatureWeightsError(f"--vgg-weights: no such file: {weights_file}")

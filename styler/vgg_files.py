@@ -79,8 +79,8 @@ def trunk_state(convs: Sequence[Conv], kind: str, source: str, width_divisor: in
     (``0.weight``, ``0.bias``, ``2.weight``, ...). Extra convolutions after the trunk are
     ignored (the first ``len(layout)`` are the trunk); too few, or one wrong shape, is an error."""
     want = CONV_COUNT[kind]
-    if len(convs) < want:
-        other = [k for k, n in CONV_COUNT.items() if n == len(convs)]
+    other = [k for k, n in CONV_COUNT.items() if n == len(convs) and k != kind]
+    if len(convs) < want or other:
         hint = f" (a {other[0]} trunk: pass --features {other[0]})" if other else ""
         raise FeatureWeightsError(f"{source}: found {len(convs)} 3x3 convolutions, a {kind} trunk has "
                                   f"{want}{hint}")

@@ -76,7 +76,7 @@ def test_missing_imagenet_weights_fail_fast_with_both_fixes(monkeypatch):
 
 
 def test_vgg_weights_file_with_wrong_hash_is_rejected(tmp_path):
-    bogus = tmp_path / "vgg16.pth"
+    bogus = tmp_path / "vgg16-397923af.pth"  # torchvision's name: its hash prefix is checked
     bogus.write_bytes(b"not a checkpoint")
     with pytest.raises(FeatureWeightsError, match="SHA-256"):
         build_feature_extractor(Features.VGG16, ("relu1_2",), weights_file=bogus)
