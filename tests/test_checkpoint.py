@@ -146,3 +146,30 @@ def test_run_descriptions_from_before_the_upsample_choice_read_as_nearest():
     assert data["generator"].pop("upsample") == "bilinear"
     assert from_dict(TrainConfig, data).generator.upsample is Upsample.NEAREST  # a resumed old run keeps its decoder
     assert from_dict(TrainConfig, json.loads(to_json(TrainConfig()))) == TrainConfig()
+
+
+def test_files_from_before_the_input_skip_choice_keep_the_skip(tmp_path):
+    """Files written before ``input_skip`` existed were trained with the skip; they must load
+    with it, from weights files and from a resumed run's run.json alike."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from styler.config import TrainConfig, from_dict, to_json
+
+    torch.manual_seed(3)
+    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, input_skip=True)).eval()
+    path = save_generator(tmp_path / "old.safetensors", g, {"style_name": "old"})
+    with safe_open(str(path), framework="pt") as fh:
+        meta, tensors = fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}
+    fields = json.loads(meta["generator_config"])
+    assert fields.pop("input_skip") is True and GeneratorConfig().input_skip is False
+    meta["generator_config"] = json.dumps(fields)
+    save_file(tensors, str(path), metadata=meta)
+    loaded, info = load_generator(path)
+    assert info.generator.input_skip is True
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(g(x), loaded(x))
+    data = json.loads(to_json(TrainConfig()))
+    del data["generator"]["input_skip"]
+    assert from_dict(TrainConfig, data).generator.input_skip is True

@@ -11,14 +11,13 @@ from styler.cli import main
 from styler.config import GeneratorConfig
 from styler.models import Generator
 
-TINY = GeneratorConfig(base_channels=4, num_residual=1)
 SIZES = [(48, 64), (37, 53)]  # the second is not a multiple of the stride 8
 
 
-@pytest.fixture
-def weights(tmp_path):
+@pytest.fixture(params=[False, True], ids=["tanh-output", "input-skip"])
+def weights(tmp_path, request):
     torch.manual_seed(0)
-    g = Generator(TINY).eval()
+    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, input_skip=request.param)).eval()
     with torch.no_grad():
         for p in g.parameters():
             p.add_(torch.randn_like(p) * 0.1)

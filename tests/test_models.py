@@ -75,3 +75,27 @@ def test_blur_is_a_normalised_low_pass_without_weights():
     checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
     out = blur(checker.float().expand(1, 2, 8, 8))
     assert out[..., 1:-1, 1:-1].std() < 1e-6  # the highest frequency is removed entirely
+
+
+def test_generator_output_is_squashed_into_the_image_range_without_the_input_skip():
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(base_channels=4, num_residual=1)).eval()
+    with torch.no_grad():
+        g.head[1].weight.mul_(1000.0)  # drive the head far out of range
+        y = g(torch.rand(1, 3, 32, 40))
+    assert y.min() >= 0.0 and y.max() <= 1.0
+    assert ((y < 0.01) | (y > 0.99)).float().mean() > 0.5  # saturated, so tanh did the squashing
+
+
+def test_input_skip_adds_the_input_to_the_head():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 40)
+    skip = Generator(GeneratorConfig(base_channels=4, num_residual=1, input_skip=True)).eval()
+    plain = Generator(GeneratorConfig(base_channels=4, num_residual=1)).eval()
+    for g in (skip, plain):
+        with torch.no_grad():
+            g.head[1].weight.zero_()
+            g.head[1].bias.zero_()
+    with torch.no_grad():
+        assert torch.allclose(skip(x), x)  # a zero head: the identity
+        assert torch.allclose(plain(x), torch.full_like(x, 0.5))  # a zero head: tanh(0) -> mid grey

@@ -68,7 +68,8 @@ def test_exact_statistics_make_tiles_equal_the_plain_forward(size, capsys):
                                     GeneratorConfig(base_channels=4, pixel_unshuffle=False,
                                                     upsample=Upsample.BILINEAR),
                                     GeneratorConfig(base_channels=4, antialias=True),
-                                    GeneratorConfig(base_channels=4, pixel_unshuffle=False, antialias=True)])
+                                    GeneratorConfig(base_channels=4, pixel_unshuffle=False, antialias=True),
+                                    GeneratorConfig(base_channels=4, input_skip=True)])
 def test_exact_statistics_on_other_layouts(config):
     g, x = generator(config, spread=0.3), photo(90, 75)
     with torch.no_grad():
