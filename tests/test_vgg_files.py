@@ -152,6 +152,15 @@ def test_source_is_described_with_file_and_hash(files):
     assert source.describe() == f"vgg16 (caffe, tf2onnx_vgg16.onnx {source.sha256[:8]})"
 
 
+def test_known_files_carry_their_provenance(files, monkeypatch):
+    source = load_vgg(Features.VGG16, files["onnx_nhwc"], width_divisor=DIV)[1]
+    assert source.note == ""
+    monkeypatch.setitem(vgg_files.KNOWN_FILES, source.sha256, "fine-tuned somewhere")
+    assert source.note == "fine-tuned somewhere"
+    assert "fine-tuned" in vgg_files.KNOWN_FILES[
+        "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"]
+
+
 def test_conversion_is_cached_and_reused(files, monkeypatch, tmp_path):
     first, _ = load_vgg(Features.VGG16, files["h5"], width_divisor=DIV)
     cached = list((tmp_path.parent).rglob("styler/*.safetensors"))
