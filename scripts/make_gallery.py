@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     infos = [i for i in list_weights(args.weights_dir) if not isinstance(i, Exception)]
     photos = sorted((ROOT / "samples/content").glob("*.jpg"))
-    s, label = args.size, 24
+    s, label = args.size, 36
     grid = Image.new("RGB", ((len(infos) + 1) * s, (len(photos) + 1) * s + label), "white")
     draw = ImageDraw.Draw(grid)
     for col, info in enumerate(infos, start=1):
@@ -42,7 +42,9 @@ def main() -> None:
             grid.paste(fit(load_rgb(style_file), s), (col * s, label))
         meta = info.metadata
         kept = f"step {meta['best_step']} of {meta['steps']}" if "best_step" in meta else f"{meta.get('steps')} steps"
-        draw.text((col * s + 6, 6), f"{info.name}: {info.features} features, {kept}", fill="black")
+        # Which features trained it, with file and hash for ImageNet ones (issue #10: every artifact says).
+        draw.text((col * s + 6, 4), f"{info.name}, {kept}", fill="black")
+        draw.text((col * s + 6, 18), str(meta.get("features_source", f"{info.features} features")), fill="black")
     draw.text((6, 6), "photos not used in training", fill="black")
     stylizers = [Stylizer.load(info.path, device="cpu") for info in infos]
     for row, photo_path in enumerate(photos, start=1):
