@@ -198,7 +198,7 @@ class FrameStylizer:
             self.share(list(frames))
         network = None if self.norms is None else self._network
         out = self.stylizer.stylize_tensor(frames.float().div_(255), network)
-        return out.cpu().clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        return out.cpu().clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
 def runs(items: Iterable[T], is_frame: Callable[[T], bool], size: Callable[[T], tuple[int, ...]],
@@ -252,3 +252,14 @@ def stylize_frames(stylizer: "Stylizer", frames: Iterable[Image.Image | torch.Te
                 yield Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
             else:
                 yield pixels if original.dtype == torch.uint8 else pixels.float().div(255)
+
+
+def warping_error(frames: torch.Tensor, shift: tuple[int, int] = (0, 0), margin: int = 0) -> float:
+    """Mean absolute difference between frame t+1 and frame t moved by the known ``shift``
+    (dy, dx pixels per frame: content at (y, x) in frame t is at (y - dy, x - dx) in frame t+1),
+    over the pixels both frames show, ``margin`` pixels in from the edges. (T, 3, H, W)."""
+    dy, dx = shift
+    h, w = frames.shape[-2:]
+    nxt = frames[1:, :, margin:h - dy - margin, margin:w - dx - margin].float()
+    prev = frames[:-1, :, dy + margin:h - margin, dx + margin:w - margin].float()
+    return float((nxt - prev).abs().mean())

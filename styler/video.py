@@ -157,3 +157,233 @@ def _even(pixels: torch.Tensor) -> torch.Tensor:
     if not (h % 2 or w % 2):
         return pixels
     return F.pad(pixels[None].float(), (0, w % 2, 0, h % 2), mode="replicate")[0].to(torch.uint8)
+
+
+class Writer:
+    """The output video under a temporary name; opened at the first frame (its size and rotation
+    decide the stream), renamed over ``dst`` by :meth:`finish`, deleted by :meth:`abort`."""
+
+    def __init__(self, dst: Path, reader: Reader, config: VideoConfig) -> None:
+        self.av, self.dst, self.reader, self.config = reader.av, Path(dst), reader, config
+        self.fmt = _FORMATS.get(self.dst.suffix.lower())
+        if self.fmt is None:
+            raise VideoError(f"{dst}: write videos as one of {', '.join(sorted(_FORMATS))}")
+        self.container: Any = None
+        self.stream: Any = None
+        self.audio: dict[int, Any] = {}
+        self.early: list[Any] = []  # audio packets demuxed before the first frame
+        self.tmp: str | None = None
+        self.frames = 0
+
+    def _open(self, first: Frame) -> None:
+        try:
+            self.dst.parent.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = temp_beside(self.dst)
+            os.close(fd)
+            self.container = self.av.open(self.tmp, "w", format=self.fmt)
+        except (OSError, self.av.FFmpegError) as exc:
+            raise VideoError(f"{self.dst}: cannot write ({_reason(exc)})") from exc
+        self.stream = self._video_stream(first)
+        for stream in self.reader.audio:
+            if stream.codec_context.name not in self.container.supported_codecs:
+                raise VideoError(f"{self.dst}: a {self.dst.suffix} file cannot hold the input's "
+                                 f"{stream.codec_context.name} audio unchanged; write .mkv or .mp4")
+            self.audio[stream.index] = self.container.add_stream_from_template(stream)
+
+    def _video_stream(self, first: Frame) -> Any:
+        name = self.config.codec or _CODECS.get(self.dst.suffix.lower(), "libx264")
+        source = self.reader.video
+        try:
+            stream = self.container.add_stream(name, rate=source.average_rate or source.guessed_rate or 25)
+        except (self.av.FFmpegError, ValueError) as exc:
+            raise VideoError(f"{self.dst}: codec {name!r} is not available ({_reason(exc)})") from exc
+        formats = [f.name for f in (stream.codec_context.codec.video_formats or [])]
+        stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
+        pixels = _even(first.pixels) if stream.pix_fmt in _SUBSAMPLED else first.pixels
+        stream.height, stream.width = pixels.shape[-2:]
+        if first.time_base is not None:
+            stream.codec_context.time_base = first.time_base  # keep the input's timestamps
+        stream.options = {"crf": str(self.config.crf)}
+        if name.startswith("libvpx"):
+            stream.codec_context.bit_rate = 0  # constant quality, as --crf asks
+        if first.rotation:
+            stream.set_display_rotation(first.rotation)
+        return stream
+
+    def _mux(self, packets: Any) -> None:
+        for packet in packets:
+            self.container.mux(packet)
+
+    def write(self, item: Any) -> None:
+        try:
+            if isinstance(item, Frame):
+                self._frame(item)
+            elif self.stream is None:
+                self.early.append(item)
+            else:
+                item.stream = self.audio[item.stream.index]
+                self.container.mux(item)
+        except self.av.FFmpegError as exc:
+            raise VideoError(f"{self.dst}: cannot encode ({_reason(exc)})") from exc
+
+    def _frame(self, frame: Frame) -> None:
+        if self.stream is None:
+            self._open(frame)
+            for packet in self.early:
+                self.write(packet)
+            self.early = []
+        pixels = _even(frame.pixels) if self.stream.pix_fmt in _SUBSAMPLED else frame.pixels
+        out = self.av.VideoFrame.from_ndarray(pixels.permute(1, 2, 0).contiguous().numpy(), format="rgb24")
+        out.pts, out.time_base = (frame.pts, frame.time_base) if frame.pts is not None else (self.frames, None)
+        self._mux(self.stream.encode(out))
+        self.frames += 1
+
+    def finish(self) -> None:
+        if self.stream is None:
+            raise VideoError(f"{self.reader.path}: the video stream has no frames")
+        try:
+            self._mux(self.stream.encode())
+            self.container.close()
+        except self.av.FFmpegError as exc:
+            raise VideoError(f"{self.dst}: cannot encode ({_reason(exc)})") from exc
+        os.replace(self.tmp, self.dst)  # type: ignore[arg-type]
+        self.tmp = None
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; the error that caused it is already on its way."""
+        try:
+            if self.container is not None:
+                self.container.close()
+        except Exception:  # noqa: BLE001 - a broken half file; it is deleted next
+            pass
+        if self.tmp is not None and os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+        self.tmp = None
+
+
+class _Cancelled(Exception):
+    """A worker thread stops because the run is being torn down."""
+
+
+class VideoJob:
+    """One video through the threaded pipeline of the module docstring."""
+
+    def __init__(self, stylizer: "Stylizer", config: VideoConfig, on_frame: OnFrame | None) -> None:
+        from styler.pipeline import _Threads
+
+        self.stylizer, self.config, self.on_frame = stylizer, config, on_frame
+        self.stop = threading.Event()
+        self.threads = _Threads()
+        depth = 2 * config.batch_size + 8
+        self.decoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.encoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
+
+    def _put(self, target: queue.Queue[Any], item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                return target.put(item, timeout=0.2)
+            except queue.Full:
+                self.threads.check()
+        raise _Cancelled
+
+    def _drain(self, source: queue.Queue[Any]) -> Iterator[Any]:
+        while not self.stop.is_set():
+            try:
+                item = source.get(timeout=0.2)
+            except queue.Empty:
+                self.threads.check()  # a crashed reader (a corrupt file) surfaces here
+                continue
+            if item is _DONE:
+                return
+            yield item
+        raise _Cancelled
+
+    def _read(self, reader: Reader) -> None:
+        try:
+            for item in reader.items():
+                self._put(self.decoded, item)
+            self._put(self.decoded, _DONE)
+        except _Cancelled:
+            pass  # torn down by the main thread, which raises the reason itself
+
+    def _write(self, writer: Writer) -> None:
+        try:
+            for item in self._drain(self.encoded):
+                writer.write(item)
+        except _Cancelled:
+            pass  # as in _read
+
+    def run(self, src: Path, dst: Path) -> int:
+        reader = Reader(src, self.stylizer.config.max_size)
+        try:
+            writer = Writer(dst, reader, self.config)
+            steady = FrameStylizer(self.stylizer, self.config.temporal, self.config)
+            if steady.needs_samples and (samples := reader.samples(self.config.stats_frames)):
+                steady.share(samples)
+            try:
+                self._stylize(reader, writer, steady)
+                writer.finish()
+            except BaseException:
+                self.stop.set()
+                for thread in self.threads.threads:
+                    thread.join()
+                writer.abort()
+                raise
+            return writer.frames
+        finally:
+            reader.close()
+
+    def _stylize(self, reader: Reader, writer: Writer, steady: FrameStylizer) -> None:
+        total, done = reader.total, 0
+        if self.on_frame:
+            self.on_frame(0, total)
+        self.threads.start(self._read, reader)
+        self.threads.start(self._write, writer)
+        is_frame = lambda item: isinstance(item, Frame)  # noqa: E731
+        for run in runs(self._drain(self.decoded), is_frame, lambda f: tuple(f.pixels.shape), self.config.batch_size):
+            frames = [item for item in run if isinstance(item, Frame)]
+            if frames:
+                for frame, pixels in zip(frames, steady(torch.stack([f.pixels for f in frames]))):
+                    frame.pixels = pixels
+            for item in run:
+                self._put(self.encoded, item)
+            done += len(frames)
+            if self.on_frame:
+                self.on_frame(done, max(total, done) if total else None)
+        self._put(self.encoded, _DONE)
+        self.threads.join()
+
+
+def is_media_path(path: Path) -> bool:
+    """Found in folders and globs: images, and videos when PyAV is installed."""
+    from styler.images import is_image_path
+
+    if is_image_path(path):
+        return True
+    if not is_video_path(path):
+        return False
+    try:
+        require_av()
+    except VideoError:
+        return False
+    return True
+
+
+def split_moving(pairs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+    """(still images, videos and animated images) of planned (input, output) pairs."""
+    from styler.animation import is_animated
+
+    moving = [p for p in pairs if is_video_path(p[0]) or is_animated(p[0])]
+    return [p for p in pairs if p not in moving], moving
+
+
+def stylize_file(stylizer: "Stylizer", src: Path, dst: Path, config: VideoConfig, on_frame: OnFrame | None = None,
+                 quality: int = 95) -> int:
+    """Stylize a video or an animated image ``src`` into ``dst``; returns the frames written."""
+    from styler.animation import is_animated, stylize_animation
+
+    if not is_video_path(src) and is_animated(src):
+        return stylize_animation(stylizer, src, dst, config, on_frame, quality)
+    if not is_video_path(dst):
+        raise VideoError(f"{dst}: a video is written as one of {', '.join(sorted(_FORMATS))}")
+    return VideoJob(stylizer, config, on_frame).run(src, dst)

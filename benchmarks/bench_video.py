@@ -1,0 +1,112 @@
+"""Flicker and speed of video stylization for each ``--temporal`` mode.
+
+Two synthetic clips with a known motion, built from a photo in samples/content: the photo panned
+by a few pixels a frame (a camera pan), and the still photo with fresh Gaussian sensor noise on
+every frame. For each clip and mode the warping error is reported: the mean absolute difference
+between stylized frame t+1 and stylized frame t moved by the known motion, divided by the same
+measure on the input frames (1.0: the output flickers exactly as much as the input changes; less
+is steadier). Frames/s is the throughput of ``Stylizer.stylize_frames`` in the same run.
+
+    PYTHONPATH=. python -m benchmarks.bench_video --style starry
+    PYTHONPATH=. python -m benchmarks.bench_video --style starry --size 320 --frames 24 --strip docs/img/video_strip.jpg
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import loadavg, machine_info
+from styler.apply import Stylizer
+from styler.fileio import file_sha256
+from styler.config import ApplyConfig, Temporal, VideoConfig
+from styler.images import load_rgb, pil_to_tensor, resize_longer
+from styler.temporal import warping_error
+
+ROOT = Path(__file__).resolve().parent.parent
+MARGIN = 8  # pixels kept away from the frame edges, where padding (not motion) decides
+
+
+def panned_clip(photo: torch.Tensor, frames: int, width: int, step: int) -> torch.Tensor:
+    """(T, 3, H, width) windows sliding right over ``photo`` (3, H, W) by ``step`` px a frame:
+    content moves ``step`` px left per frame, i.e. shift (0, step) for :func:`warping_error`."""
+    needed = width + step * (frames - 1)
+    if photo.shape[-1] < needed:
+        raise ValueError(f"photo is {photo.shape[-1]} px wide; the pan needs {needed}")
+    return torch.stack([photo[:, :, t * step:t * step + width] for t in range(frames)])
+
+
+def noisy_clip(photo: torch.Tensor, frames: int, sigma: float, seed: int = 0) -> torch.Tensor:
+    """(T, 3, H, W): the still ``photo`` with fresh Gaussian noise (std ``sigma``) each frame."""
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn((frames, *photo.shape), generator=gen) * sigma
+    return (photo[None] + noise).clamp(0, 1)
+
+
+def relative_warping_error(stylized: torch.Tensor, clip: torch.Tensor, shift: tuple[int, int]) -> float:
+    """Warping error of the stylized frames over that of the input frames."""
+    return warping_error(stylized, shift, MARGIN) / max(warping_error(clip, shift, MARGIN), 1e-12)
+
+
+def stylize_clip(stylizer: Stylizer, clip: torch.Tensor, temporal: Temporal, batch: int = 4) -> torch.Tensor:
+    """The clip's frames through ``stylize_frames``, (T, 3, H, W) float in [0, 1]."""
+    config = VideoConfig(temporal=temporal, batch_size=batch, stats_frames=min(8, len(clip)))
+    return torch.stack(list(stylizer.stylize_frames(list(clip), temporal, config)))
+
+
+def clips(size: int, frames: int, step: int, sigma: float) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
+    photo = pil_to_tensor(resize_longer(load_rgb(ROOT / "samples/content/astronaut.jpg"), size + step * frames))
+    h = min(photo.shape[-2], size * 3 // 4)
+    return {"pan": (panned_clip(photo[:, :h], frames, size, step), (0, step)),
+            "noise": (noisy_clip(photo[:, :h, :size], frames, sigma), (0, 0))}
+
+
+def save_strip(rows: list[torch.Tensor], path: Path, columns: int = 4, width: int = 900) -> None:
+    """Rows of frames (first ``columns`` of each) as one small JPEG."""
+    from torchvision.utils import make_grid
+
+    from styler.images import tensor_to_pil
+
+    tiles = torch.cat([row[:columns] for row in rows])
+    grid = make_grid(tiles, nrow=columns, padding=2, pad_value=1.0)
+    image = tensor_to_pil(grid)
+    image = image.resize((width, round(image.height * width / image.width)))
+    image.save(path, quality=85)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--style", default="starry", help="style name or .safetensors path")
+    parser.add_argument("--size", type=int, default=256, help="frame width in pixels")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--step", type=int, default=3, help="pan in pixels per frame")
+    parser.add_argument("--sigma", type=float, default=0.03, help="sensor noise (std, 0..1 scale)")
+    parser.add_argument("--strip", type=Path, default=None, help="write a JPEG strip of pan frames here")
+    args = parser.parse_args()
+    stylizer = Stylizer.load(args.style, device="cpu", config=ApplyConfig())
+    info = stylizer.info
+    print(json.dumps({"machine": machine_info(torch.device("cpu")), "style": args.style,
+                      "weights": str(info.path) if info else None,
+                      "weights_sha256": file_sha256(info.path)[:16] if info else None,
+                      "trained": info.metadata.get("created") if info else None}))
+    strip: list[torch.Tensor] = []
+    for name, (clip, shift) in clips(args.size, args.frames, args.step, args.sigma).items():
+        strip += [clip] if name == "pan" else []
+        for temporal in Temporal:
+            start = time.perf_counter()
+            out = stylize_clip(stylizer, clip, temporal)
+            fps = len(clip) / (time.perf_counter() - start)
+            strip += [out] if name == "pan" else []
+            print(json.dumps({"clip": name, "temporal": temporal.value, "frames": len(clip),
+                              "size": list(clip.shape[-2:]), "warping_error": round(relative_warping_error(out, clip, shift), 3),
+                              "frames_per_s": round(fps, 2), "load": loadavg()}))
+    if args.strip:
+        save_strip(strip, args.strip)
+
+
+if __name__ == "__main__":
+    main()
