@@ -17,6 +17,7 @@ from typing import Sequence
 from styler.config import FolderConfig, OutputFormat
 from styler.errors import ConfigError
 from styler.images import find_images, is_image_path
+from styler.animation import is_animated
 from styler.video import is_media_path, is_video_path
 
 Pair = tuple[Path, Path]
@@ -37,8 +38,11 @@ def _tree(root: Path, files: list[Path], output: Path | None, style_name: str) -
     return [(p, out_root / p.relative_to(root)) for p in files]
 
 
-def _with_format(dst: Path, fmt: OutputFormat) -> Path:
-    return dst if fmt is OutputFormat.SAME or is_video_path(dst) else dst.with_suffix(f".{fmt.value}")
+def _with_format(dst: Path, fmt: OutputFormat, src: Path) -> Path:
+    """``--format`` applies to still images; videos, and animations when it cannot animate (jpg), keep theirs."""
+    if fmt is OutputFormat.SAME or is_video_path(dst) or (fmt is OutputFormat.JPG and is_animated(src)):
+        return dst
+    return dst.with_suffix(f".{fmt.value}")
 
 
 def plan_outputs(inputs: Sequence[Path | str], output: Path | None, style_name: str,
@@ -72,7 +76,7 @@ def plan_outputs(inputs: Sequence[Path | str], output: Path | None, style_name: 
             pairs += _tree(root, found, output, style_name)
         else:
             failures.append((src, "no such file or directory"))
-    return _check_pairs([(s, _with_format(d, config.format)) for s, d in pairs], failures)
+    return _check_pairs([(s, _with_format(d, config.format, s)) for s, d in pairs], failures)
 
 
 def _check_pairs(pairs: list[Pair], failures: list[Failure]) -> tuple[list[Pair], list[Failure]]:

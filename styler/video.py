@@ -138,8 +138,10 @@ class Reader:
                         if frame.pts is None or frame.pts >= target:
                             found.setdefault(frame.pts or 0, _pixels(frame, self.max_size))
                             break
-        except self.av.FFmpegError as exc:
-            raise VideoError(f"{self.path}: corrupt or truncated video ({_reason(exc)})") from exc
+        except self.av.FFmpegError:
+            # Not every file can seek (no index, no frames); the statistics then come from the
+            # first frames, and the decoding pass reports a file that is really broken.
+            return []
         return list(found.values())
 
     def close(self) -> None:
