@@ -51,6 +51,7 @@ def _read(src: Path) -> tuple[list[Image.Image], dict[str, Any]]:
             info = {"loop": image.info.get("loop"), "format": image.format}
             for index in range(image.n_frames):
                 image.seek(index)
+                image.load()  # WebP sets a frame's duration only once it is decoded
                 durations.append(int(image.info.get("duration", 100)))
                 disposal.append(getattr(image, "disposal_method", 0))
                 frames.append(image.convert("RGBA") if image.mode in ("RGBA", "LA", "PA", "P") else image.convert("RGB"))
