@@ -47,9 +47,11 @@ def noisy_clip(photo: torch.Tensor, frames: int, sigma: float, seed: int = 0) ->
     return (photo[None] + noise).clamp(0, 1)
 
 
-def relative_warping_error(stylized: torch.Tensor, clip: torch.Tensor, shift: tuple[int, int]) -> float:
-    """Warping error of the stylized frames over that of the input frames."""
-    return warping_error(stylized, shift, MARGIN) / max(warping_error(clip, shift, MARGIN), 1e-12)
+def relative_warping_error(stylized: torch.Tensor, clip: torch.Tensor, shift: tuple[int, int]) -> float | None:
+    """Warping error of the stylized frames over that of the input frames (None when the input's
+    is zero: an exact pan of a still photo)."""
+    base = warping_error(clip, shift, MARGIN)
+    return warping_error(stylized, shift, MARGIN) / base if base > 1e-6 else None
 
 
 def stylize_clip(stylizer: Stylizer, clip: torch.Tensor, temporal: Temporal, batch: int = 4) -> torch.Tensor:
@@ -58,11 +60,14 @@ def stylize_clip(stylizer: Stylizer, clip: torch.Tensor, temporal: Temporal, bat
     return torch.stack(list(stylizer.stylize_frames(list(clip), temporal, config)))
 
 
-def clips(size: int, frames: int, step: int, sigma: float) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
-    photo = pil_to_tensor(resize_longer(load_rgb(ROOT / "samples/content/astronaut.jpg"), size + step * frames))
+def clips(size: int, frames: int, steps: tuple[int, ...], sigma: float) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
+    """Named clips of ``size`` px wide frames (3:4) from the astronaut photo: pans by each of ``steps``
+    pixels a frame and the still photo with noise."""
+    photo = pil_to_tensor(resize_longer(load_rgb(ROOT / "samples/content/astronaut.jpg"), size + max(steps) * frames))
     h = min(photo.shape[-2], size * 3 // 4)
-    return {"pan": (panned_clip(photo[:, :h], frames, size, step), (0, step)),
-            "noise": (noisy_clip(photo[:, :h, :size], frames, sigma), (0, 0))}
+    named = {f"pan {step} px": (panned_clip(photo[:, :h], frames, size, step), (0, step)) for step in steps}
+    named[f"noise {sigma:g}"] = (noisy_clip(photo[:, :h, :size], frames, sigma), (0, 0))
+    return named
 
 
 def save_strip(rows: list[torch.Tensor], path: Path, columns: int = 4, width: int = 900) -> None:
@@ -83,27 +88,32 @@ def main() -> None:
     parser.add_argument("--style", default="starry", help="style name or .safetensors path")
     parser.add_argument("--size", type=int, default=256, help="frame width in pixels")
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--step", type=int, default=3, help="pan in pixels per frame")
+    parser.add_argument("--steps", type=int, nargs="+", default=[8, 3], help="pans in pixels per frame")
     parser.add_argument("--sigma", type=float, default=0.03, help="sensor noise (std, 0..1 scale)")
-    parser.add_argument("--strip", type=Path, default=None, help="write a JPEG strip of pan frames here")
+    parser.add_argument("--strip", type=Path, default=None, help="write a JPEG strip of the first pan's frames")
     args = parser.parse_args()
     stylizer = Stylizer.load(args.style, device="cpu", config=ApplyConfig())
     info = stylizer.info
     print(json.dumps({"machine": machine_info(torch.device("cpu")), "style": args.style,
                       "weights": str(info.path) if info else None,
                       "weights_sha256": file_sha256(info.path)[:16] if info else None,
-                      "trained": info.metadata.get("created") if info else None}))
+                      "trained": info.metadata.get("created_utc") if info else None}))
     strip: list[torch.Tensor] = []
-    for name, (clip, shift) in clips(args.size, args.frames, args.step, args.sigma).items():
-        strip += [clip] if name == "pan" else []
+    for n, (name, (clip, shift)) in enumerate(clips(args.size, args.frames, tuple(args.steps), args.sigma).items()):
+        strip += [clip] if n == 0 else []
+        off = None
         for temporal in Temporal:
             start = time.perf_counter()
             out = stylize_clip(stylizer, clip, temporal)
             fps = len(clip) / (time.perf_counter() - start)
-            strip += [out] if name == "pan" else []
+            strip += [out] if n == 0 else []
+            error = warping_error(out, shift, MARGIN)
+            off = error if temporal is Temporal.OFF else off
+            relative = relative_warping_error(out, clip, shift)
             print(json.dumps({"clip": name, "temporal": temporal.value, "frames": len(clip),
-                              "size": list(clip.shape[-2:]), "warping_error": round(relative_warping_error(out, clip, shift), 3),
-                              "frames_per_s": round(fps, 2), "load": loadavg()}))
+                              "size": list(clip.shape[-2:]), "warping_error_255": round(error * 255, 2),
+                              "vs_input": None if relative is None else round(relative, 3),
+                              "vs_off": round(error / off, 3), "frames_per_s": round(fps, 2), "load": loadavg()}))
     if args.strip:
         save_strip(strip, args.strip)
 
