@@ -60,7 +60,10 @@ def stylize_clip(stylizer: Stylizer, clip: torch.Tensor, temporal: Temporal, bat
     return torch.stack(list(stylizer.stylize_frames(list(clip), temporal, config)))
 
 
-def clips(size: int, frames: int, steps: tuple[int, ...], sigma: float) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
+Clip = tuple[torch.Tensor, tuple[int, int]]  # frames and their motion (dy, dx) per frame
+
+
+def clips(size: int, frames: int, steps: tuple[int, ...], sigma: float) -> dict[str, Clip]:
     """Named clips of ``size`` px wide frames (3:4) from the astronaut photo: pans by each of ``steps``
     pixels a frame and the still photo with noise."""
     photo = pil_to_tensor(resize_longer(load_rgb(ROOT / "samples/content/astronaut.jpg"), size + max(steps) * frames))
@@ -70,17 +73,29 @@ def clips(size: int, frames: int, steps: tuple[int, ...], sigma: float) -> dict[
     return named
 
 
-def save_strip(rows: list[torch.Tensor], path: Path, columns: int = 4, width: int = 900) -> None:
-    """Rows of frames (first ``columns`` of each) as one small JPEG."""
+def difference_map(frames: torch.Tensor, shift: tuple[int, int], t: int, gain: float = 4.0) -> torch.Tensor:
+    """|frame t+1 - frame t moved by ``shift``| x ``gain`` (black: steady), padded to frame size."""
+    dy, dx = shift
+    h, w = frames.shape[-2:]
+    diff = (frames[t + 1, :, :h - dy, :w - dx] - frames[t, :, dy:, dx:]).abs().mean(0, keepdim=True)
+    out = torch.zeros(3, h, w)
+    out[:, :h - dy, :w - dx] = (diff * gain).clamp(0, 1)
+    return out
+
+
+def save_strip(rows: list[torch.Tensor], shift: tuple[int, int], path: Path, width: int = 900) -> None:
+    """One row per clip (input, then each mode): frames 0, T/3 and 2T/3, then the difference map
+    between the last two of those frames' neighbours (what flickers), as one small JPEG."""
     from torchvision.utils import make_grid
 
     from styler.images import tensor_to_pil
 
-    tiles = torch.cat([row[:columns] for row in rows])
-    grid = make_grid(tiles, nrow=columns, padding=2, pad_value=1.0)
+    t = len(rows[0])
+    picks = [0, t // 3, 2 * t // 3]
+    tiles = [tile for row in rows for tile in [*row[picks], difference_map(row, shift, picks[-1])]]
+    grid = make_grid(torch.stack(tiles), nrow=len(picks) + 1, padding=2, pad_value=1.0)
     image = tensor_to_pil(grid)
-    image = image.resize((width, round(image.height * width / image.width)))
-    image.save(path, quality=85)
+    image.resize((width, round(image.height * width / image.width))).save(path, quality=85)
 
 
 def main() -> None:
@@ -90,7 +105,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 3], help="pans in pixels per frame")
     parser.add_argument("--sigma", type=float, default=0.03, help="sensor noise (std, 0..1 scale)")
-    parser.add_argument("--strip", type=Path, default=None, help="write a JPEG strip of the first pan's frames")
+    parser.add_argument("--strip", type=Path, default=None,
+                        help="write a JPEG of the first clip: rows input, off, shared, ema; last column what flickers")
     args = parser.parse_args()
     stylizer = Stylizer.load(args.style, device="cpu", config=ApplyConfig())
     info = stylizer.info
@@ -99,8 +115,10 @@ def main() -> None:
                       "weights_sha256": file_sha256(info.path)[:16] if info else None,
                       "trained": info.metadata.get("created_utc") if info else None}))
     strip: list[torch.Tensor] = []
+    strip_shift = (0, 0)
     for n, (name, (clip, shift)) in enumerate(clips(args.size, args.frames, tuple(args.steps), args.sigma).items()):
         strip += [clip] if n == 0 else []
+        strip_shift = shift if n == 0 else strip_shift
         off = None
         for temporal in Temporal:
             start = time.perf_counter()
@@ -115,7 +133,7 @@ def main() -> None:
                               "vs_input": None if relative is None else round(relative, 3),
                               "vs_off": round(error / off, 3), "frames_per_s": round(fps, 2), "load": loadavg()}))
     if args.strip:
-        save_strip(strip, args.strip)
+        save_strip(strip, strip_shift, args.strip)
 
 
 if __name__ == "__main__":

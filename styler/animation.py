@@ -54,7 +54,8 @@ def _read(src: Path) -> tuple[list[Image.Image], dict[str, Any]]:
                 image.load()  # WebP sets a frame's duration only once it is decoded
                 durations.append(int(image.info.get("duration", 100)))
                 disposal.append(getattr(image, "disposal_method", 0))
-                frames.append(image.convert("RGBA") if image.mode in ("RGBA", "LA", "PA", "P") else image.convert("RGB"))
+                clear = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+                frames.append(image.convert("RGBA" if clear else "RGB"))
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise VideoError(f"{src}: cannot decode animation frame {len(frames)} ({exc})") from exc
     info.update(duration=durations, disposal=disposal)

@@ -272,7 +272,8 @@ class ApplyConfig:
 
     def __post_init__(self) -> None:
         _check(isinstance(self.stroke_scale, (int, float)) and math.isfinite(self.stroke_scale)
-               and 0.125 <= self.stroke_scale <= 16, f"stroke scale must be between 0.125 and 16, got {self.stroke_scale!r}")
+               and 0.125 <= self.stroke_scale <= 16,
+               f"stroke scale must be between 0.125 and 16, got {self.stroke_scale!r}")
         _check(self.max_size is None or self.max_size >= 1, f"max size must be >= 1, got {self.max_size}")
         _check(math.isfinite(self.strength) and 0.0 <= self.strength <= 1.0,
                f"strength must be between 0 and 1, got {self.strength!r}")

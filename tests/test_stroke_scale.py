@@ -73,4 +73,5 @@ def test_cli_stroke_scale(tmp_path):
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "p_demo.png").size == (90, 61)
     result = CliRunner().invoke(main, [*args, "--stroke-scale", "0", "--overwrite"])
-    assert result.exit_code == 1 and result.output.strip() == "error: stroke scale must be between 0.125 and 16, got 0.0"
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: stroke scale must be between 0.125 and 16, got 0.0"

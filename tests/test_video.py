@@ -29,8 +29,8 @@ def weights(tmp_path):
 
 
 def run(args, weights):
-    return CliRunner().invoke(main, ["apply", *args, "--style", "demo", "--weights-dir", str(weights), "--device", "cpu"],
-                              catch_exceptions=False)
+    return CliRunner().invoke(main, ["apply", *args, "--style", "demo", "--weights-dir", str(weights),
+                                     "--device", "cpu"], catch_exceptions=False)
 
 
 def leftovers(folder):
