@@ -2,7 +2,7 @@
 
 The repository's photos are at most 600 px, so coffee.jpg is upscaled (Lanczos) to 2048 px on the
 longer side: a photo of that size, if a soft one. Top row: each whole result, shrunk to fit; bottom
-row: the same 320x320 crop at full resolution, where the stroke size shows.
+row: the same 320x320 crop of the table at full resolution, where the stroke size shows.
 
     PYTHONPATH=. python -m benchmarks.stroke_scale_strip --style starry -o docs/img/stroke_scale.jpg
 """
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     photo = load_rgb(args.photo)
     photo = photo.resize((args.size, round(photo.height * args.size / photo.width)), Image.Resampling.LANCZOS)
-    box = ((photo.width - CROP) // 2, (photo.height - CROP) // 2)
+    box = (photo.width // 20, photo.height * 11 // 20)  # the wooden table: texture shows the strokes
     box = (*box, box[0] + CROP, box[1] + CROP)
     whole_w = CROP
     panels = []
