@@ -7,9 +7,32 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
 from PIL import Image
 
+from styler.checkpoint import save_generator
+from styler.cli import main
+from styler.config import GeneratorConfig
+from styler.models import Generator
+
 AUDIO_RATE = 8000
+TINY = GeneratorConfig(base_channels=4, num_residual=1)
+
+
+@pytest.fixture
+def weights(tmp_path):
+    """A weights folder with one tiny untrained style, ``demo`` (import the fixture to use it)."""
+    torch.manual_seed(0)
+    save_generator(tmp_path / "weights" / "demo.safetensors", Generator(TINY), {"style_name": "demo"})
+    return tmp_path / "weights"
+
+
+def run(args, weights):
+    """``styler apply ARGS --style demo`` on the CPU."""
+    return CliRunner().invoke(main, ["apply", *args, "--style", "demo", "--weights-dir", str(weights),
+                                     "--device", "cpu"], catch_exceptions=False)
 
 
 def frame_pixels(i: int, width: int, height: int) -> np.ndarray:

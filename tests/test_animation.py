@@ -3,30 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from styler.checkpoint import save_generator
-from styler.cli import main
-from styler.config import GeneratorConfig
-from styler.models import Generator
-from tests.media import make_gif
-
-TINY = GeneratorConfig(base_channels=4, num_residual=1)
-
-
-@pytest.fixture
-def weights(tmp_path):
-    torch.manual_seed(0)
-    save_generator(tmp_path / "weights" / "demo.safetensors", Generator(TINY), {"style_name": "demo"})
-    return tmp_path / "weights"
-
-
-def run(args, weights):
-    return CliRunner().invoke(main, ["apply", *args, "--style", "demo", "--weights-dir", str(weights),
-                                     "--device", "cpu"], catch_exceptions=False)
-
+from tests.media import make_gif, run, weights  # noqa: F401 (weights is a fixture)
 
 def frames_of(path):
     with Image.open(path) as image:

@@ -7,30 +7,13 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-from click.testing import CliRunner
 
-from styler.checkpoint import save_generator
-from styler.cli import main
-from styler.config import GeneratorConfig, VideoConfig
+from styler.config import VideoConfig
 from styler.models import Generator
 from styler.temporal import FrameStylizer
-from tests.media import make_clip, probe
+from tests.media import TINY, make_clip, probe, run, weights  # noqa: F401 (weights is a fixture)
 
 av = pytest.importorskip("av")
-TINY = GeneratorConfig(base_channels=4, num_residual=1)
-
-
-@pytest.fixture
-def weights(tmp_path):
-    torch.manual_seed(0)
-    save_generator(tmp_path / "weights" / "demo.safetensors", Generator(TINY), {"style_name": "demo"})
-    return tmp_path / "weights"
-
-
-def run(args, weights):
-    return CliRunner().invoke(main, ["apply", *args, "--style", "demo", "--weights-dir", str(weights),
-                                     "--device", "cpu"], catch_exceptions=False)
 
 
 def leftovers(folder):
