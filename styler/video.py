@@ -206,6 +206,8 @@ class Writer:
         if first.time_base is not None:
             stream.codec_context.time_base = first.time_base  # keep the input's timestamps
         stream.options = {"crf": str(self.config.crf)}
+        if name == "libx265":
+            stream.options["x265-params"] = "log-level=error"  # x265 prints a report on stderr otherwise
         if name.startswith("libvpx"):
             stream.codec_context.bit_rate = 0  # constant quality, as --crf asks
         if first.rotation:

@@ -106,6 +106,18 @@ def test_missing_pyav_names_the_extra(tmp_path, weights, monkeypatch):
     assert result.exit_code == 1 and "pip install 'styler[video]'" in result.output
 
 
+def test_folders_skip_videos_without_pyav(tmp_path, weights, monkeypatch):
+    from tests.conftest import make_photo
+
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mp4", frames=2, audio=False)
+    make_photo(tmp_path / "in" / "b.png")
+    monkeypatch.setitem(sys.modules, "av", None)
+    result = run([str(tmp_path / "in"), "-o", str(tmp_path / "out")], weights)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
+
+
 def test_webm_by_extension_and_audio_that_cannot_go_there(tmp_path, weights):
     silent = make_clip(tmp_path / "silent.mp4", frames=4, audio=False)
     assert run([str(silent), "-o", str(tmp_path / "out.webm")], weights).exit_code == 0
