@@ -120,9 +120,10 @@ def test_folders_skip_videos_without_pyav(tmp_path, weights, monkeypatch):
 
 def test_webm_by_extension_and_audio_that_cannot_go_there(tmp_path, weights):
     silent = make_clip(tmp_path / "silent.mp4", frames=4, audio=False)
-    assert run([str(silent), "-o", str(tmp_path / "out.webm")], weights).exit_code == 0
+    assert run([str(silent), "-o", str(tmp_path / "out.webm"), "--max-size", "32"], weights).exit_code == 0
     with av.open(str(tmp_path / "out.webm")) as container:
         assert container.streams.video[0].codec_context.name == "vp9"
+    assert probe(tmp_path / "out.webm")["size"] == (32, 24)  # --max-size shrinks a video
     loud = make_clip(tmp_path / "loud.mp4", frames=4)
     result = run([str(loud), "-o", str(tmp_path / "loud.webm")], weights)
     assert result.exit_code == 1 and "aac audio" in result.output and ".mkv" in result.output
