@@ -33,6 +33,10 @@ def test_animated_webp_and_png(tmp_path, weights):
     webp = make_gif(tmp_path / "anim.webp", frames=3, durations=(80, 120, 200), loop=2, lossless=True)
     png = make_gif(tmp_path / "anim.png", frames=3, durations=(50, 50, 300), loop=0)
     assert run([str(webp)], weights).exit_code == 0
+    gif = make_gif(tmp_path / "g.gif", frames=3, durations=(70, 90, 110), loop=0)
+    assert run([str(gif), "-o", str(tmp_path / "g.webp")], weights).exit_code == 0  # GIF -> animated WebP
+    frames, loop, fmt = frames_of(tmp_path / "g.webp")
+    assert fmt == "WEBP" and [d for d, _, _ in frames] == [70, 90, 110] and loop == 0
     assert run([str(png), "-o", str(tmp_path / "anim.gif")], weights).exit_code == 0
     frames, loop, fmt = frames_of(tmp_path / "anim_demo.webp")
     assert fmt == "WEBP" and [d for d, _, _ in frames] == [80, 120, 200] and loop == 2

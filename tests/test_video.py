@@ -150,6 +150,8 @@ def test_folder_mixes_videos_images_and_gifs(tmp_path, weights):
     result = run([str(root), "-o", str(tmp_path / "out"), "--format", "jpg"], weights)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "b.jpg", "c.gif"]
+    result = run([str(root / "*.mp4"), "-o", str(tmp_path / "globbed")], weights)  # a quoted glob
+    assert result.exit_code == 0 and [p.name for p in (tmp_path / "globbed").iterdir()] == ["a.mp4"]
 
 
 def test_stylize_video_api_reports_progress(tmp_path):
