@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import overload
+from typing import Callable, Iterable, Iterator, overload
 
 import torch
 from PIL import Image
 
 from styler.checkpoint import WeightsInfo, load_generator, resolve_weights
-from styler.config import ApplyConfig, DeviceChoice, Precision
+from styler.config import ApplyConfig, DeviceChoice, Precision, Temporal, VideoConfig
 from styler.device import memory_format, resolve_device
 from styler.errors import ConfigError, ImageError
+from styler.guided import at_stroke_scale
 from styler.images import _to_rgb, pil_to_tensor, resize_longer, tensor_to_pil
 from styler.models import Generator
 from styler.models.generator import FastGenerator
@@ -126,22 +127,28 @@ class Stylizer:
         """Raw generator output, float32, on ``x``'s device when tiled (huge images stay there)."""
         tile = self.tile_size(*x.shape[-2:])
         if tile is not None:
-            if self._tiler is None:
-                self._tiler = GlobalStatsGenerator(self.generator)
-            return tiled_forward(self._tiler, x, tile, self.device, self._autocast, self.config.stats_size,
+            return tiled_forward(self.stats_model(), x, tile, self.device, self._autocast, self.config.stats_size,
                                  stats=self.config.tile_stats)
         with self._autocast():
             return self.fast(x.to(self.device, memory_format=memory_format(self.device))).float()
 
+    def stats_model(self) -> GlobalStatsGenerator:
+        """The generator with norms whose statistics can be set from outside (tiling, video)."""
+        if self._tiler is None:
+            self._tiler = GlobalStatsGenerator(self.generator)
+        return self._tiler
+
     @torch.inference_mode()
-    def stylize_tensor(self, batch: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) in [0, 1] -> stylized batch of the same size, strength and colour applied."""
+    def stylize_tensor(self, batch: torch.Tensor,
+                       network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> stylized batch of the same size, strength, stroke scale and
+        colour applied. ``network`` replaces the plain forward (:mod:`styler.temporal` uses it)."""
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ImageError(f"expected a (N, 3, H, W) tensor, got shape {tuple(batch.shape)}")
         if self.config.strength == 0.0:
             return batch.clone()
         x = batch.float()
-        out = self._network(x).clamp_(0, 1)
+        out = at_stroke_scale(x, self.config.stroke_scale, network or self._network).clamp_(0, 1)
         x = x.to(out.device)
         if self.config.preserve_color:
             out = preserve_color(out, x)
@@ -161,3 +168,27 @@ class Stylizer:
             raise ImageError(f"expected a PIL image or a tensor, got {type(image).__name__}")
         rgb, alpha = split_alpha(image, self.config.max_size)
         return join_alpha(self.stylize_tensor(pil_to_tensor(rgb)[None])[0], alpha)
+
+    def stylize_frames(self, frames: Iterable[Image.Image | torch.Tensor], temporal: Temporal = Temporal.EMA,
+                       config: VideoConfig | None = None) -> Iterator[Image.Image | torch.Tensor]:
+        """Stylize a stream of frames in order (a webcam, a decoder of your own) and yield each
+        stylized frame as soon as its batch is done, of the kind it came in (PIL or (3, H, W)).
+
+        ``temporal`` steadies the frames (:mod:`styler.temporal`). EMA works on an endless stream;
+        SHARED takes its statistics from the first ``config.stats_frames`` frames, so it suits
+        a stream whose scene does not change. ``config.batch_size`` frames go through together.
+        """
+        from styler.temporal import stylize_frames
+
+        return stylize_frames(self, frames, Temporal(temporal), config or VideoConfig(temporal=temporal))
+
+    def stylize_video(self, src: str | Path, dst: str | Path, config: VideoConfig | None = None,
+                      on_frame: Callable[[int, int | None], None] | None = None) -> int:
+        """Stylize a video (or an animated GIF/WebP) file to ``dst``; returns the frames written.
+
+        Frame rate and timestamps, size, rotation and audio are kept (see :mod:`styler.video`).
+        ``on_frame(done, total)`` is called after every batch (total None when unknown).
+        """
+        from styler.video import stylize_file
+
+        return stylize_file(self, Path(src), Path(dst), config or VideoConfig(), on_frame)

@@ -6,6 +6,7 @@ line on stderr and exit code 1; usage errors exit 2 (Click's convention).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -22,12 +23,14 @@ from styler import __version__
 from styler.config import ApplyConfig, DeviceChoice, ExportFormat, Features, FolderConfig, GeneratorConfig, \
     OFFLINE_DEFAULTS, LossConfig, OutputFormat, Precision, Preprocess, StyleLoss, TileStats, TrainConfig, Upsample, \
     default_weights_dir, defaults_for
+from styler.config import Temporal, VideoConfig
 from styler.errors import StylerError, WeightsError
 
 _TRAIN = TrainConfig()
 _LOSS = LossConfig()
 _APPLY = ApplyConfig()
 _FOLDER = FolderConfig()
+_VIDEO = VideoConfig()
 log = logging.getLogger("styler")
 
 
@@ -399,6 +402,47 @@ def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) 
                f"{summary.images_per_s:.2f} images/s{seconds_label}")
 
 
+def _video_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of ``apply`` for stroke size, videos and animated images."""
+    decorators = [
+        click.option("--stroke-scale", type=float, default=_APPLY.stroke_scale, show_default=True,
+                     help="Strokes S times larger: stylize at 1/S of the size, then restore the photo's detail."),
+        click.option("--temporal", type=click.Choice([t.value for t in Temporal]), default=_VIDEO.temporal.value,
+                     show_default=True, help="Videos: normalisation statistics shared by the clip's frames "
+                     "(shared), a moving average reset at scene cuts (ema), or per frame (off: flickers)."),
+        click.option("--codec", default=None, help="Video codec [default: libx264, libvpx-vp9 for .webm]."),
+        click.option("--crf", type=int, default=_VIDEO.crf, show_default=True,
+                     help="Video quality: lower is better and larger (x264: 18 looks lossless, 23 is ffmpeg's)."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _apply_moving(stylizer: Any, pairs: list[tuple[Path, Path]], config: VideoConfig, quality: int, quiet: bool,
+                  summary: Any) -> None:
+    """Videos and animated images one after the other, each with a progress bar of frames."""
+    from styler.video import stylize_file
+
+    start = time.perf_counter()
+    for src, dst in pairs:
+        with contextlib.ExitStack() as stack:
+            bar: list[Callable[[int, str], None]] = []
+            begun = time.perf_counter()
+
+            def on_frame(done: int, total: int | None) -> None:
+                if not bar:
+                    bar.append(stack.enter_context(_progress(total or 0, f"{src.name}", quiet)))
+                bar[0](done, f"{done / max(time.perf_counter() - begun, 1e-9):.1f} frames/s")
+
+            try:
+                stylize_file(stylizer, src, dst, config, on_frame, quality)
+                summary.done.append(dst)
+            except StylerError as exc:
+                summary.failed.append((src, str(exc)))
+    summary.seconds += time.perf_counter() - start
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--style", required=True, help="Style name in the weights folder, or a .safetensors path.")
@@ -421,6 +465,7 @@ def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) 
               help="Process only slice K of N (K from 0); under torchrun RANK/WORLD_SIZE are used.")
 @click.option("--max-pixels", type=int, default=None,
               help="Refuse images with more pixels than this [default: Pillow's limit, about 89 million].")
+@_video_options
 @device_option
 @common_options
 @click.pass_context
@@ -429,8 +474,9 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path
           preserve_color: bool, tile: int | None, max_tile_pixels: int, tile_stats: str, stats_size: int,
           precision: str, max_size: int | None,
           recursive: bool, overwrite: bool, fmt: str, quality: int, batch_size: int, workers: int,
-          shard: str | None, max_pixels: int | None, device: str, weights_dir: Path | None, as_json: bool) -> None:
-    """Stylize images, folders or glob patterns in a single pass.
+          shard: str | None, max_pixels: int | None, stroke_scale: float, temporal: str, codec: str | None, crf: int,
+          device: str, weights_dir: Path | None, as_json: bool) -> None:
+    """Stylize images, videos, folders or glob patterns in a single pass.
 
     \b
     Examples:
@@ -442,19 +488,26 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path
       styler apply huge.tif --style starry --tile 1024 --tile-stats downscaled  # faster, approximate
       styler apply photos/ --style starry -o out/ --shard 0/4
       styler apply photo.jpg --style weights/mine.safetensors --strength 0.6 --preserve-color
+      styler apply big.jpg --style starry --stroke-scale 2       # strokes twice as large
+      styler apply clip.mp4 --style starry                      # clip_starry.mp4, audio kept
+      styler apply clip.mov --style starry -o out.mp4 --temporal ema --crf 20
+      styler apply loop.gif --style starry                      # every frame, timing kept
     """
     from styler.apply import Stylizer
     from styler.pipeline import ApplySummary, apply_to_paths
     from styler.planning import parse_shard, plan_outputs, shard_from_env, split_existing, take_shard
+    from styler.video import split_moving
 
-    config = _apply_config(strength, preserve_color, tile, max_tile_pixels, tile_stats, stats_size, precision,
-                           max_size)
+    config = replace(_apply_config(strength, preserve_color, tile, max_tile_pixels, tile_stats, stats_size, precision,
+                                   max_size), stroke_scale=stroke_scale)
+    video = VideoConfig(temporal=Temporal(temporal), codec=codec, crf=crf, batch_size=batch_size)
     folder = FolderConfig(recursive=recursive, overwrite=overwrite, format=OutputFormat(fmt), quality=quality,
                           batch_size=batch_size, workers=workers, max_pixels=max_pixels,
                           shard=parse_shard(shard) if shard else shard_from_env())
     stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
     pairs, failed = plan_outputs(inputs, output, stylizer.name, folder)
     pairs, skipped = split_existing(take_shard(pairs, folder.shard), folder.overwrite)
+    pairs, moving = split_moving(pairs)
     quiet = ctx.obj["quiet"] or len(pairs) <= 1
     summary = ApplySummary()
     if pairs:
@@ -466,6 +519,7 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path
                 advance(n, f"{n / max(time.perf_counter() - start, 1e-9):.2f} images/s")
 
             summary = apply_to_paths(stylizer, pairs, folder, on_image)
+    _apply_moving(stylizer, moving, video, folder.quality, ctx.obj["quiet"], summary)
     summary.failed[:0] = failed
     summary.skipped = [dst for _, dst in skipped]
     label = f" (shard {folder.shard[0]}/{folder.shard[1]})" if folder.shard else ""

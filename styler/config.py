@@ -19,7 +19,9 @@ from styler.errors import ConfigError
 
 FORMAT_VERSION = 1
 WEIGHTS_ENV = "STYLER_WEIGHTS_DIR"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# Read and written through PyAV (the optional ``styler[video]`` extra); see styler.video.
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
 
 
 class Features(str, enum.Enum):
@@ -264,8 +266,14 @@ class ApplyConfig:
     tile_stats: TileStats = TileStats.EXACT  # where tiles get their normalisation statistics
     stats_size: int = 1024  # longer side of the downscaled pass (TileStats.DOWNSCALED only)
     precision: Precision = Precision.AUTO
+    # Strokes this many times larger than at the training resolution: the network runs at 1/S
+    # of the size and the photo's detail is restored by guided upsampling (styler.guided).
+    stroke_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        _check(isinstance(self.stroke_scale, (int, float)) and math.isfinite(self.stroke_scale)
+               and 0.125 <= self.stroke_scale <= 16,
+               f"stroke scale must be between 0.125 and 16, got {self.stroke_scale!r}")
         _check(self.max_size is None or self.max_size >= 1, f"max size must be >= 1, got {self.max_size}")
         _check(math.isfinite(self.strength) and 0.0 <= self.strength <= 1.0,
                f"strength must be between 0 and 1, got {self.strength!r}")
@@ -298,6 +306,37 @@ class FolderConfig:
             k, n = self.shard
             _check(n >= 1 and 0 <= k < n, f"shard must be K/N with 0 <= K < N, got {k}/{n}")
         _check(self.max_pixels is None or self.max_pixels >= 1, f"max pixels must be >= 1, got {self.max_pixels}")
+
+
+class Temporal(str, enum.Enum):
+    """Where a clip's frames get their instance-norm statistics (see :mod:`styler.temporal`).
+    OFF: every frame its own (flickers); SHARED: one set from frames sampled over the whole clip;
+    EMA: an exponential moving average over the frames of each shot, reset at scene cuts."""
+
+    OFF = "off"
+    SHARED = "shared"
+    EMA = "ema"
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How videos and animated images are stylized and written (:mod:`styler.video`)."""
+
+    temporal: Temporal = Temporal.SHARED
+    codec: str | None = None  # None: by extension (H.264 for .mp4/.mov/.mkv/.avi, VP9 for .webm)
+    crf: int = 18  # constant rate factor: lower is better and bigger (x264: 18 looks lossless)
+    batch_size: int = 4  # frames stylized together
+    stats_frames: int = 8  # frames sampled over the clip for Temporal.SHARED
+    ema_decay: float = 0.9  # weight of the running statistics against each new frame's (EMA)
+    cut_threshold: float = 0.25  # mean absolute change of a thumbnail (0..1) that starts a new shot
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.temporal, Temporal), f"temporal must be a Temporal, got {self.temporal!r}")
+        _check(0 <= self.crf <= 63, f"crf must be 0..63, got {self.crf}")
+        _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
+        _check(self.stats_frames >= 1, f"stats frames must be >= 1, got {self.stats_frames}")
+        _check(0.0 <= self.ema_decay < 1.0, f"ema decay must be in [0, 1), got {self.ema_decay}")
+        _check(0.0 < self.cut_threshold <= 1.0, f"cut threshold must be in (0, 1], got {self.cut_threshold}")
 
 
 def default_weights_dir() -> Path:

@@ -33,3 +33,7 @@ class DeviceError(StylerError):
 
 class TrainingError(StylerError):
     """Training could not continue (for example a loss turned NaN)."""
+
+
+class VideoError(ImageError):
+    """A video or animated image could not be read, stylized or written (or PyAV is missing)."""

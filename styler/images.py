@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -19,15 +19,16 @@ from styler.errors import DataError, ImageError
 from styler.fileio import temp_beside
 
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
-                 ".tif": "TIFF", ".tiff": "TIFF"}
+                 ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF"}
 
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def find_images(root: Path, recursive: bool = True) -> list[Path]:
-    """Image files below ``root``, sorted; extensions match case-insensitively.
+def find_images(root: Path, recursive: bool = True, wanted: Callable[[Path], bool] = is_image_path) -> list[Path]:
+    """Image files (or other ``wanted`` files) below ``root``, sorted; extensions match
+    case-insensitively.
 
     ``os.walk`` does not follow directory symlinks, so symlink loops cannot recurse forever.
     """
@@ -39,7 +40,7 @@ def find_images(root: Path, recursive: bool = True) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        found += [Path(dirpath) / name for name in sorted(filenames) if is_image_path(Path(name))]
+        found += [Path(dirpath) / name for name in sorted(filenames) if wanted(Path(name))]
         if not recursive:
             break
     return found

@@ -17,6 +17,8 @@ from typing import Sequence
 from styler.config import FolderConfig, OutputFormat
 from styler.errors import ConfigError
 from styler.images import find_images, is_image_path
+from styler.animation import is_animated
+from styler.video import is_media_path, is_video_path
 
 Pair = tuple[Path, Path]
 Failure = tuple[Path, str]
@@ -36,8 +38,11 @@ def _tree(root: Path, files: list[Path], output: Path | None, style_name: str) -
     return [(p, out_root / p.relative_to(root)) for p in files]
 
 
-def _with_format(dst: Path, fmt: OutputFormat) -> Path:
-    return dst if fmt is OutputFormat.SAME else dst.with_suffix(f".{fmt.value}")
+def _with_format(dst: Path, fmt: OutputFormat, src: Path) -> Path:
+    """``--format`` applies to still images; videos, and animations when it cannot animate (jpg), keep theirs."""
+    if fmt is OutputFormat.SAME or is_video_path(dst) or (fmt is OutputFormat.JPG and is_animated(src)):
+        return dst
+    return dst.with_suffix(f".{fmt.value}")
 
 
 def plan_outputs(inputs: Sequence[Path | str], output: Path | None, style_name: str,
@@ -55,7 +60,7 @@ def plan_outputs(inputs: Sequence[Path | str], output: Path | None, style_name: 
     for item in inputs:
         src = Path(item)
         if src.is_dir():
-            pairs += _tree(src, find_images(src, config.recursive), output, style_name)
+            pairs += _tree(src, find_images(src, config.recursive, is_media_path), output, style_name)
         elif src.is_file():
             if single_file and output and not Path(output).is_dir():
                 dst = Path(output)
@@ -65,13 +70,13 @@ def plan_outputs(inputs: Sequence[Path | str], output: Path | None, style_name: 
         elif _MAGIC & set(str(item)):
             root = _glob_root(str(item))
             found = sorted(Path(p) for p in glob.glob(str(item), recursive=config.recursive)
-                           if is_image_path(Path(p)) and os.path.isfile(p))
+                           if is_media_path(Path(p)) and os.path.isfile(p))
             if not found:
                 failures.append((src, "no image files match this pattern"))
             pairs += _tree(root, found, output, style_name)
         else:
             failures.append((src, "no such file or directory"))
-    return _check_pairs([(s, _with_format(d, config.format)) for s, d in pairs], failures)
+    return _check_pairs([(s, _with_format(d, config.format, s)) for s, d in pairs], failures)
 
 
 def _check_pairs(pairs: list[Pair], failures: list[Failure]) -> tuple[list[Pair], list[Failure]]:
@@ -81,7 +86,7 @@ def _check_pairs(pairs: list[Pair], failures: list[Failure]) -> tuple[list[Pair]
     claimed: dict[Path, Path] = {}
     for src, dst in pairs:
         target = dst.resolve()
-        if not is_image_path(dst):
+        if not (is_image_path(dst) or is_video_path(dst)):
             failures.append((src, f"output {dst} has no image extension"))
         elif target == src.resolve():
             failures.append((src, "output path is the input path; refusing to overwrite the input"))

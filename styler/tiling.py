@@ -54,6 +54,7 @@ class NormMode(enum.Enum):
     RECORD = "record"  # ordinary instance norm, and keep its statistics
     FIXED = "fixed"    # normalise with the recorded statistics
     STOP = "stop"      # the norm being measured: hand its input out by raising _Reached
+    SMOOTH = "smooth"  # pass the input's statistics through ``smooth`` (styler.temporal), use and keep its result
 
 
 class _Reached(Exception):
@@ -75,17 +76,24 @@ class FixedStatsNorm(nn.Module):
         self.mode = NormMode.PLAIN
         self.mean: torch.Tensor | None = None
         self.var: torch.Tensor | None = None
+        # (mean, var) of the input -> (mean, var) to normalise with; set by styler.temporal.
+        self.smooth: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode is NormMode.STOP:
             raise _Reached(x)
         if self.mode is NormMode.FIXED:
-            if self.mean is None or self.var is None or self.mean.shape[0] != x.shape[0]:
+            # One set of statistics (batch 1) may serve a whole batch: frames of one clip.
+            if self.mean is None or self.var is None or self.mean.shape[0] not in (1, x.shape[0]):
                 raise RuntimeError("FixedStatsNorm: no statistics recorded for this batch size")
             mean, var = self.mean, self.var
         else:
             var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
-            if self.mode is NormMode.RECORD:
+            if self.mode is NormMode.SMOOTH:
+                if self.smooth is None:
+                    raise RuntimeError("FixedStatsNorm: SMOOTH mode without a smooth function")
+                mean, var = self.smooth(mean, var)
+            if self.mode in (NormMode.RECORD, NormMode.SMOOTH):
                 self.mean, self.var = mean, var
         y = (x - mean) * torch.rsqrt(var + self.eps)
         if self.weight is not None:

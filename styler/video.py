@@ -1,0 +1,393 @@
+"""Videos through PyAV: decode, stylize in batches, encode, audio copied unchanged.
+
+    reader thread: demux -> decode -> [items] -> main thread: runs of frames -> FrameStylizer
+                                                   -> [encode] -> writer thread: encode, mux
+
+Both queues are bounded, so memory stays flat for a clip of any length. Audio packets travel
+through the same queues in demux order and are muxed untouched (no re-encoding). Frames keep their
+timestamps (variable frame rates survive), the stream its rate and display rotation. The output is
+written under a temporary name in the target folder and renamed when complete: a corrupt input,
+a crash or Ctrl-C never leaves a half-written video. PyAV ships ffmpeg's libraries in its wheels,
+so there is no ffmpeg to install; it is the optional extra ``styler[video]``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from styler.config import VIDEO_EXTENSIONS, Temporal, VideoConfig
+from styler.errors import VideoError
+from styler.fileio import temp_beside
+from styler.temporal import FrameStylizer, runs
+
+if TYPE_CHECKING:
+    from styler.apply import Stylizer
+
+OnFrame = Callable[[int, "int | None"], None]
+_DONE = object()
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+_CODECS = {".webm": "libvpx-vp9"}  # everything else: H.264
+_SUBSAMPLED = ("yuv420p", "yuvj420p", "yuv422p", "nv12")  # chroma at half width: sizes must be even
+
+
+def require_av() -> Any:
+    """The ``av`` module, or a one-line error naming the extra that installs it."""
+    try:
+        import av
+    except ImportError as exc:
+        raise VideoError("videos need PyAV: pip install 'styler[video]'") from exc
+    return av
+
+
+def is_video_path(path: Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+@dataclass
+class Frame:
+    """One decoded frame: (3, H, W) uint8 pixels and its timestamp."""
+
+    pixels: torch.Tensor
+    pts: int | None
+    time_base: Fraction | None
+    rotation: int = 0
+
+
+def _pixels(frame: Any, max_size: int | None) -> torch.Tensor:
+    """RGB24 (any input bit depth or chroma layout is converted by swscale) as (3, H, W) uint8."""
+    array = frame.to_ndarray(format="rgb24")
+    pixels = torch.from_numpy(array).permute(2, 0, 1)
+    h, w = pixels.shape[-2:]
+    if max_size and max(h, w) > max_size:
+        scale = max_size / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        pixels = F.interpolate(pixels[None].float(), size=size, mode="bilinear", antialias=True,
+                               align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+    return pixels.contiguous()
+
+
+class Reader:
+    """An input video: its first video stream, its audio streams, frames in demux order."""
+
+    def __init__(self, path: Path, max_size: int | None = None) -> None:
+        self.av, self.path, self.max_size = require_av(), Path(path), max_size
+        try:
+            self.container = self.av.open(str(path))
+        except FileNotFoundError as exc:
+            raise VideoError(f"{path}: no such file") from exc
+        except (self.av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            raise VideoError(f"{path}: not a video PyAV can read ({_reason(exc)})") from exc
+        if not self.container.streams.video:
+            self.container.close()
+            raise VideoError(f"{path}: has no video stream")
+        self.video = self.container.streams.video[0]
+        self.audio = list(self.container.streams.audio)
+
+    @property
+    def total(self) -> int | None:
+        """Frames in the clip: from the header, else estimated from duration and rate."""
+        if self.video.frames:
+            return int(self.video.frames)
+        rate, seconds = self.video.average_rate, self._seconds()
+        return round(float(rate) * seconds) or None if rate and seconds else None
+
+    def _seconds(self) -> float | None:
+        if self.video.duration and self.video.time_base:
+            return float(self.video.duration * self.video.time_base)
+        return self.container.duration / 1e6 if self.container.duration else None
+
+    def _frame(self, frame: Any) -> Frame:
+        return Frame(_pixels(frame, self.max_size), frame.pts, frame.time_base, int(frame.rotation or 0))
+
+    def items(self) -> Iterator[Any]:
+        """Frames and audio packets in demux order; a corrupt stream raises one-line errors."""
+        try:
+            for packet in self.container.demux(self.video, *self.audio):
+                if packet.stream.type == "video":
+                    for frame in packet.decode():
+                        yield self._frame(frame)
+                elif packet.dts is not None:  # the demuxer's final empty packets carry nothing
+                    yield packet
+        except self.av.FFmpegError as exc:
+            raise VideoError(f"{self.path}: corrupt or truncated video ({_reason(exc)})") from exc
+
+    def samples(self, n: int) -> list[torch.Tensor]:
+        """About ``n`` frames spread over the clip, found by seeking (cheap on long clips)."""
+        seconds = self._seconds()
+        if not seconds:
+            return []
+        found: dict[int, torch.Tensor] = {}
+        tb = self.video.time_base
+        start = self.video.start_time or 0
+        try:
+            with self.av.open(str(self.path)) as probe:
+                stream = probe.streams.video[0]
+                for i in range(n):
+                    target = start + int(seconds * (i + 0.5) / n / tb)
+                    probe.seek(target, stream=stream)
+                    for frame in probe.decode(stream):
+                        if frame.pts is None or frame.pts >= target:
+                            found.setdefault(frame.pts or 0, _pixels(frame, self.max_size))
+                            break
+        except self.av.FFmpegError:
+            # Not every file can seek (no index, no frames); the statistics then come from the
+            # first frames, and the decoding pass reports a file that is really broken.
+            return []
+        return list(found.values())
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc).splitlines()[0]
+
+
+def _even(pixels: torch.Tensor) -> torch.Tensor:
+    """Pad the right and bottom edge by one replicated pixel where a side is odd: 4:2:0 needs even
+    sizes, and padding (not cropping or scaling) leaves every pixel where it was."""
+    h, w = pixels.shape[-2:]
+    if not (h % 2 or w % 2):
+        return pixels
+    return F.pad(pixels[None].float(), (0, w % 2, 0, h % 2), mode="replicate")[0].to(torch.uint8)
+
+
+class Writer:
+    """The output video under a temporary name; opened at the first frame (its size and rotation
+    decide the stream), renamed over ``dst`` by :meth:`finish`, deleted by :meth:`abort`."""
+
+    def __init__(self, dst: Path, reader: Reader, config: VideoConfig) -> None:
+        self.av, self.dst, self.reader, self.config = reader.av, Path(dst), reader, config
+        self.fmt = _FORMATS.get(self.dst.suffix.lower())
+        if self.fmt is None:
+            raise VideoError(f"{dst}: write videos as one of {', '.join(sorted(_FORMATS))}")
+        self.container: Any = None
+        self.stream: Any = None
+        self.audio: dict[int, Any] = {}
+        self.early: list[Any] = []  # audio packets demuxed before the first frame
+        self.tmp: str | None = None
+        self.frames = 0
+
+    def _open(self, first: Frame) -> None:
+        try:
+            self.dst.parent.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = temp_beside(self.dst)
+            os.close(fd)
+            self.container = self.av.open(self.tmp, "w", format=self.fmt)
+        except (OSError, self.av.FFmpegError) as exc:
+            raise VideoError(f"{self.dst}: cannot write ({_reason(exc)})") from exc
+        self.stream = self._video_stream(first)
+        for stream in self.reader.audio:
+            if stream.codec_context.name not in self.container.supported_codecs:
+                raise VideoError(f"{self.dst}: a {self.dst.suffix} file cannot hold the input's "
+                                 f"{stream.codec_context.name} audio unchanged; write .mkv or .mp4")
+            self.audio[stream.index] = self.container.add_stream_from_template(stream)
+
+    def _video_stream(self, first: Frame) -> Any:
+        name = self.config.codec or _CODECS.get(self.dst.suffix.lower(), "libx264")
+        source = self.reader.video
+        try:
+            stream = self.container.add_stream(name, rate=source.average_rate or source.guessed_rate or 25)
+        except (self.av.FFmpegError, ValueError) as exc:
+            raise VideoError(f"{self.dst}: codec {name!r} is not available ({_reason(exc)})") from exc
+        formats = [f.name for f in (stream.codec_context.codec.video_formats or [])]
+        stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
+        pixels = _even(first.pixels) if stream.pix_fmt in _SUBSAMPLED else first.pixels
+        stream.height, stream.width = pixels.shape[-2:]
+        if first.time_base is not None:
+            stream.codec_context.time_base = first.time_base  # keep the input's timestamps
+        stream.options = {"crf": str(self.config.crf)}
+        if name == "libx265":
+            stream.options["x265-params"] = "log-level=error"  # x265 prints a report on stderr otherwise
+        if name.startswith("libvpx"):
+            stream.codec_context.bit_rate = 0  # constant quality, as --crf asks
+        if first.rotation:
+            stream.set_display_rotation(first.rotation)
+        return stream
+
+    def _mux(self, packets: Any) -> None:
+        for packet in packets:
+            self.container.mux(packet)
+
+    def write(self, item: Any) -> None:
+        try:
+            if isinstance(item, Frame):
+                self._frame(item)
+            elif self.stream is None:
+                self.early.append(item)
+            else:
+                item.stream = self.audio[item.stream.index]
+                self.container.mux(item)
+        except self.av.FFmpegError as exc:
+            raise VideoError(f"{self.dst}: cannot encode ({_reason(exc)})") from exc
+
+    def _frame(self, frame: Frame) -> None:
+        if self.stream is None:
+            self._open(frame)
+            for packet in self.early:
+                self.write(packet)
+            self.early = []
+        pixels = _even(frame.pixels) if self.stream.pix_fmt in _SUBSAMPLED else frame.pixels
+        out = self.av.VideoFrame.from_ndarray(pixels.permute(1, 2, 0).contiguous().numpy(), format="rgb24")
+        out.pts, out.time_base = (frame.pts, frame.time_base) if frame.pts is not None else (self.frames, None)
+        self._mux(self.stream.encode(out))
+        self.frames += 1
+
+    def finish(self) -> None:
+        if self.stream is None:
+            raise VideoError(f"{self.reader.path}: the video stream has no frames")
+        try:
+            self._mux(self.stream.encode())
+            self.container.close()
+        except self.av.FFmpegError as exc:
+            raise VideoError(f"{self.dst}: cannot encode ({_reason(exc)})") from exc
+        os.replace(self.tmp, self.dst)  # type: ignore[arg-type]
+        self.tmp = None
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; the error that caused it is already on its way."""
+        try:
+            if self.container is not None:
+                self.container.close()
+        except Exception:  # noqa: BLE001 - a broken half file; it is deleted next
+            pass
+        if self.tmp is not None and os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+        self.tmp = None
+
+
+class _Cancelled(Exception):
+    """A worker thread stops because the run is being torn down."""
+
+
+class VideoJob:
+    """One video through the threaded pipeline of the module docstring."""
+
+    def __init__(self, stylizer: "Stylizer", config: VideoConfig, on_frame: OnFrame | None) -> None:
+        from styler.pipeline import _Threads
+
+        self.stylizer, self.config, self.on_frame = stylizer, config, on_frame
+        self.stop = threading.Event()
+        self.threads = _Threads()
+        depth = 2 * config.batch_size + 8
+        self.decoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.encoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
+
+    def _put(self, target: queue.Queue[Any], item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                return target.put(item, timeout=0.2)
+            except queue.Full:
+                self.threads.check()
+        raise _Cancelled
+
+    def _drain(self, source: queue.Queue[Any]) -> Iterator[Any]:
+        while not self.stop.is_set():
+            try:
+                item = source.get(timeout=0.2)
+            except queue.Empty:
+                self.threads.check()  # a crashed reader (a corrupt file) surfaces here
+                continue
+            if item is _DONE:
+                return
+            yield item
+        raise _Cancelled
+
+    def _read(self, reader: Reader) -> None:
+        try:
+            for item in reader.items():
+                self._put(self.decoded, item)
+            self._put(self.decoded, _DONE)
+        except _Cancelled:
+            pass  # torn down by the main thread, which raises the reason itself
+
+    def _write(self, writer: Writer) -> None:
+        try:
+            for item in self._drain(self.encoded):
+                writer.write(item)
+        except _Cancelled:
+            pass  # as in _read
+
+    def run(self, src: Path, dst: Path) -> int:
+        reader = Reader(src, self.stylizer.config.max_size)
+        try:
+            writer = Writer(dst, reader, self.config)
+            steady = FrameStylizer(self.stylizer, self.config.temporal, self.config)
+            if steady.needs_samples and (samples := reader.samples(self.config.stats_frames)):
+                steady.share(samples)
+            try:
+                self._stylize(reader, writer, steady)
+                writer.finish()
+            except BaseException:
+                self.stop.set()
+                for thread in self.threads.threads:
+                    thread.join()
+                writer.abort()
+                raise
+            return writer.frames
+        finally:
+            reader.close()
+
+    def _stylize(self, reader: Reader, writer: Writer, steady: FrameStylizer) -> None:
+        total, done = reader.total, 0
+        if self.on_frame:
+            self.on_frame(0, total)
+        self.threads.start(self._read, reader)
+        self.threads.start(self._write, writer)
+        is_frame = lambda item: isinstance(item, Frame)  # noqa: E731
+        for run in runs(self._drain(self.decoded), is_frame, lambda f: tuple(f.pixels.shape), self.config.batch_size):
+            frames = [item for item in run if isinstance(item, Frame)]
+            if frames:
+                for frame, pixels in zip(frames, steady(torch.stack([f.pixels for f in frames]))):
+                    frame.pixels = pixels
+            for item in run:
+                self._put(self.encoded, item)
+            done += len(frames)
+            if self.on_frame:
+                self.on_frame(done, max(total, done) if total else None)
+        self._put(self.encoded, _DONE)
+        self.threads.join()
+
+
+def is_media_path(path: Path) -> bool:
+    """Found in folders and globs: images, and videos when PyAV is installed."""
+    from styler.images import is_image_path
+
+    if is_image_path(path):
+        return True
+    if not is_video_path(path):
+        return False
+    try:
+        require_av()
+    except VideoError:
+        return False
+    return True
+
+
+def split_moving(pairs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+    """(still images, videos and animated images) of planned (input, output) pairs."""
+    from styler.animation import is_animated
+
+    moving = [p for p in pairs if is_video_path(p[0]) or is_animated(p[0])]
+    return [p for p in pairs if p not in moving], moving
+
+
+def stylize_file(stylizer: "Stylizer", src: Path, dst: Path, config: VideoConfig, on_frame: OnFrame | None = None,
+                 quality: int = 95) -> int:
+    """Stylize a video or an animated image ``src`` into ``dst``; returns the frames written."""
+    from styler.animation import is_animated, stylize_animation
+
+    if not is_video_path(src) and is_animated(src):
+        return stylize_animation(stylizer, src, dst, config, on_frame, quality)
+    if not is_video_path(dst):
+        raise VideoError(f"{dst}: a video is written as one of {', '.join(sorted(_FORMATS))}")
+    return VideoJob(stylizer, config, on_frame).run(src, dst)

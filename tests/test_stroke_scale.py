@@ -1,0 +1,77 @@
+"""--stroke-scale: the network runs at 1/S of the size; the output keeps the input's size and detail."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from styler.apply import Stylizer
+from styler.checkpoint import save_generator
+from styler.cli import main
+from styler.config import ApplyConfig, GeneratorConfig
+from styler.errors import ConfigError
+from styler.guided import guided_upsample, resize
+from styler.models import Generator
+from tests.conftest import make_photo
+
+TINY = GeneratorConfig(base_channels=4, num_residual=1)
+
+
+def stylizer(**config) -> Stylizer:
+    torch.manual_seed(0)
+    return Stylizer(Generator(TINY), config=ApplyConfig(**config))
+
+
+def seen_sizes(st: Stylizer) -> list[tuple[int, int]]:
+    sizes: list[tuple[int, int]] = []
+    st.fast.register_forward_pre_hook(lambda module, args: sizes.append(tuple(args[0].shape[-2:])))
+    return sizes
+
+
+@pytest.mark.parametrize("scale, seen", [(2, (32, 48)), (0.5, (128, 192)), (3, (21, 32))])
+def test_network_sees_one_over_s_and_output_keeps_the_size(scale, seen):
+    st = stylizer(stroke_scale=scale)
+    sizes = seen_sizes(st)
+    out = st(torch.rand(2, 3, 64, 96))
+    assert sizes == [seen] and out.shape == (2, 3, 64, 96)
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+def test_scale_one_is_the_plain_run():
+    x = torch.rand(1, 3, 40, 52)
+    torch.testing.assert_close(stylizer(stroke_scale=1.0)(x), stylizer()(x), atol=0, rtol=0)
+
+
+def test_guided_upsampling_restores_edges_that_bilinear_blurs():
+    x = torch.zeros(1, 3, 64, 64)
+    x[..., :, 31:] = 1.0  # a sharp vertical edge, off the 2x grid
+    small = resize(x, (32, 32))
+    guided = guided_upsample(small, small, x)
+    blurred = resize(small, (64, 64))
+    assert float((guided - x).abs().mean()) < 0.5 * float((blurred - x).abs().mean())
+
+
+def test_pil_with_alpha_and_tiling_keep_the_size():
+    image = Image.new("RGBA", (70, 45), (10, 200, 30, 128))
+    assert stylizer(stroke_scale=2)(image).size == (70, 45)
+    assert stylizer(stroke_scale=2, tile=64, max_tile_pixels=0)(torch.rand(1, 3, 150, 130)).shape == (1, 3, 150, 130)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), 100])
+def test_bad_stroke_scale(bad):
+    with pytest.raises(ConfigError, match="stroke scale"):
+        ApplyConfig(stroke_scale=bad)
+
+
+def test_cli_stroke_scale(tmp_path):
+    save_generator(tmp_path / "w" / "demo.safetensors", Generator(TINY), {"style_name": "demo"})
+    photo = make_photo(tmp_path / "p.png", size=(90, 61))
+    args = ["apply", str(photo), "--style", "demo", "--weights-dir", str(tmp_path / "w"), "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--stroke-scale", "2"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "p_demo.png").size == (90, 61)
+    result = CliRunner().invoke(main, [*args, "--stroke-scale", "0", "--overwrite"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: stroke scale must be between 0.125 and 16, got 0.0"
