@@ -8,7 +8,6 @@ file is self-describing and a mismatch is caught before any tensor is copied.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from styler import __version__
 from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, to_json
 from styler.errors import ConfigError, WeightsError
-from styler.fileio import default_mode, temp_beside
+from styler.fileio import atomic_path
 from styler.models import Generator
 
 WEIGHTS_SUFFIX = ".safetensors"
@@ -50,19 +49,8 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
     """safetensors ``save_file`` into a temp file beside ``path``, then rename over it."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, default_mode())  # safetensors re-creates the file with its own mode
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def save_generator(path: Path, model: Generator, metadata: dict[str, Any]) -> Path:

@@ -9,7 +9,7 @@ TorchScript-based ONNX exporter is used because the dynamo exporter needs onnxsc
 
 from __future__ import annotations
 
-import os
+import importlib
 import warnings
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from styler.config import ExportFormat
 from styler.errors import ConfigError, StylerError
-from styler.fileio import temp_beside
+from styler.fileio import atomic_path
 from styler.models import Generator
 from styler.models.generator import finish_output
 
@@ -47,11 +47,6 @@ class Exportable(nn.Module):
         return y[:, :, :h, :w]
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return temp_beside(path)
-
-
 def export_generator(generator: Generator, path: Path, fmt: ExportFormat, opset: int = 17) -> Path:
     """Write ``generator`` to ``path`` (atomically): input ``image`` (N, 3, H, W) in [0, 1],
     output ``stylized`` of the same shape (not clamped), N, H and W dynamic."""
@@ -63,23 +58,17 @@ def export_generator(generator: Generator, path: Path, fmt: ExportFormat, opset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream; it still works here
         scripted = torch.jit.script(module)
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if fmt is ExportFormat.TORCHSCRIPT:
             scripted.save(tmp)
         else:
             _export_onnx(scripted, tmp, opset)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return path
 
 
 def _export_onnx(scripted: torch.jit.ScriptModule, target: str, opset: int) -> None:
     try:
-        import onnx  # noqa: F401  (the exporter needs it; fail with a clear message if absent)
+        importlib.import_module("onnx")  # the exporter needs it; fail with a clear message if absent
     except ImportError as exc:
         raise ExportError("ONNX export needs the onnx package: pip install 'styler[onnx]'") from exc
     example = torch.rand(1, 3, 64, 64)

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from styler.config import IMAGE_EXTENSIONS
 from styler.errors import DataError, ImageError
-from styler.fileio import temp_beside
+from styler.fileio import atomic_path
 
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
                  ".tif": "TIFF", ".tiff": "TIFF"}
@@ -134,19 +134,10 @@ def save_image(image: Image.Image, path: Path, quality: int = 95, exif: bytes | 
     if icc_profile and fmt in ("JPEG", "WEBP", "PNG", "TIFF"):
         kwargs["icc_profile"] = icc_profile
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_beside(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            image.save(fh, format=fmt, **kwargs)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format=fmt, **kwargs)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ImageError(f"{path}: cannot write ({exc})") from exc
-        raise
 
 
 def sample_seed(seed: int, position: int) -> int:

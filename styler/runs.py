@@ -14,7 +14,6 @@ a ``kill -9`` at any moment leaves either the previous or the new complete check
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 from styler.config import TrainConfig, from_dict, to_json
 from styler.errors import ConfigError, TrainingError
-from styler.fileio import temp_beside
+from styler.fileio import atomic_path
 
 RUNS_DIR = Path("runs")
 CHECKPOINT_FORMAT = "styler-run-checkpoint"
@@ -81,19 +80,9 @@ def config_differences(saved: TrainConfig, new: TrainConfig) -> list[str]:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(file)`` into a temp file beside ``path``, fsync, rename over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write through ``write(file)`` into a temp file beside ``path``, then rename it over."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 class RunDir:

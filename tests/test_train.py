@@ -148,14 +148,20 @@ def test_checkpoint_write_is_atomic_and_never_unpickles(tmp_path, monkeypatch):
         run.load_checkpoint()
 
 
-KEEP_WRITING = """
-import sys, torch
+KILLED_MID_WRITE = """
+import sys, time, torch
 from styler.runs import RunDir
 run = RunDir(sys.argv[1])
-step = 0
-while True:
-    step += 1
-    run.save_checkpoint({"step": step, "weights": torch.full((2_000_000,), float(step))})
+run.save_checkpoint({"step": 1, "weights": torch.full((1000,), 1.0)})
+
+def half_then_hang(obj, fh, *args, **kwargs):
+    fh.write(b"half a checkpoint")
+    fh.flush()
+    open(sys.argv[2], "w").close()  # tells the test that the second write is under way
+    time.sleep(600)
+
+torch.save = half_then_hang
+run.save_checkpoint({"step": 2, "weights": torch.full((1000,), 2.0)})
 """
 
 
@@ -165,17 +171,20 @@ def test_kill_9_while_writing_leaves_a_loadable_checkpoint(tmp_path):
     import time
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-c", KEEP_WRITING, str(tmp_path / "run")], env=env)
+    started = tmp_path / "writing"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "run"), str(started)], env=env)
     try:
         deadline = time.monotonic() + 120
-        while not (tmp_path / "run" / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.7)  # somewhere in the middle of a later 8 MB write
+        assert started.exists(), "the writer never reached its second checkpoint"
     finally:
-        proc.kill()  # SIGKILL: no cleanup handlers run
+        proc.kill()  # SIGKILL inside the second write: no cleanup handlers run
         proc.wait()
+    partial = [p for p in (tmp_path / "run").iterdir() if p.name != "checkpoint.pt"]
+    assert [p.read_bytes() for p in partial] == [b"half a checkpoint"]  # the kill did land mid-write
     state = RunDir(tmp_path / "run").load_checkpoint()
-    assert state["step"] >= 1 and torch.equal(state["weights"], torch.full((2_000_000,), float(state["step"])))
+    assert state["step"] == 1 and torch.equal(state["weights"], torch.full((1000,), 1.0))
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, photo_dir, style_image, monkeypatch):
