@@ -2,8 +2,8 @@
 
 Tracing records Python integers as constants, so :class:`Generator`'s own size arithmetic
 (padding to a multiple of the stride) would freeze at the example size. :class:`Exportable`
-does the same padding with graph operations only (no Python branches on the size) and is
-compiled with ``torch.jit.script``, so shapes stay symbolic in both formats. The legacy
+is compiled with ``torch.jit.script`` instead, which keeps that arithmetic (the generator's own
+:func:`pad_to_stride`) symbolic in both formats. The legacy
 TorchScript-based ONNX exporter is used because the dynamo exporter needs onnxscript.
 """
 
@@ -14,14 +14,13 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from styler.config import ExportFormat
 from styler.errors import ConfigError, StylerError
 from styler.fileio import atomic_path
 from styler.models import Generator
-from styler.models.generator import finish_output
+from styler.models.generator import finish_output, pad_to_stride
 
 
 class ExportError(StylerError):
@@ -29,8 +28,7 @@ class ExportError(StylerError):
 
 
 class Exportable(nn.Module):
-    """The generator's forward without Python control flow on sizes; inputs need >= 9 pixels a side
-    (reflection padding of up to 7 rows needs more rows than that)."""
+    """The generator's forward in a form ``torch.jit.script`` compiles (no config object)."""
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
@@ -40,9 +38,7 @@ class Exportable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        pad_h = (self.stride - h % self.stride) % self.stride
-        pad_w = (self.stride - w % self.stride) % self.stride
-        padded = F.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
+        padded = pad_to_stride(x, self.stride)
         y = finish_output(self.head(self.body(padded * 2.0 - 1.0)), padded, self.input_skip)
         return y[:, :, :h, :w]
 

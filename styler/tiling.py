@@ -41,7 +41,7 @@ from torch import nn
 from styler.config import TileStats
 from styler.errors import ConfigError
 from styler.models import Generator
-from styler.models.generator import Blur, ResidualBlock, UpBlock, finish_output
+from styler.models.generator import Blur, ResidualBlock, UpBlock, finish_output, pad_to_stride
 
 # Pixels on each side where neighbouring tiles overlap and are cross-faded (DOWNSCALED mode).
 BLEND = 32
@@ -255,18 +255,6 @@ def _downscaled_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int,
     return out
 
 
-def _pad_input(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """The padding :class:`Generator` applies before its body (the untiled statistics include
-    the padded region, so the exact ones must too)."""
-    h, w = x.shape[-2:]
-    pad_h = max(h + (-h) % stride, 2 * stride) - h
-    pad_w = max(w + (-w) % stride, 2 * stride) - w
-    if not (pad_h or pad_w):
-        return x
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
 def _cores(section: nn.Module, src: torch.Tensor, tile: int, margin: int, device: torch.device,
            autocast: Autocast, prep: Callable[[torch.Tensor], torch.Tensor] | None = None,
            ) -> Iterator[tuple[torch.Tensor, int, int]]:
@@ -338,7 +326,7 @@ def exact_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, devic
     """Tiled forward with every norm's statistics measured over the whole image at full
     resolution (see the module docstring): equals ``generator(x)`` to float rounding."""
     n, _, h, w = x.shape
-    xp = _pad_input(x.float(), model.stride)
+    xp = pad_to_stride(x.float(), model.stride)
     model._set_mode(NormMode.FIXED)
     for norm in _norms_of(model.encoder):
         _measure(norm, model.encoder, xp, tile, model.encoder_margin, device, autocast, _centre)

@@ -12,7 +12,7 @@ from styler.config import GeneratorConfig
 from styler.models import Generator
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
-SIZES = [(48, 64), (37, 53)]  # the second is not a multiple of the stride 8
+SIZES = [(48, 64), (37, 53), (12, 7)]  # not a multiple of the stride 8; narrower than a pad
 
 
 @pytest.fixture

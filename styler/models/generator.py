@@ -143,20 +143,28 @@ def finish_output(head_out: torch.Tensor, x: torch.Tensor, input_skip: bool) -> 
     return (torch.tanh(head_out) + 1.0) * 0.5
 
 
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Pad the bottom and right to a multiple of ``stride``, and to at least 2 positions at the
+    lowest resolution (instance norm needs more than one spatial element). The one place for
+    this: the generator, tiling and export all pad with it (export scripts it, hence the plain
+    arithmetic and branches that ``torch.jit.script`` keeps symbolic)."""
+    h, w = x.shape[-2], x.shape[-1]
+    pad_h = max(h + (-h) % stride, 2 * stride) - h
+    pad_w = max(w + (-w) % stride, 2 * stride) - w
+    if pad_h == 0 and pad_w == 0:
+        return x
+    if pad_h < h and pad_w < w:
+        return F.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
+    # Reflection needs the pad to be smaller than the side; replication covers tiny images.
+    return F.pad(x, [0, pad_w, 0, pad_h], mode="replicate")
+
+
 def _padded_forward(body: nn.Module, head: nn.Module, config: GeneratorConfig, x: torch.Tensor) -> torch.Tensor:
     """The generator's forward pass, shared by :class:`Generator` and :class:`FastGenerator`."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
-    stride = config.stride
     h, w = x.shape[-2:]
-    # Pad to a multiple of the stride, and to at least 2 positions at the lowest resolution
-    # (instance norm needs more than one spatial element).
-    pad_h = max(h + (-h) % stride, 2 * stride) - h
-    pad_w = max(w + (-w) % stride, 2 * stride) - w
-    if pad_h or pad_w:
-        # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
-        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    x = pad_to_stride(x, config.stride)
     # Centre the [0, 1] input so the first conv sees zero-mean data.
     y = finish_output(head(body(x * 2.0 - 1.0)), x, config.input_skip)
     return y[..., :h, :w]
