@@ -56,8 +56,8 @@ class Upsample(str, enum.Enum):
 
 
 class Precision(str, enum.Enum):
-    """Arithmetic on CUDA (training and inference). AUTO: bf16 autocast on CUDA, fp32 elsewhere;
-    the CPU and MPS always train in fp32."""
+    """Arithmetic of training and inference (:func:`styler.device.compute_dtype`). AUTO: bf16
+    autocast on CUDA, fp32 elsewhere; fp16 needs CUDA (and trains with loss scaling)."""
 
     AUTO = "auto"
     FP32 = "fp32"

@@ -6,7 +6,6 @@ A run validates on held-out photos, keeps the best generator, checkpoints into i
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ import torch
 
 from styler.checkpoint import WEIGHTS_SUFFIX, load_generator, read_info, resolve_weights, \
     save_generator, utc_now
-from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, Precision, TrainConfig, to_json
-from styler.device import autocast, memory_format
+from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, TrainConfig, to_json
+from styler.device import autocast, compute_dtype, memory_format
 from styler import distributed
 from styler.distributed import DistContext
 from styler.errors import ConfigError, DataError, TrainingError
@@ -107,6 +106,7 @@ class Trainer(Resumable):
                  device: torch.device, vgg_weights: Path | None = None, *, run_dir: Path | None = None,
                  resume: bool = False, force: bool = False, dist: DistContext | None = None) -> None:
         self.config, self.device, self.dist = config, device, dist or DistContext()
+        self.amp_dtype = compute_dtype(config.precision, device)
         self.style_path = Path(style_path)
         self.name = config.name or self.style_path.stem
         self.weights_path = Path(weights_dir) / f"{self.name}{WEIGHTS_SUFFIX}"
@@ -161,10 +161,6 @@ class Trainer(Resumable):
         self.gan = HingeGANLoss()
         self.style_crops = StyleCrops(style, cfg.image_size, cfg.seed, self.dist.rank)
         self.style_sha256 = file_sha256(self.style_path)
-        on_cuda = device.type == "cuda"
-        # The CPU and MPS train in fp32: bf16/fp16 autocast pays off only on CUDA tensor cores.
-        self.amp_dtype = {Precision.AUTO: torch.bfloat16, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16,
-                          Precision.FP32: None}[cfg.precision] if on_cuda else None
         self.scaler = self._grad_scaler()
 
     def _grad_scaler(self) -> torch.amp.GradScaler:
@@ -208,7 +204,7 @@ class Trainer(Resumable):
         )
 
     def _autocast(self) -> ContextManager[object]:
-        return autocast(self.device, self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        return autocast(self.device, self.amp_dtype)
 
     def _check_finite(self, loss: torch.Tensor, which: str) -> None:
         bad = distributed.any_rank(not bool(torch.isfinite(loss).item()), self.dist, self.device)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from styler.checkpoint import read_info
-from styler.config import DiscriminatorConfig, Features, GeneratorConfig, LossConfig, StyleLoss, TrainConfig
+from styler.config import DiscriminatorConfig, Features, GeneratorConfig, LossConfig, Precision, StyleLoss, \
+    TrainConfig
 from styler.errors import ConfigError, DataError, TrainingError
 from styler.images import ContentDataset, InfiniteSampler
 from styler.losses import PerceptualLoss
@@ -108,6 +109,20 @@ def test_grad_scaler_state_survives_resume(tmp_path, photo_dir, style_image, mon
     assert RunDir(tmp_path / "run").load_checkpoint()["scaler"]["scale"] == 4096.0
     resumed = make_trainer(tmp_path, photo_dir, style_image, config, resume=True)
     assert resumed.scaler.get_scale() == 4096.0
+
+
+@pytest.mark.parametrize("precision,dtype", [(Precision.AUTO, torch.float32), (Precision.BF16, torch.bfloat16)])
+def test_training_runs_in_the_precision_asked_for(tmp_path, photo_dir, style_image, precision, dtype):
+    trainer = make_trainer(tmp_path, photo_dir, style_image, replace(TINY, precision=precision))
+    seen = []
+    trainer.generator.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    losses = trainer.train_step(next(iter(trainer._loader()))[0])
+    assert seen == [dtype] and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+
+
+def test_fp16_training_is_refused_on_the_cpu_as_apply_refuses_it(tmp_path, photo_dir, style_image):
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        make_trainer(tmp_path, photo_dir, style_image, replace(TINY, precision=Precision.FP16))
 
 
 def test_resume_with_other_settings_lists_fields_unless_forced(tmp_path, photo_dir, style_image):
