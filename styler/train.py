@@ -104,7 +104,8 @@ class Trainer(Resumable):
 
     def __init__(self, config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
                  device: torch.device, vgg_weights: Path | None = None, *, run_dir: Path | None = None,
-                 resume: bool = False, force: bool = False, dist: DistContext | None = None) -> None:
+                 resume: bool = False, force: bool = False, dist: DistContext | None = None,
+                 network: torch.nn.Module | None = None) -> None:
         self.config, self.device, self.dist = config, device, dist or DistContext()
         self.amp_dtype = compute_dtype(config.precision, device)
         self.style_path = Path(style_path)
@@ -116,7 +117,7 @@ class Trainer(Resumable):
         self._load_data(content_images(content_dir))
         torch.manual_seed(config.seed)
         style = load_style_image(self.style_path, config.style_size)
-        self._build_networks(style, vgg_weights)
+        self._build_networks(style, vgg_weights, network)
         if config.init_from and not resume:
             self._init_generator(Path(weights_dir))
         self._wrap_networks()
@@ -144,7 +145,7 @@ class Trainer(Resumable):
         if self.preview_images is None:
             self.preview_images = load_crops(self.train_paths[first:first + 4], cfg.image_size)[0]
 
-    def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None) -> None:
+    def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None, network: torch.nn.Module | None) -> None:
         cfg, device = self.config, self.device
         content_layer, style_layers = DEFAULT_LAYERS[cfg.features]
         extractor = build_feature_extractor(cfg.features, (content_layer, *style_layers),
@@ -156,7 +157,8 @@ class Trainer(Resumable):
         self.extractor = extractor.to(device, memory_format=fmt)
         self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
                                    cfg.loss, seed=cfg.seed).to(device)
-        self.generator = Generator(cfg.generator).to(device, memory_format=fmt)
+        # ``network``: another image-to-image network trained the same way (benchmarks compare one).
+        self.generator = (network if network is not None else Generator(cfg.generator)).to(device, memory_format=fmt)
         self.discriminator = PatchDiscriminator(cfg.discriminator).to(device, memory_format=fmt)
         self.gan = HingeGANLoss()
         self.style_crops = StyleCrops(style, cfg.image_size, cfg.seed, self.dist.rank)
