@@ -79,18 +79,15 @@ class Resumable:
             self.run_dir.write_spec(self.spec)
 
     def _rng_state(self) -> dict[str, Any]:
-        sliced = getattr(self.loss.style, "rng", None)
         return {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-                "sliced": sliced.get_state() if sliced is not None else None}
+                "sliced": self.loss.draw_state()}
 
     def _set_rng_state(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
         if state["cuda"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda"])
-        sliced = getattr(self.loss.style, "rng", None)
-        if sliced is not None and state["sliced"] is not None:
-            sliced.set_state(state["sliced"])
+        self.loss.set_draw_state(state["sliced"])
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything mutable, as tensors and plain containers (safe for weights_only loading)."""

@@ -25,7 +25,7 @@ from styler.fileio import file_sha256
 from styler.features import build_feature_extractor
 from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_style_image, \
     sample_seed, save_image
-from styler.losses import HingeGANLoss, PerceptualLoss
+from styler.losses import PerceptualLoss, hinge_discriminator_loss, hinge_generator_loss
 from styler.models import Generator, PatchDiscriminator
 from styler.previews import loss_curve, pairs_grid
 from styler.resume import Resumable, deferred_interrupt
@@ -160,7 +160,6 @@ class Trainer(Resumable):
         # ``network``: another image-to-image network trained the same way (benchmarks compare one).
         self.generator = (network if network is not None else Generator(cfg.generator)).to(device, memory_format=fmt)
         self.discriminator = PatchDiscriminator(cfg.discriminator).to(device, memory_format=fmt)
-        self.gan = HingeGANLoss()
         self.style_crops = StyleCrops(style, cfg.image_size, cfg.seed, self.dist.rank)
         self.style_sha256 = file_sha256(self.style_path)
         self.scaler = self._grad_scaler()
@@ -230,7 +229,7 @@ class Trainer(Resumable):
             with self._autocast():
                 # One forward of real and fake together: one DDP synchronisation per step.
                 real_logits, fake_logits = self.d_model(torch.cat([real, fake.detach()])).float().chunk(2)
-                d_loss = self.gan.discriminator(real_logits, fake_logits)
+                d_loss = hinge_discriminator_loss(real_logits, fake_logits)
             self._check_finite(d_loss, "discriminator")
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler.scale(d_loss).backward()
@@ -243,7 +242,7 @@ class Trainer(Resumable):
             if use_gan:
                 # The unwrapped discriminator: no D gradients here, so no DDP reduction to wait for.
                 self.discriminator.requires_grad_(False)
-                terms["adv"] = self.gan.generator(self.discriminator(fake))
+                terms["adv"] = hinge_generator_loss(self.discriminator(fake))
                 self.discriminator.requires_grad_(True)
                 total = total + cfg.adv_weight * terms["adv"]
         self._check_finite(total, "generator")
@@ -276,19 +275,14 @@ class Trainer(Resumable):
         assert self.val_images is not None
         value = 0.0
         if self.dist.is_main:
-            sliced = getattr(self.loss.style, "rng", None)
-            saved = sliced.get_state() if sliced is not None else None
-            if sliced is not None:
-                sliced.manual_seed(self.config.seed)  # the same projections at every evaluation
             total = 0.0
             self.generator.eval()
-            for chunk in self.val_images.split(self.config.batch_size):
-                chunk = chunk.to(self.device, memory_format=memory_format(self.device))
-                with self._autocast():
-                    total += float(self.loss(self.generator(chunk), chunk)["total"]) * len(chunk)
+            with self.loss.fixed_draws(self.config.seed):  # the same projections at every evaluation
+                for chunk in self.val_images.split(self.config.batch_size):
+                    chunk = chunk.to(self.device, memory_format=memory_format(self.device))
+                    with self._autocast():
+                        total += float(self.loss(self.generator(chunk), chunk)["total"]) * len(chunk)
             self.generator.train()
-            if sliced is not None:
-                sliced.set_state(saved)
             value = total / len(self.val_images)
         return distributed.broadcast_float(value, self.dist, self.device)
 
