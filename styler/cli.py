@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import sys
 import time
@@ -28,7 +27,6 @@ _TRAIN = TrainConfig()
 _LOSS = LossConfig()
 _APPLY = ApplyConfig()
 _FOLDER = FolderConfig()
-log = logging.getLogger("styler")
 
 
 def _console(stderr: bool = True):
@@ -80,9 +78,8 @@ def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="styler")
 @click.option("-q", "--quiet", is_flag=True, help="Only print errors.")
-@click.option("-v", "--verbose", count=True, help="More detail (repeatable).")
 @click.pass_context
-def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
+def main(ctx: click.Context, quiet: bool) -> None:
     """styler: fast neural style transfer.
 
     \b
@@ -92,9 +89,7 @@ def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
       styler apply photos/ --style starry -o out/
       styler styles
     """
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
-    ctx.obj = {"quiet": quiet, "verbose": verbose}
+    ctx.obj = {"quiet": quiet}
 
 
 def _print_json(data: dict[str, Any]) -> None:

@@ -38,11 +38,8 @@ class StepReport:
     """What the caller's progress display gets after every step."""
 
     step: int
-    total: int
     losses: dict[str, float]
     steps_per_s: float
-    skipped_images: int
-    val_loss: float | None = None
 
 
 @dataclass
@@ -201,7 +198,7 @@ class Trainer(Resumable):
         return torch.utils.data.DataLoader(
             dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
             collate_fn=collate_content, pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed),
+            persistent_workers=workers > 0,
         )
 
     def _autocast(self) -> ContextManager[object]:
@@ -294,28 +291,57 @@ class Trainer(Resumable):
         save_image(pairs_grid(images, self.stylize(self.generator, images)), path)
         return path
 
-    def _after_step(self, losses: dict[str, float], rate: float) -> float | None:
-        cfg, step = self.config, self.step
-        val = None
-        if self.val_images is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-            val = self.validate()
-            self.best.update(val, step, self.generator)
-            self.stopped_early = self.best.should_stop
-        if not self.dist.is_main:
-            return val
-        if step % cfg.log_every == 0 or val is not None or step == cfg.steps or self.stopped_early:
-            record: dict[str, Any] = {"step": step, **losses, "lr": self.opt_g.param_groups[0]["lr"],
-                                      "steps_per_s": round(rate, 4), "seconds": round(self.seconds, 3)}
-            if val is not None:
-                record.update(val_loss=val, best_val_loss=self.best.loss, best_step=self.best.step)
-            self.run_dir.append_metrics(record)
-        if cfg.preview_every and step % cfg.preview_every == 0:
-            self.write_preview()
-        if step % cfg.checkpoint_every == 0 and step < cfg.steps and not self.stopped_early:
-            self.save_checkpoint()
+    def _due(self, every: int) -> bool:
+        """True on every ``every``-th step (never when ``every`` is 0)."""
+        return every > 0 and self.step % every == 0
+
+    def _validate_if_due(self) -> float | None:
+        if self.val_images is None or not (self._due(self.config.val_every) or self.step == self.config.steps):
+            return None
+        val = self.validate()
+        self.best.update(val, self.step, self.generator)
+        self.stopped_early = self.best.should_stop
         return val
 
+    def _log(self, losses: dict[str, float], rate: float, val: float | None) -> None:
+        record: dict[str, Any] = {"step": self.step, **losses, "lr": self.opt_g.param_groups[0]["lr"],
+                                  "steps_per_s": round(rate, 4), "seconds": round(self.seconds, 3)}
+        if val is not None:
+            record.update(val_loss=val, best_val_loss=self.best.loss, best_step=self.best.step)
+        self.run_dir.append_metrics(record)
+
+    def _after_step(self, losses: dict[str, float], rate: float) -> None:
+        cfg = self.config
+        val = self._validate_if_due()
+        if not self.dist.is_main:
+            return
+        last = self.step == cfg.steps
+        if self._due(cfg.log_every) or val is not None or last or self.stopped_early:
+            self._log(losses, rate, val)
+        if self._due(cfg.preview_every):
+            self.write_preview()
+        if self._due(cfg.checkpoint_every) and not last and not self.stopped_early:
+            self.save_checkpoint()
+
     # --- the loop ------------------------------------------------------------------------------
+
+    def _next_batch(self, loader: Iterator[Any], interrupted: Callable[[], bool]) -> torch.Tensor:
+        try:
+            images, failed = next(loader)
+        except RuntimeError:
+            if interrupted():  # Ctrl-C also stopped the DataLoader workers
+                raise KeyboardInterrupt from None
+            raise
+        self.skipped_paths.update(self.train_paths[i] for i in failed)
+        return images
+
+    def _step(self, images: torch.Tensor) -> None:
+        """One step and its counters; a checkpoint is only ever written between two of these."""
+        self._at_boundary = False
+        self.last_losses = self.train_step(images)
+        self.step += 1
+        self.samples += self.config.batch_size * self.dist.world_size
+        self._at_boundary = True
 
     def run(self, on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
         self.generator.train()
@@ -328,25 +354,13 @@ class Trainer(Resumable):
                 while self.step < self.config.steps and not self.stopped_early:
                     if loader is None:
                         loader = iter(self._loader())
-                    try:
-                        images, failed = next(loader)
-                    except RuntimeError:
-                        if interrupted():  # Ctrl-C also stopped the DataLoader workers
-                            raise KeyboardInterrupt from None
-                        raise
-                    self.skipped_paths.update(self.train_paths[i] for i in failed)
-                    self._at_boundary = False
-                    self.last_losses = self.train_step(images)
-                    self.step += 1
-                    self.samples += self.config.batch_size * self.dist.world_size
-                    self._at_boundary = True
+                    self._step(self._next_batch(loader, interrupted))
                     now = time.perf_counter()
                     self.seconds = now - clock
                     rate = (self.step - first_step) / max(now - started, 1e-9)
-                    val = self._after_step(self.last_losses, rate)
+                    self._after_step(self.last_losses, rate)
                     if on_step is not None:
-                        on_step(StepReport(self.step, self.config.steps, self.last_losses, rate,
-                                           len(self.skipped_paths), val))
+                        on_step(StepReport(self.step, self.last_losses, rate))
                     if interrupted():
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
