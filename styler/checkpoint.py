@@ -153,3 +153,8 @@ def resolve_weights(name_or_path: str, directory: Path | None = None) -> Path:
     listing = ", ".join(available) if available else "none"
     raise WeightsError(f"no style named {name_or_path!r} in {directory} (available: {listing}); "
                        f"pass a .safetensors path or train one with 'styler train'")
+
+
+def init_architecture(name_or_path: str, weights_dir: Path | None = None) -> GeneratorConfig:
+    """The generator architecture stored in a weights file's header (``--init-from``)."""
+    return read_info(resolve_weights(name_or_path, weights_dir)).generator

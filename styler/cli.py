@@ -6,6 +6,8 @@ line on stderr and exit code 1; usage errors exit 2 (Click's convention).
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
 import json
 import os
@@ -96,16 +98,15 @@ def _print_json(data: dict[str, Any]) -> None:
     click.echo(json.dumps(data, sort_keys=True, default=str))
 
 
-# CLI parameter -> TrainConfig field (the loss and generator ones go to the nested configs).
-_TRAIN_FIELDS = {"name": "name", "steps": "steps", "batch_size": "batch_size", "image_size": "image_size",
-                 "style_size": "style_size", "lr": "lr", "features": "features", "seed": "seed",
-                 "workers": "num_workers", "log_every": "log_every", "val_fraction": "val_fraction",
-                 "val_every": "val_every", "patience": "patience", "checkpoint_every": "checkpoint_every",
-                 "preview_every": "preview_every", "precision": "precision", "compile": "compile",
-                 "init_from": "init_from", "feature_width_divisor": "feature_width_divisor",
-                 "vgg_preprocess": "vgg_preprocess"}
-_LOSS_FIELDS = ("content_weight", "style_weight", "tv_weight", "adv_weight", "style_loss")
-_GENERATOR_FIELDS = {"base_channels": "base_channels", "residual_blocks": "num_residual", "upsample": "upsample"}
+def _typed(config: Any, params: dict[str, Any], given: Callable[[str], bool]) -> dict[str, Any]:
+    """The fields of the dataclass ``config`` the user typed (option names are field names),
+    as the field's enum where it has one."""
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.name in params and given(f.name):
+            default = getattr(config, f.name)
+            out[f.name] = type(default)(params[f.name]) if isinstance(default, enum.Enum) else params[f.name]
+    return out
 
 
 def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any], weights_dir: Path) -> TrainConfig:
@@ -119,20 +120,14 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
         source = ctx.get_parameter_source(key)
         return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
-    enums = {"features": Features, "precision": Precision, "vgg_preprocess": Preprocess}
-    top = {field: enums[key](params[key]) if key in enums else params[key]
-           for key, field in _TRAIN_FIELDS.items() if given(key)}
-    loss = replace(base.loss, **{key: StyleLoss(params[key]) if key == "style_loss" else params[key]
-                                 for key in _LOSS_FIELDS if given(key)})
     generator = base.generator
     if given("init_from"):
-        from styler.train import init_architecture
+        from styler.checkpoint import init_architecture
 
         # The new style starts from that generator, so it takes that architecture.
         generator = init_architecture(params["init_from"], weights_dir)
-    generator = replace(generator, **{field: Upsample(params[key]) if key == "upsample" else params[key]
-                                      for key, field in _GENERATOR_FIELDS.items() if given(key)})
-    return replace(base, **top, loss=loss, generator=generator)
+    return replace(base, **_typed(base, params, given), loss=replace(base.loss, **_typed(base.loss, params, given)),
+                   generator=replace(generator, **_typed(generator, params, given)))
 
 
 @main.command()
@@ -171,7 +166,7 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               help="Input convention of --vgg-weights: auto (from the file's source), torchvision "
                    "(RGB, ImageNet mean/std) or caffe (BGR, 0-255, mean subtracted).")
 @click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
-@click.option("--workers", type=int, default=_TRAIN.num_workers, show_default=True,
+@click.option("--workers", "num_workers", type=int, default=_TRAIN.num_workers, show_default=True,
               help="DataLoader worker processes decoding images.")
 @click.option("--val-fraction", type=float, default=_TRAIN.val_fraction, show_default=True,
               help="Share of the photos held out for validation (4..64 photos, at most half; 0 = none).")
@@ -196,7 +191,7 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               help="Start from an existing style's generator (transfer learning).")
 @click.option("--base-channels", type=int, default=None,
               help=f"Generator width [default: {GeneratorConfig().base_channels}, or --init-from's].")
-@click.option("--residual-blocks", type=int, default=None,
+@click.option("--residual-blocks", "num_residual", type=int, default=None,
               help=f"Generator depth [default: {GeneratorConfig().num_residual}, or --init-from's].")
 @click.option("--upsample", type=click.Choice([u.value for u in Upsample]), default=None,
               help=f"Decoder upsampling [default: {GeneratorConfig().upsample.value}, or --init-from's].")
@@ -224,23 +219,12 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
     """
     from styler import distributed
     from styler.device import resolve_device
-    from styler.runs import RunDir, default_run_dir
+    from styler.runs import default_run_dir
     from styler.train import Trainer
 
-    if resume:  # a run folder: its run.json supplies everything not typed again
-        spec = RunDir(Path(resume)).read_spec()
-        run_dir, weights_dir = Path(resume), weights_dir or spec.weights_dir
-        style_path, content_dir = style_path or spec.style, content_dir or spec.content_dir
-        vgg_weights = vgg_weights or spec.vgg_weights
-        config = _train_config(ctx, spec.config, params, weights_dir)
-    else:
-        if style_path is None or content_dir is None:
-            raise click.UsageError("--style and --content-dir are required (unless --resume RUN_DIR)")
-        weights_dir = weights_dir or default_weights_dir()
-        params["name"] = params["name"] or Path(style_path).stem
-        # Start from the defaults of the chosen loss network (--features random has its own recipe).
-        base = replace(defaults_for(Features(params["features"])), name=params["name"])
-        config = _train_config(ctx, base, params, weights_dir)
+    config, style_path, content_dir, vgg_weights, weights_dir, resumed_dir = _run_inputs(
+        ctx, params, resume, style_path, content_dir, vgg_weights, weights_dir)
+    run_dir = run_dir or resumed_dir
     if not Path(style_path).is_file():
         raise click.BadParameter(f"no such file: {style_path}", param_hint="--style")
     run_dir = run_dir or default_run_dir(config.name)
@@ -253,6 +237,26 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
         _run_training(trainer, as_json, ctx.obj["quiet"] or not dist.is_main)
     finally:
         distributed.teardown()
+
+
+def _run_inputs(ctx: click.Context, params: dict[str, Any], resume: str | None, style_path: Path | None,
+                content_dir: Path | None, vgg_weights: Path | None, weights_dir: Path | None) -> tuple[Any, ...]:
+    """(config, style, content folder, VGG file, weights folder, run folder or None) of a fresh
+    run, or of the run folder being resumed: its run.json supplies everything not typed again."""
+    from styler.runs import RunDir
+
+    if resume:
+        spec = RunDir(Path(resume)).read_spec()
+        weights_dir = weights_dir or spec.weights_dir
+        return (_train_config(ctx, spec.config, params, weights_dir), style_path or spec.style,
+                content_dir or spec.content_dir, vgg_weights or spec.vgg_weights, weights_dir, Path(resume))
+    if style_path is None or content_dir is None:
+        raise click.UsageError("--style and --content-dir are required (unless --resume RUN_DIR)")
+    weights_dir = weights_dir or default_weights_dir()
+    params["name"] = params["name"] or Path(style_path).stem
+    # Start from the defaults of the chosen loss network (--features random has its own recipe).
+    base = replace(defaults_for(Features(params["features"])), name=params["name"])
+    return _train_config(ctx, base, params, weights_dir), style_path, content_dir, vgg_weights, weights_dir, None
 
 
 def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
@@ -273,21 +277,25 @@ def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
     except KeyboardInterrupt:
         if not trainer.dist.is_main:
             raise
-        # After the bar has closed, so the hint is the last line the user sees.
-        if not trainer.checkpoint_step:
-            _fail(f"interrupted at step {trainer.step} before the first checkpoint; nothing to resume", 130)
-        saved = ("checkpoint saved" if trainer.checkpoint_step == trainer.step
-                 else f"last checkpoint at step {trainer.checkpoint_step}")
-        _fail(f"interrupted at step {trainer.step}; {saved}, resume with: "
-              f"styler train --resume {trainer.run_dir.path}", 130)
-    if not trainer.dist.is_main:
-        return
-    summary = {"weights": str(result.weights_path), "steps": result.steps, "seconds": round(result.seconds, 1),
-               "losses": result.losses, "skipped_images": [str(p) for p in result.skipped_images],
-               "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
-               "stopped_early": result.stopped_early, "run_dir": str(result.run_dir)}
+        _fail(_interrupted_message(trainer), 130)  # after the bar has closed: the last line seen
+    if trainer.dist.is_main:
+        _report_training(result, config, as_json, quiet)
+
+
+def _interrupted_message(trainer: Any) -> str:
+    if not trainer.checkpoint_step:
+        return f"interrupted at step {trainer.step} before the first checkpoint; nothing to resume"
+    saved = ("checkpoint saved" if trainer.checkpoint_step == trainer.step
+             else f"last checkpoint at step {trainer.checkpoint_step}")
+    return f"interrupted at step {trainer.step}; {saved}, resume with: styler train --resume {trainer.run_dir.path}"
+
+
+def _report_training(result: Any, config: TrainConfig, as_json: bool, quiet: bool) -> None:
     if as_json:
-        _print_json(summary)
+        _print_json({"weights": str(result.weights_path), "steps": result.steps, "seconds": round(result.seconds, 1),
+                     "losses": result.losses, "skipped_images": [str(p) for p in result.skipped_images],
+                     "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
+                     "stopped_early": result.stopped_early, "run_dir": str(result.run_dir)})
     elif not quiet:
         extra = f", skipped {len(result.skipped_images)} unreadable image(s)" if result.skipped_images else ""
         best = (f"; best validation loss {result.val_loss:.4g} at step {result.best_step}"
@@ -383,9 +391,11 @@ def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) 
                      "seconds": round(summary.seconds, 3), "images_per_s": round(summary.images_per_s, 3),
                      "outputs": [str(p) for p in summary.done], "skipped_outputs": [str(p) for p in summary.skipped],
                      "failures": [{"input": str(s), "reason": r} for s, r in summary.failed]})
-        return
-    if quiet:
-        return
+    elif not quiet:
+        _print_apply_line(summary, seconds_label)
+
+
+def _print_apply_line(summary: Any, seconds_label: str) -> None:
     if len(summary.done) == 1 and not summary.failed and not summary.skipped:
         click.echo(f"wrote {summary.done[0]}")
         return

@@ -14,9 +14,8 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.checkpoint import WEIGHTS_SUFFIX, load_generator, read_info, resolve_weights, \
-    save_generator, utc_now
-from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, TrainConfig, to_json
+from styler.checkpoint import WEIGHTS_SUFFIX, load_generator, resolve_weights, save_generator, utc_now
+from styler.config import DEFAULT_LAYERS, Features, TrainConfig, to_json
 from styler.device import autocast, compute_dtype, memory_format
 from styler import distributed
 from styler.distributed import DistContext
@@ -61,11 +60,6 @@ def content_images(content_dir: Path) -> list[Path]:
         raise DataError(f"{content_dir}: no images found (looked for jpg, jpeg, png, webp, bmp, tif "
                         f"in all subfolders)")
     return paths
-
-
-def init_architecture(init_from: str, weights_dir: Path) -> GeneratorConfig:
-    """The generator architecture stored in the ``--init-from`` weights file."""
-    return read_info(resolve_weights(init_from, weights_dir)).generator
 
 
 class StyleCrops:
@@ -421,4 +415,4 @@ class Trainer(Resumable):
         return meta
 
 
-__all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer", "init_architecture"]
+__all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer"]
