@@ -19,7 +19,7 @@ from styler.checkpoint import WeightsInfo, load_generator, resolve_weights
 from styler.config import ApplyConfig, DeviceChoice
 from styler.device import autocast, compute_dtype, memory_format, resolve_device
 from styler.errors import ImageError
-from styler.images import _to_rgb, pil_to_tensor, resize_longer, tensor_to_pil
+from styler.images import pil_to_tensor, split_alpha, tensor_to_pil
 from styler.models import Generator
 from styler.models.generator import FastGenerator
 from styler.tiling import GlobalStatsGenerator, tiled_forward
@@ -38,20 +38,6 @@ def preserve_color(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tens
     y = torch.einsum("ij,njhw->nihw", to_ycc[:1], stylized)
     cbcr = torch.einsum("ij,njhw->nihw", to_ycc[1:], original)
     return torch.einsum("ij,njhw->nihw", from_ycc, torch.cat([y, cbcr], 1)).clamp(0, 1)
-
-
-def split_alpha(image: Image.Image, max_size: int | None = None) -> tuple[Image.Image, Image.Image | None]:
-    """8-bit RGB and the alpha channel (None when opaque) of any Pillow mode, downscaled to
-    ``max_size``. Palette and greyscale images with a transparent colour keep it as alpha."""
-    alpha = None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
-        image = image.convert("RGBA")
-        alpha = image.getchannel("A")
-    rgb = _to_rgb(image)
-    if max_size and max(rgb.size) > max_size:
-        rgb = resize_longer(rgb, max_size)
-        alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS) if alpha is not None else None
-    return rgb, alpha
 
 
 def join_alpha(tensor: torch.Tensor, alpha: Image.Image | None) -> Image.Image:

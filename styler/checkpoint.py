@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from styler import __version__
-from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, to_json
+from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, generator_v1, to_json
 from styler.errors import ConfigError, WeightsError
 from styler.fileio import atomic_path
 from styler.models import Generator
@@ -89,11 +89,13 @@ def read_info(path: Path) -> WeightsInfo:
         raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
     if raw.get("format") != "styler-generator":
         raise WeightsError(f"{path}: not a styler generator file (no styler metadata)")
-    if raw.get("format_version") != str(FORMAT_VERSION):
-        raise WeightsError(f"{path}: format version {raw.get('format_version')} is not supported "
-                           f"by styler {__version__} (expects {FORMAT_VERSION})")
+    version = raw.get("format_version")
+    if version not in ("1", str(FORMAT_VERSION)):
+        raise WeightsError(f"{path}: format version {version} is not supported "
+                           f"by styler {__version__} (expects 1 to {FORMAT_VERSION})")
     try:
-        config = from_dict(GeneratorConfig, json.loads(raw["generator_config"]))
+        fields = json.loads(raw["generator_config"])
+        config = from_dict(GeneratorConfig, generator_v1(fields) if version == "1" else fields)
     except (KeyError, json.JSONDecodeError, ConfigError) as exc:
         raise WeightsError(f"{path}: bad generator config in metadata ({exc})") from exc
     metadata = {k: _decode(v) for k, v in raw.items()}

@@ -17,7 +17,7 @@ from typing import Any, Mapping, TypeVar
 
 from styler.errors import ConfigError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of weights files and run.json; 2 added upsample and input_skip
 WEIGHTS_ENV = "STYLER_WEIGHTS_DIR"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -119,6 +119,21 @@ class GeneratorConfig:
     def stride(self) -> int:
         """Inputs are padded internally to a multiple of this."""
         return 2 ** self.num_downsamples
+
+
+# Generator fields that version-1 files (weights, run.json, checkpoints) may predate, with the
+# value every such file used: nearest upsampling, and the output added to the input.
+GENERATOR_V1_DEFAULTS: dict[str, Any] = {"upsample": Upsample.NEAREST.value, "input_skip": True}
+
+
+def generator_v1(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A version-1 generator description completed with the fields it may predate."""
+    return {**GENERATOR_V1_DEFAULTS, **data}
+
+
+def train_config_v1(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A version-1 training configuration whose generator is completed as :func:`generator_v1`."""
+    return {**data, "generator": generator_v1(data.get("generator", {}))}
 
 
 @dataclass(frozen=True)
@@ -332,12 +347,6 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}
-    if cls is GeneratorConfig and "upsample" not in data:
-        # Written before the upsample choice existed (weights files, run.json): all nearest.
-        kwargs["upsample"] = Upsample.NEAREST
-    if cls is GeneratorConfig and "input_skip" not in data:
-        # Written before the skip became optional: every such generator added its input.
-        kwargs["input_skip"] = True
     nested = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig, "loss": LossConfig}
     enums = {"features": Features, "style_loss": StyleLoss, "precision": Precision, "upsample": Upsample,
              "vgg_preprocess": Preprocess}

@@ -88,6 +88,20 @@ def load_rgb(path: Path) -> Image.Image:
     return _to_rgb(open_image(path))
 
 
+def split_alpha(image: Image.Image, max_size: int | None = None) -> tuple[Image.Image, Image.Image | None]:
+    """8-bit RGB and the alpha channel (None when opaque) of any Pillow mode, downscaled to
+    ``max_size``. Palette and greyscale images with a transparent colour keep it as alpha."""
+    alpha = None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
+        image = image.convert("RGBA")
+        alpha = image.getchannel("A")
+    rgb = _to_rgb(image)
+    if max_size and max(rgb.size) > max_size:
+        rgb = resize_longer(rgb, max_size)
+        alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS) if alpha is not None else None
+    return rgb, alpha
+
+
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor (3, H, W) in [0, 1]."""
     data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)

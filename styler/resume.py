@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from styler.config import TrainConfig, from_dict, to_json
+from styler.config import TrainConfig, from_dict, to_json, train_config_v1
 from styler.errors import ConfigError, TrainingError
 from styler.runs import config_differences
 
@@ -54,7 +54,8 @@ class Resumable:
 
     def _resume(self, force: bool) -> None:
         state = self.run_dir.load_checkpoint()
-        saved = from_dict(TrainConfig, json.loads(state["config"]))
+        saved_fields = json.loads(state["config"])
+        saved = from_dict(TrainConfig, train_config_v1(saved_fields) if state["version"] == 1 else saved_fields)
         differences = config_differences(saved, self.config)
         if differences and not force:
             raise ConfigError(f"{self.run_dir.path} was trained with other settings ({'; '.join(differences)}); "

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,6 +122,7 @@ def test_files_from_before_the_upsample_choice_load_as_nearest(tmp_path):
     fields = json.loads(meta["generator_config"])
     assert fields.pop("upsample") == "nearest" and GeneratorConfig().upsample is not Upsample.NEAREST
     meta["generator_config"] = json.dumps(fields)
+    meta["format_version"] = "1"  # what files from before the choice say
     save_file(tensors, str(path), metadata=meta)
     loaded, info = load_generator(path)
     assert info.generator.upsample is Upsample.NEAREST
@@ -140,9 +142,14 @@ def test_bilinear_generator_round_trips(tmp_path):
 
 
 def test_run_descriptions_from_before_the_upsample_choice_read_as_nearest():
-    from styler.config import TrainConfig, from_dict, to_json
+    from styler.config import TrainConfig
+    from styler.runs import RunSpec
 
-    data = json.loads(to_json(TrainConfig()))
-    assert data["generator"].pop("upsample") == "bilinear"
-    assert from_dict(TrainConfig, data).generator.upsample is Upsample.NEAREST  # a resumed old run keeps its decoder
-    assert from_dict(TrainConfig, json.loads(to_json(TrainConfig()))) == TrainConfig()
+    spec = RunSpec(TrainConfig(), Path("s.png"), Path("photos"), Path("weights"))
+    data = spec.to_dict()
+    assert RunSpec.from_dict(data) == spec
+    del data["version"]  # run.json files written before version 2 carry none
+    assert data["config"]["generator"].pop("upsample") == "bilinear"
+    assert data["config"]["generator"].pop("input_skip") is False
+    old = RunSpec.from_dict(data).config.generator  # a resumed old run keeps its decoder and skip
+    assert old.upsample is Upsample.NEAREST and old.input_skip
