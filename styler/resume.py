@@ -26,7 +26,7 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         yield lambda: False
         return
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(_signum: int, _frame: object) -> None:
         if hit[0]:
             raise KeyboardInterrupt
         hit[0] = True

@@ -99,6 +99,27 @@ class UpBlock(nn.Module):
         return self.conv(self.up(self.reduce(x)))
 
 
+def _encoder(cfg: GeneratorConfig) -> tuple[list[nn.Module], int, int]:
+    """The downsampling layers, their output channels and how many strided convolutions (each
+    mirrored by an UpBlock) they hold."""
+    c = cfg.base_channels
+    strided = cfg.num_downsamples
+    blur = [Blur(3)] if cfg.antialias else []
+    if cfg.pixel_unshuffle and strided > 0:
+        # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
+        # resolution except the head, which is where most of the memory traffic was.
+        layers: list[nn.Module] = [*blur, nn.PixelUnshuffle(2), ConvNormAct(12, c, cfg.stem_kernel)]
+        strided -= 1
+    else:
+        layers = [ConvNormAct(3, c, cfg.stem_kernel)]
+    for _ in range(strided):
+        if cfg.antialias:
+            layers.append(Blur(c))
+        layers.append(ConvNormAct(c, c * 2, 3, stride=2))
+        c *= 2
+    return layers, c, strided
+
+
 class Generator(nn.Module):
     """Image-to-image generator; input and output are RGB in [0, 1], shape (N, 3, H, W)."""
 
@@ -106,21 +127,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config or GeneratorConfig()
         cfg = self.config
-        c = cfg.base_channels
-        strided = cfg.num_downsamples
-        blur = [Blur(3)] if cfg.antialias else []
-        if cfg.pixel_unshuffle and strided > 0:
-            # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
-            # resolution except the head, which is where most of the memory traffic was.
-            layers: list[nn.Module] = [*blur, nn.PixelUnshuffle(2), ConvNormAct(12, c, cfg.stem_kernel)]
-            strided -= 1
-        else:
-            layers = [ConvNormAct(3, c, cfg.stem_kernel)]
-        for _ in range(strided):
-            if cfg.antialias:
-                layers.append(Blur(c))
-            layers.append(ConvNormAct(c, c * 2, 3, stride=2))
-            c *= 2
+        layers, c, strided = _encoder(cfg)
         layers.extend(ResidualBlock(c) for _ in range(cfg.num_residual))
         for _ in range(strided):
             layers.append(UpBlock(c, c // 2, cfg.upsample))
