@@ -1,6 +1,6 @@
-"""Training speed: steps/s and where a step's time goes, timing styler.train.Trainer's own step.
+"""Training speed: steps/s and where a step's time goes, timing styler.training.trainer.Trainer's own step.
 
-For each crop size, a :class:`styler.train.Trainer` is built (random features by default:
+For each crop size, a :class:`styler.training.trainer.Trainer` is built (random features by default:
 ImageNet weights cannot be downloaded everywhere) and its real ``train_step`` is timed over
 ``--steps`` steps (data loading apart), then over ``--steps`` more with forward hooks on its
 networks that split the step into: data (the Trainer's DataLoader), the generator's forward,
@@ -27,7 +27,7 @@ from torch import nn
 from benchmarks.common import REPO, loadavg, machine_info, sync
 from benchmarks.compare_quality import ensure_photos
 from styler.config import Features, LossConfig, TrainConfig
-from styler.train import Trainer
+from styler.training.trainer import Trainer
 
 PHASES = ("data", "generator", "features", "discriminator", "backward_optimizer")
 

@@ -6,7 +6,7 @@ hits both alike. At the end both stylize held-out photos, and we report their va
 content and style losses (weighted as in training) and write a side-by-side PNG
 (rows: photos; columns: photo, styler, TransformerNet).
 
-Each network is trained by its own :class:`styler.train.Trainer` (TransformerNet passed in as
+Each network is trained by its own :class:`styler.training.trainer.Trainer` (TransformerNet passed in as
 its ``network``), calling the Trainer's ``train_step``, so the step measured is the one users
 run. The adversarial term is left out: it adds a second network whose noise would blur a short
 comparison, and the parity target is about content + style loss.
@@ -28,8 +28,8 @@ from PIL import Image
 from benchmarks.common import REPO, loadavg, machine_info, sync
 from benchmarks.transformer_net import TransformerNet
 from styler.config import Features, LossConfig, TrainConfig
-from styler.images import find_images, load_rgb, pil_to_tensor, tensor_to_pil
-from styler.train import Trainer
+from styler.io.images import find_images, load_rgb, pil_to_tensor, tensor_to_pil
+from styler.training.trainer import Trainer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -32,7 +32,7 @@ class Features(str, enum.Enum):
 
 class Preprocess(str, enum.Enum):
     """Input convention of the loss network's ImageNet weights. AUTO: what the file's source
-    implies (see :mod:`styler.vgg_files`)."""
+    implies (see :mod:`styler.nn.vgg_files`)."""
 
     AUTO = "auto"
     TORCHVISION = "torchvision"  # RGB in [0, 1], ImageNet mean/std
@@ -66,7 +66,7 @@ class Precision(str, enum.Enum):
 
 
 class TileStats(str, enum.Enum):
-    """Where tiles get their instance-norm statistics (see :mod:`styler.tiling`). EXACT: from
+    """Where tiles get their instance-norm statistics (see :mod:`styler.inference.tiling`). EXACT: from
     the whole image at full resolution, so tiles equal the untiled pass; DOWNSCALED: from one
     pass over a copy shrunk to ``stats_size`` (faster, approximate)."""
 
@@ -93,7 +93,7 @@ def _finite_nonneg(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Architecture of the feed-forward generator (see :mod:`styler.models.generator`)."""
+    """Architecture of the feed-forward generator (see :mod:`styler.nn.generator`)."""
 
     base_channels: int = 16
     num_downsamples: int = 3
@@ -193,7 +193,7 @@ class TrainConfig:
     # Random features only: divide every VGG width by this. Half width costs a quarter of the
     # FLOPs, which is what makes offline training on a CPU affordable (docs/offline-quality.md).
     feature_width_divisor: int = 1
-    # Validation on a held-out, seeded set of content photos (see styler.runs.split_validation).
+    # Validation on a held-out, seeded set of content photos (see styler.training.validation.split_validation).
     val_fraction: float = 0.02
     val_every: int = 100
     # 0 = no early stopping: the cosine schedule only reaches its small final steps at the end,
@@ -263,13 +263,13 @@ class ExportFormat(str, enum.Enum):
     TORCHSCRIPT = "torchscript"
 
 
-# Above this many pixels an image is stylized in tiles (bounded memory); see styler.tiling.
+# Above this many pixels an image is stylized in tiles (bounded memory); see styler.inference.tiling.
 DEFAULT_MAX_TILE_PIXELS = 4096 * 4096
 
 
 @dataclass(frozen=True)
 class ApplyConfig:
-    """Inference options for one image (or batch): what :class:`styler.apply.Stylizer` does."""
+    """Inference options for one image (or batch): what :class:`styler.inference.stylizer.Stylizer` does."""
 
     max_size: int | None = None
     strength: float = 1.0
@@ -294,7 +294,7 @@ class ApplyConfig:
 
 @dataclass(frozen=True)
 class FolderConfig:
-    """How a run over many files finds, schedules and writes them (:mod:`styler.pipeline`)."""
+    """How a run over many files finds, schedules and writes them (:mod:`styler.inference.pipeline`)."""
 
     recursive: bool = True
     overwrite: bool = False  # False: outputs that already exist are skipped

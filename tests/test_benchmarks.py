@@ -13,7 +13,8 @@ import torch
 
 from benchmarks.transformer_net import TransformerNet
 from styler.config import GeneratorConfig, Upsample
-from styler.models.generator import FastGenerator, Generator, subpixel_weight
+from styler.nn.fast import FastGenerator, subpixel_weight
+from styler.nn.generator import Generator
 
 # Fast-path tolerance: the rewritten layers reorder float sums, nothing else (max abs, [0,1] px).
 FAST_ATOL = 1e-4
@@ -153,7 +154,7 @@ def test_timed_breakdown_runs_the_trainers_own_step(photo_dir, style_image, tmp_
     bit, every phase took time, and the hooks are gone afterwards."""
     from benchmarks.bench_train import PHASES, timed_steps
     from styler.config import DiscriminatorConfig, Features, TrainConfig
-    from styler.train import Trainer
+    from styler.training.trainer import Trainer
 
     config = TrainConfig(steps=2, batch_size=2, image_size=32, style_size=64, features=Features.RANDOM,
                          num_workers=0, generator=GeneratorConfig(base_channels=4, num_residual=1),

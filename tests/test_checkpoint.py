@@ -4,10 +4,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from styler.checkpoint import list_weights, load_generator, read_info, resolve_weights, save_generator
+from styler.io.weights import list_weights, read_info, resolve_weights, save_generator
+from styler.nn.generator import load_generator
 from styler.config import GeneratorConfig, Upsample
 from styler.errors import WeightsError
-from styler.models import Generator
+from styler.nn import Generator
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
 
@@ -143,7 +144,7 @@ def test_bilinear_generator_round_trips(tmp_path):
 
 def test_run_descriptions_from_before_the_upsample_choice_read_as_nearest():
     from styler.config import TrainConfig
-    from styler.runs import RunSpec
+    from styler.training.runs import RunSpec
 
     spec = RunSpec(TrainConfig(), Path("s.png"), Path("photos"), Path("weights"))
     data = spec.to_dict()

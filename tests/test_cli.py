@@ -37,7 +37,7 @@ def trained(tmp_path, photo_dir, style_image):
 
 
 def test_train_writes_weights_with_honest_metadata(trained):
-    from styler.checkpoint import read_info
+    from styler.io.weights import read_info
 
     info = read_info(trained / "demo.safetensors")
     meta = info.metadata

@@ -6,10 +6,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from styler.checkpoint import save_generator
+from styler.io.weights import save_generator
 from styler.cli import main
 from styler.config import GeneratorConfig
-from styler.models import Generator
+from styler.nn import Generator
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
 SIZES = [(48, 64), (37, 53), (12, 7)]  # not a multiple of the stride 8; narrower than a pad

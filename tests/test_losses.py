@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from styler.config import Features, LossConfig, StyleLoss
-from styler.features import build_feature_extractor
-from styler.losses import ContentLoss, GramLoss, PerceptualLoss, SlicedWassersteinLoss, TotalVariationLoss, \
-    gram_matrix, hinge_discriminator_loss, hinge_generator_loss
+from styler.nn.vgg import build_feature_extractor
+from styler.training.losses import ContentLoss, GramLoss, PerceptualLoss, SlicedWassersteinLoss, \
+    TotalVariationLoss, gram_matrix, hinge_discriminator_loss, hinge_generator_loss
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1")
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from styler.config import DiscriminatorConfig, GeneratorConfig, Upsample
-from styler.models import Generator, PatchDiscriminator
+from styler.nn import Generator, PatchDiscriminator
 
 TINY = GeneratorConfig(base_channels=4, num_downsamples=2, num_residual=1)
 
@@ -66,7 +66,7 @@ def test_discriminator_default_is_70x70_with_spectral_norm():
 
 
 def test_blur_is_a_normalised_low_pass_without_weights():
-    from styler.models.generator import Blur
+    from styler.nn.generator import Blur
 
     blur = Blur(2)
     assert list(blur.state_dict()) == []

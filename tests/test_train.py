@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from styler.checkpoint import read_info
+from styler.io.weights import read_info
 from styler.config import DiscriminatorConfig, Features, GeneratorConfig, LossConfig, Precision, StyleLoss, \
     TrainConfig
 from styler.errors import ConfigError, DataError, TrainingError
-from styler.images import ContentDataset, InfiniteSampler
-from styler.losses import PerceptualLoss
-from styler.runs import RunDir
-from styler.train import Trainer
-from styler.validation import split_validation
+from styler.training.data import ContentDataset, InfiniteSampler
+from styler.training.losses import PerceptualLoss
+from styler.training.runs import RunDir
+from styler.training.trainer import Trainer
+from styler.training.validation import split_validation
 
 CPU = torch.device("cpu")
 TINY = TrainConfig(name="t", steps=4, batch_size=2, image_size=32, style_size=64, features=Features.RANDOM,
@@ -165,7 +165,7 @@ def test_checkpoint_write_is_atomic_and_never_unpickles(tmp_path, monkeypatch):
 
 KILLED_MID_WRITE = """
 import sys, time, torch
-from styler.runs import RunDir
+from styler.training.runs import RunDir
 run = RunDir(sys.argv[1])
 run.save_checkpoint({"step": 1, "weights": torch.full((1000,), 1.0)})
 
@@ -205,9 +205,9 @@ def test_kill_9_while_writing_leaves_a_loadable_checkpoint(tmp_path):
 TWO_RANKS = """
 import json, sys, torch
 from pathlib import Path
-from styler import distributed
+from styler.training import distributed
 from styler.config import TrainConfig, from_dict
-from styler.train import Trainer
+from styler.training.trainer import Trainer
 
 config, style, photos, out = from_dict(TrainConfig, json.loads(sys.argv[1])), *map(Path, sys.argv[2:])
 dist = distributed.from_env()

@@ -11,10 +11,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from styler.checkpoint import read_info
+from styler.io.weights import read_info
 from styler.cli import main
-from styler.images import load_style_image
-from styler.train import Trainer
+from styler.io.images import load_style_image
+from styler.training.trainer import Trainer
 from tests.conftest import make_photo, one_line_error
 
 TINY = ["--features", "random", "--image-size", "32", "--style-size", "64", "--batch-size", "2", "--workers", "0",
@@ -114,7 +114,7 @@ def test_init_from_an_existing_style(tmp_path, photo_dir, style_image):
 
 
 def test_random_features_start_from_the_offline_recipe(tmp_path, photo_dir, style_image):
-    from styler.runs import RunDir
+    from styler.training.runs import RunDir
 
     assert train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "off", *TINY).exit_code == 0
     config = RunDir(tmp_path / "runs" / "off").read_spec().config

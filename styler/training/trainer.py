@@ -1,12 +1,11 @@
 """Training a per-style generator: perceptual (VGG) losses plus a PatchGAN adversary.
 
 A run validates on held-out photos, keeps the best generator, checkpoints into its run folder
-(see :mod:`styler.runs`) and resumes bit-for-bit; under torchrun it trains data-parallel.
+(see :mod:`styler.training.runs`) and resumes bit-for-bit; under torchrun it trains data-parallel.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,22 +13,23 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.checkpoint import WEIGHTS_SUFFIX, load_generator, resolve_weights, save_generator, utc_now
+from styler.io.weights import WEIGHTS_SUFFIX, resolve_weights, save_generator, utc_now
+from styler.nn.generator import load_generator
 from styler.config import DEFAULT_LAYERS, Features, TrainConfig, to_json
 from styler.device import autocast, compute_dtype, memory_format
-from styler import distributed
-from styler.distributed import DistContext
+from styler.training import distributed
+from styler.training.distributed import DistContext
 from styler.errors import ConfigError, DataError, TrainingError
-from styler.fileio import file_sha256
-from styler.features import build_feature_extractor
-from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_style_image, \
-    sample_seed, save_image
-from styler.losses import PerceptualLoss, hinge_discriminator_loss, hinge_generator_loss
-from styler.models import Generator, PatchDiscriminator
-from styler.previews import loss_curve, pairs_grid
-from styler.resume import Resumable, deferred_interrupt
-from styler.runs import RunDir, RunSpec, default_run_dir
-from styler.validation import BestTracker, first_readable, load_crops, split_validation
+from styler.io.files import file_sha256
+from styler.nn.vgg import build_feature_extractor
+from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content
+from styler.io.images import find_images, load_style_image, save_image
+from styler.training.losses import PerceptualLoss, hinge_discriminator_loss, hinge_generator_loss
+from styler.nn import Generator, PatchDiscriminator
+from styler.training.previews import loss_curve, pairs_grid
+from styler.training.resume import Resumable, deferred_interrupt
+from styler.training.runs import RunDir, RunSpec, default_run_dir
+from styler.training.validation import BestTracker, first_readable, load_crops, split_validation
 
 
 @dataclass
@@ -60,29 +60,6 @@ def content_images(content_dir: Path) -> list[Path]:
         raise DataError(f"{content_dir}: no images found (looked for jpg, jpeg, png, webp, bmp, tif "
                         f"in all subfolders)")
     return paths
-
-
-class StyleCrops:
-    """Random crops of the style image: the 'real' samples the discriminator sees.
-
-    The crops of step ``s`` on rank ``r`` come from a generator seeded by (seed, r, s), so
-    they need no RNG state in the checkpoint and a resumed run draws the same ones.
-    """
-
-    def __init__(self, style: torch.Tensor, size: int, seed: int, rank: int = 0) -> None:
-        short = min(style.shape[-2:])
-        if short < size:
-            scale = size / short
-            new = [max(size, math.ceil(s * scale)) for s in style.shape[-2:]]
-            style = torch.nn.functional.interpolate(style, size=new, mode="bilinear", align_corners=False)
-        self.style, self.size, self.seed, self.rank = style, size, seed, rank
-
-    def sample(self, n: int, step: int) -> torch.Tensor:
-        rng = torch.Generator().manual_seed(sample_seed(self.seed + 7_777 * (self.rank + 1), step))
-        h, w = self.style.shape[-2:]
-        ys = torch.randint(0, h - self.size + 1, (n,), generator=rng).tolist()
-        xs = torch.randint(0, w - self.size + 1, (n,), generator=rng).tolist()
-        return torch.cat([self.style[..., y:y + self.size, x:x + self.size] for y, x in zip(ys, xs)])
 
 
 class Trainer(Resumable):

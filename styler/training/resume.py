@@ -1,4 +1,4 @@
-"""Checkpointing and resuming a :class:`styler.train.Trainer` (a mixin: the state it saves
+"""Checkpointing and resuming a :class:`styler.training.trainer.Trainer` (a mixin: the state it saves
 is the trainer's own), and turning Ctrl-C into a checkpoint at a step boundary."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 
 from styler.config import TrainConfig, from_dict, to_json, train_config_v1
 from styler.errors import ConfigError, TrainingError
-from styler.runs import config_differences
+from styler.training.runs import config_differences
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image, ImageDraw
 
-from styler.images import tensor_to_pil
+from styler.io.images import tensor_to_pil
 
 _BACKGROUND = (255, 255, 255)
 _GAP = 4

@@ -23,7 +23,7 @@ import torch
 
 from styler.config import FORMAT_VERSION, TrainConfig, from_dict, to_json, train_config_v1
 from styler.errors import ConfigError, TrainingError
-from styler.fileio import atomic_path
+from styler.io.files import atomic_path
 
 RUNS_DIR = Path("runs")
 CHECKPOINT_FORMAT = "styler-run-checkpoint"

@@ -1,4 +1,4 @@
-"""Image discovery, decoding, conversion and atomic writing.
+"""Image discovery, decoding, conversion and atomic writing (training's crops: styler.training.data).
 
 Everything a user hands us passes through here, so every failure becomes an
 :class:`ImageError` naming the file.
@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from styler.config import IMAGE_EXTENSIONS
 from styler.errors import DataError, ImageError
-from styler.fileio import atomic_path
+from styler.io.files import atomic_path
 
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
                  ".tif": "TIFF", ".tiff": "TIFF"}
@@ -152,120 +151,3 @@ def save_image(image: Image.Image, path: Path, quality: int = 95, exif: bytes | 
             image.save(fh, format=fmt, **kwargs)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-
-
-def sample_seed(seed: int, position: int) -> int:
-    """A seed for the ``position``-th sample of a run: randomness tied to the data stream, not
-    to global or per-worker RNG state, so a resumed run draws the same crops."""
-    return (seed * 1_000_003 + position * 7_919 + 12_345) % (2**63 - 1)
-
-
-def resized_crop_params(height: int, width: int, generator: torch.Generator,
-                        scale: tuple[float, float] = (0.35, 1.0),
-                        ratio: tuple[float, float] = (0.8, 1.25)) -> tuple[int, int, int, int]:
-    """torchvision's RandomResizedCrop.get_params, drawing from ``generator``."""
-    area = height * width
-    log_ratio = torch.log(torch.tensor(ratio))
-    for _ in range(10):
-        target = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
-        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0].item(), log_ratio[1].item(),
-                                                   generator=generator)).item()
-        w = int(round((target * aspect) ** 0.5))
-        h = int(round((target / aspect) ** 0.5))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
-            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
-            return top, left, h, w
-    side = min(height, width)  # fallback: the central square
-    return (height - side) // 2, (width - side) // 2, side, side
-
-
-class ContentDataset(torch.utils.data.Dataset):
-    """Random resized square crops of content photos, decoded in DataLoader workers.
-
-    Indexed by ``(index, position)`` pairs (see :class:`InfiniteSampler`), each crop is drawn
-    from a generator seeded by (seed, position), so crops do not depend on which worker
-    decodes them or on how the run was interrupted. A plain int index uses torch's global RNG.
-
-    An unreadable file is skipped (the next index is tried) and reported back with the batch,
-    so training never stops for one bad photo but the user learns how many were skipped.
-    """
-
-    def __init__(self, paths: Sequence[Path], size: int, seed: int = 0) -> None:
-        if not paths:
-            raise DataError("no content images to train on")
-        self.paths = list(paths)
-        self.size = size
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, list[int]]:
-        from torchvision.transforms.v2 import functional as TF
-
-        index, position = item if isinstance(item, tuple) else (item, None)
-        generator = None if position is None else torch.Generator().manual_seed(sample_seed(self.seed, position))
-        failed: list[int] = []
-        for offset in range(len(self.paths)):
-            i = (index + offset) % len(self.paths)
-            try:
-                image = load_rgb(self.paths[i])
-            except ImageError:
-                failed.append(i)
-                continue
-            tensor = pil_to_tensor(image)
-            if min(tensor.shape[-2:]) < self.size:
-                # Small photos are upscaled so every crop has the training size.
-                scale = self.size / min(tensor.shape[-2:])
-                new = [max(self.size, round(s * scale)) for s in tensor.shape[-2:]]
-                tensor = torch.nn.functional.interpolate(tensor[None], size=new, mode="bilinear",
-                                                         align_corners=False, antialias=False)[0]
-            top, left, h, w = resized_crop_params(*tensor.shape[-2:], generator or torch.default_generator)
-            return TF.resized_crop(tensor, top, left, h, w, [self.size, self.size], antialias=True), failed
-        raise DataError(f"none of the {len(self.paths)} content images could be read")
-
-
-def center_crop(tensor: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize (3, H, W) so the shorter side is ``size``, then take the central square."""
-    scale = size / min(tensor.shape[-2:])
-    new = [max(size, round(s * scale)) for s in tensor.shape[-2:]]
-    tensor = torch.nn.functional.interpolate(tensor[None], size=new, mode="bilinear", align_corners=False,
-                                             antialias=scale < 1)[0]
-    top, left = (tensor.shape[-2] - size) // 2, (tensor.shape[-1] - size) // 2
-    return tensor[:, top:top + size, left:left + size]
-
-
-def collate_content(batch: list[tuple[torch.Tensor, list[int]]]) -> tuple[torch.Tensor, list[int]]:
-    images = torch.stack([item[0] for item in batch])
-    failed = sorted({i for item in batch for i in item[1]})
-    return images, failed
-
-
-class InfiniteSampler(torch.utils.data.Sampler):
-    """Endless seeded permutations of ``range(n)``, starting after ``start`` samples.
-
-    Deterministic from (seed, start), so a resumed run sees exactly the data order it would
-    have seen without the interruption. ``start`` counts samples of the global stream; with
-    ``world_size`` > 1 rank ``r`` takes the positions ``p`` with ``p % world_size == r``, so
-    the ranks see disjoint shards of the same order. With ``positions`` it yields
-    ``(index, position)`` pairs for :class:`ContentDataset`'s per-sample randomness.
-    """
-
-    def __init__(self, n: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1,
-                 positions: bool = False) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside world size {world_size}")
-        self.n, self.seed, self.start = n, seed, start
-        self.rank, self.world_size, self.positions = rank, world_size, positions
-
-    def __iter__(self) -> Iterator[int | tuple[int, int]]:
-        epoch, offset = divmod(self.start, self.n)
-        position = self.start
-        while True:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
-            for index in order[offset:].tolist():
-                if position % self.world_size == self.rank:
-                    yield (index, position) if self.positions else index
-                position += 1
-            epoch, offset = epoch + 1, 0

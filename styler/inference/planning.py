@@ -16,7 +16,7 @@ from typing import Sequence
 
 from styler.config import FolderConfig, OutputFormat
 from styler.errors import ConfigError
-from styler.images import find_images, is_image_path
+from styler.io.images import find_images, is_image_path
 
 Pair = tuple[Path, Path]
 Failure = tuple[Path, str]

@@ -40,8 +40,8 @@ from torch import nn
 
 from styler.config import TileStats
 from styler.errors import ConfigError
-from styler.models import Generator
-from styler.models.generator import Blur, ResidualBlock, UpBlock, finish_output, pad_to_stride
+from styler.nn import Generator
+from styler.nn.generator import Blur, ResidualBlock, UpBlock, finish_output, pad_to_stride
 
 # Pixels on each side where neighbouring tiles overlap and are cross-faded (DOWNSCALED mode).
 BLEND = 32

@@ -18,8 +18,7 @@ import torch
 from styler import __version__
 from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, generator_v1, to_json
 from styler.errors import ConfigError, WeightsError
-from styler.fileio import atomic_path
-from styler.models import Generator
+from styler.io.files import atomic_path
 
 WEIGHTS_SUFFIX = ".safetensors"
 
@@ -53,8 +52,9 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
         save_file(tensors, tmp, metadata=metadata)
 
 
-def save_generator(path: Path, model: Generator, metadata: dict[str, Any]) -> Path:
-    """Write ``model`` with ``metadata`` (values JSON-encoded unless already strings)."""
+def save_generator(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -> Path:
+    """Write a generator (its ``config`` and ``state_dict``) with ``metadata`` (values JSON-encoded
+    unless already strings)."""
     header = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in metadata.items()}
     header.update({
         "format": "styler-generator",
@@ -102,8 +102,9 @@ def read_info(path: Path) -> WeightsInfo:
     return WeightsInfo(path=path, generator=config, metadata=metadata)
 
 
-def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[Generator, WeightsInfo]:
-    """Build the generator its metadata describes and load its weights (no pickle)."""
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], WeightsInfo]:
+    """A weights file's tensors (no pickle) and header, checked to be finite; the generator that
+    holds them is built by :func:`styler.nn.generator.load_generator`."""
     from safetensors.torch import load_file
 
     info = read_info(path)
@@ -111,21 +112,9 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[Gene
         state = load_file(str(path), device="cpu")
     except Exception as exc:
         raise WeightsError(f"{path}: corrupted weights ({exc})") from exc
-    model = Generator(info.generator)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise WeightsError(f"{path}: weights do not match the architecture in its metadata "
-                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    bad = [k for k, v in state.items() if v.shape != expected[k].shape]
-    if bad:
-        raise WeightsError(f"{path}: tensor {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
-                           f"expected {tuple(expected[bad[0]].shape)}")
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise WeightsError(f"{path}: weights contain NaN or infinite values")
-    model.load_state_dict(state)
-    return model.to(device).eval(), info
+    return state, info
 
 
 def list_weights(directory: Path | None = None) -> list[WeightsInfo | WeightsError]:

@@ -18,9 +18,9 @@ from torch import nn
 
 from styler.config import ExportFormat
 from styler.errors import ConfigError, StylerError
-from styler.fileio import atomic_path
-from styler.models import Generator
-from styler.models.generator import finish_output, pad_to_stride
+from styler.io.files import atomic_path
+from styler.nn import Generator
+from styler.nn.generator import finish_output, pad_to_stride
 
 
 class ExportError(StylerError):

@@ -1,7 +1,7 @@
-"""Single-pass stylization: the :class:`Stylizer` API that the CLI and :mod:`styler.pipeline` use.
+"""Single-pass stylization: the :class:`Stylizer` API that the CLI and :mod:`styler.inference.pipeline` use.
 
 A :class:`Stylizer` takes PIL images, (3, H, W) tensors or (N, 3, H, W) batches. Images above a
-pixel budget (or every image, with ``ApplyConfig.tile``) go through :mod:`styler.tiling`, so
+pixel budget (or every image, with ``ApplyConfig.tile``) go through :mod:`styler.inference.tiling`, so
 memory stays bounded however large the photo is.
 """
 
@@ -15,14 +15,15 @@ from typing import overload
 import torch
 from PIL import Image
 
-from styler.checkpoint import WeightsInfo, load_generator, resolve_weights
+from styler.io.weights import WeightsInfo, resolve_weights
+from styler.nn.generator import load_generator
 from styler.config import ApplyConfig, DeviceChoice
 from styler.device import autocast, compute_dtype, memory_format, resolve_device
 from styler.errors import ImageError
-from styler.images import pil_to_tensor, split_alpha, tensor_to_pil
-from styler.models import Generator
-from styler.models.generator import FastGenerator
-from styler.tiling import GlobalStatsGenerator, tiled_forward
+from styler.io.images import pil_to_tensor, split_alpha, tensor_to_pil
+from styler.nn import Generator
+from styler.nn.fast import FastGenerator
+from styler.inference.tiling import GlobalStatsGenerator, tiled_forward
 
 # Tile side used when an image is tiled because it exceeds ApplyConfig.max_tile_pixels.
 AUTO_TILE = 1024

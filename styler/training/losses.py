@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from styler.config import LossConfig, StyleLoss
-from styler.features import FeatureExtractor
+from styler.nn.vgg import FeatureExtractor
 
 _EPS = 1e-8
 
