@@ -1,9 +1,6 @@
 """Atomic writes: a temp file beside the target, then ``os.replace`` over it.
 
-Every file styler writes (images, weights, checkpoints, run files, exports) goes through
-:func:`atomic_path`, so a crash or a ``kill -9`` at any moment leaves either the old file or the
-new complete one, never half of one. ``tempfile.mkstemp`` creates files readable by their owner
-only (0600) and some writers re-create the file with their own mode; a stylized image or a
+``tempfile.mkstemp`` creates files readable by their owner only (0600); a stylized image or a
 weights file should get the permissions any other new file gets, so the temp file is chmod-ed
 to ``0666 & ~umask`` before it is renamed into place.
 """
@@ -27,7 +24,9 @@ def default_mode() -> int:
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[str]:
     """The name of a new temp file beside ``path`` for the block to write; when the block ends
-    without an error the file is fsynced and renamed over ``path``, otherwise deleted."""
+    without an error the file is fsynced and renamed over ``path``, otherwise deleted. Every file
+    styler writes goes through here, so a crash or a ``kill -9`` leaves the old file or the new
+    complete one, never half of one (some writers re-create the file: the chmod comes after)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -1,4 +1,6 @@
-"""Image discovery, decoding, conversion and atomic writing (training's crops: styler.training.data).
+"""Image discovery, decoding, conversion, crop geometry and atomic writing.
+
+The training data stream built on these lives in :mod:`styler.training.data`.
 
 Everything a user hands us passes through here, so every failure becomes an
 :class:`ImageError` naming the file.
@@ -151,3 +153,33 @@ def save_image(image: Image.Image, path: Path, quality: int = 95, exif: bytes | 
             image.save(fh, format=fmt, **kwargs)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+def resized_crop_params(height: int, width: int, generator: torch.Generator,
+                        scale: tuple[float, float] = (0.35, 1.0),
+                        ratio: tuple[float, float] = (0.8, 1.25)) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop.get_params, drawing from ``generator``."""
+    area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
+        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0].item(), log_ratio[1].item(),
+                                                   generator=generator)).item()
+        w = int(round((target * aspect) ** 0.5))
+        h = int(round((target / aspect) ** 0.5))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+            return top, left, h, w
+    side = min(height, width)  # fallback: the central square
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
+def center_crop(tensor: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (3, H, W) so the shorter side is ``size``, then take the central square."""
+    scale = size / min(tensor.shape[-2:])
+    new = [max(size, round(s * scale)) for s in tensor.shape[-2:]]
+    tensor = torch.nn.functional.interpolate(tensor[None], size=new, mode="bilinear", align_corners=False,
+                                             antialias=scale < 1)[0]
+    top, left = (tensor.shape[-2] - size) // 2, (tensor.shape[-1] - size) // 2
+    return tensor[:, top:top + size, left:left + size]

@@ -12,33 +12,13 @@ from typing import Iterator, Sequence
 import torch
 
 from styler.errors import DataError, ImageError
-from styler.io.images import load_rgb, pil_to_tensor
+from styler.io.images import load_rgb, pil_to_tensor, resized_crop_params
 
 
 def sample_seed(seed: int, position: int) -> int:
     """A seed for the ``position``-th sample of a run: randomness tied to the data stream, not
     to global or per-worker RNG state, so a resumed run draws the same crops."""
     return (seed * 1_000_003 + position * 7_919 + 12_345) % (2**63 - 1)
-
-
-def resized_crop_params(height: int, width: int, generator: torch.Generator,
-                        scale: tuple[float, float] = (0.35, 1.0),
-                        ratio: tuple[float, float] = (0.8, 1.25)) -> tuple[int, int, int, int]:
-    """torchvision's RandomResizedCrop.get_params, drawing from ``generator``."""
-    area = height * width
-    log_ratio = torch.log(torch.tensor(ratio))
-    for _ in range(10):
-        target = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
-        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0].item(), log_ratio[1].item(),
-                                                   generator=generator)).item()
-        w = int(round((target * aspect) ** 0.5))
-        h = int(round((target / aspect) ** 0.5))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
-            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
-            return top, left, h, w
-    side = min(height, width)  # fallback: the central square
-    return (height - side) // 2, (width - side) // 2, side, side
 
 
 class ContentDataset(torch.utils.data.Dataset):
@@ -85,16 +65,6 @@ class ContentDataset(torch.utils.data.Dataset):
             top, left, h, w = resized_crop_params(*tensor.shape[-2:], generator or torch.default_generator)
             return TF.resized_crop(tensor, top, left, h, w, [self.size, self.size], antialias=True), failed
         raise DataError(f"none of the {len(self.paths)} content images could be read")
-
-
-def center_crop(tensor: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize (3, H, W) so the shorter side is ``size``, then take the central square."""
-    scale = size / min(tensor.shape[-2:])
-    new = [max(size, round(s * scale)) for s in tensor.shape[-2:]]
-    tensor = torch.nn.functional.interpolate(tensor[None], size=new, mode="bilinear", align_corners=False,
-                                             antialias=scale < 1)[0]
-    top, left = (tensor.shape[-2] - size) // 2, (tensor.shape[-1] - size) // 2
-    return tensor[:, top:top + size, left:left + size]
 
 
 def collate_content(batch: list[tuple[torch.Tensor, list[int]]]) -> tuple[torch.Tensor, list[int]]:

@@ -9,8 +9,7 @@ from typing import Sequence
 import torch
 
 from styler.errors import DataError, ImageError
-from styler.training.data import center_crop
-from styler.io.images import load_rgb, pil_to_tensor
+from styler.io.images import center_crop, load_rgb, pil_to_tensor
 
 MIN_VAL, MAX_VAL = 4, 64
 
