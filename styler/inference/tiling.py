@@ -32,7 +32,7 @@ import enum
 import math
 from contextlib import AbstractContextManager, nullcontext
 from fractions import Fraction
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ from torch import nn
 from styler.config import TileStats
 from styler.errors import ConfigError
 from styler.nn import Generator
-from styler.nn.generator import Blur, ResidualBlock, UpBlock, finish_output, pad_to_stride
+from styler.nn.generator import finish_output, pad_to_stride, reach
 
 # Pixels on each side where neighbouring tiles overlap and are cross-faded (DOWNSCALED mode).
 BLEND = 32
@@ -103,17 +103,11 @@ def _leaves(module: nn.Module) -> list[nn.Module]:
 def _sections(net: Generator) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
     """Split into the encoder up to (not including) its last norm, everything from that norm
     through the residual blocks at the lowest resolution, and the decoder (upsampling, head)."""
-    layers = list(net.body)
-    low = (ResidualBlock, UpBlock, nn.Upsample)
-    first = next((i for i, m in enumerate(layers) if isinstance(m, low)), len(layers))
-    last = first
-    while last < len(layers) and isinstance(layers[last], ResidualBlock):
-        last += 1
-    encoder = _leaves(nn.Sequential(*layers[:first]))
+    encoder_layers, residual, decoder = net.stages()
+    encoder = _leaves(nn.Sequential(*encoder_layers))
     norms = [i for i, m in enumerate(encoder) if isinstance(m, FixedStatsNorm)]
     cut = norms[-1] if norms else len(encoder)
-    return (nn.Sequential(*encoder[:cut]), nn.Sequential(*encoder[cut:], *layers[first:last]),
-            nn.Sequential(*layers[last:], net.head))
+    return nn.Sequential(*encoder[:cut]), nn.Sequential(*encoder[cut:], *residual), nn.Sequential(*decoder)
 
 
 class GlobalStatsGenerator(nn.Module):
@@ -134,8 +128,8 @@ class GlobalStatsGenerator(nn.Module):
         self.encoder, self.middle, self.decoder = _sections(self.net)
         # Context around an encoder tile (input pixels, a multiple of the stride so every tile
         # keeps the sampling grid) and around a decoder tile (lowest-resolution positions).
-        self.encoder_margin = math.ceil(_radius(self.encoder.modules()) / self.stride + 1) * self.stride
-        self.decoder_margin = math.ceil(_radius(self.decoder.modules())) + 1
+        self.encoder_margin = math.ceil(reach(self.encoder.modules()) / self.stride + 1) * self.stride
+        self.decoder_margin = math.ceil(reach(self.decoder.modules())) + 1
 
     def _set_mode(self, mode: NormMode) -> None:
         for norm in self.norms:
@@ -154,31 +148,11 @@ class GlobalStatsGenerator(nn.Module):
         return self.net(x)
 
 
-def _radius(modules: Iterable[nn.Module]) -> Fraction:
-    """Reach of a layer sequence, in units of its input's positions. Walks the modules in
-    execution order (true for :class:`Generator`: an UpBlock's upsample halves the scale before
-    its 3x3 conv, and its 1x1 reduction has no reach)."""
-    scale, radius = Fraction(1), Fraction(0)
-    for module in modules:
-        if isinstance(module, nn.PixelUnshuffle):
-            scale *= module.downscale_factor
-        elif isinstance(module, nn.Conv2d):
-            radius += (module.kernel_size[0] // 2) * module.dilation[0] * scale
-            scale *= module.stride[0]
-        elif isinstance(module, Blur):
-            radius += scale
-        elif isinstance(module, nn.Upsample):
-            if module.mode == "bilinear":
-                radius += scale  # interpolation reaches one position further, before the doubling
-            scale /= 2
-    return radius
-
-
 def receptive_margin(generator: Generator) -> int:
     """Input pixels beyond a kept pixel that can influence it, rounded up to the stride, plus one
     stride of slack for the sampling grid."""
     stride = generator.config.stride
-    return math.ceil((_radius(generator.modules()) + stride) / stride) * stride
+    return math.ceil((reach(generator.modules()) + stride) / stride) * stride
 
 
 def downscale(x: torch.Tensor, longer: int) -> torch.Tensor:

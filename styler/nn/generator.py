@@ -27,7 +27,9 @@ Deliberate departures, all for speed on CPUs and small GPUs (see docs/performanc
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +134,7 @@ class Generator(nn.Module):
         self.config = config or GeneratorConfig()
         cfg = self.config
         layers, c, strided = _encoder(cfg)
+        self._stage_sizes = (len(layers), cfg.num_residual)
         layers.extend(ResidualBlock(c) for _ in range(cfg.num_residual))
         for _ in range(strided):
             layers.append(UpBlock(c, c // 2, cfg.upsample))
@@ -144,6 +147,33 @@ class Generator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _padded_forward(self.body, self.head, self.config, x)
+
+    def stages(self) -> tuple[list[nn.Module], list[nn.Module], list[nn.Module]]:
+        """The layers split where the resolution is lowest: the encoder, the residual blocks (at
+        1/stride) and the decoder ending with the head. Tiling runs them separately."""
+        layers, (encoder, residual) = list(self.body), self._stage_sizes
+        return layers[:encoder], layers[encoder:encoder + residual], [*layers[encoder + residual:], self.head]
+
+
+def reach(modules: Iterable[nn.Module]) -> Fraction:
+    """Reach of a sequence of this generator's layers (how many input positions beyond an output
+    position can influence it), in units of its input's positions; what tiling needs for its
+    margins. Walks the modules in execution order (true for :class:`Generator`: an UpBlock's
+    upsample halves the scale before its 3x3 conv, and its 1x1 reduction has no reach)."""
+    scale, radius = Fraction(1), Fraction(0)
+    for module in modules:
+        if isinstance(module, nn.PixelUnshuffle):
+            scale *= module.downscale_factor
+        elif isinstance(module, nn.Conv2d):
+            radius += (module.kernel_size[0] // 2) * module.dilation[0] * scale
+            scale *= module.stride[0]
+        elif isinstance(module, Blur):
+            radius += scale
+        elif isinstance(module, nn.Upsample):
+            if module.mode == "bilinear":
+                radius += scale  # interpolation reaches one position further, before the doubling
+            scale /= 2
+    return radius
 
 
 def finish_output(head_out: torch.Tensor, x: torch.Tensor, input_skip: bool) -> torch.Tensor:
