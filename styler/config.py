@@ -96,10 +96,7 @@ class GeneratorConfig:
     """Architecture of the feed-forward generator (see :mod:`styler.nn.generator`)."""
 
     base_channels: int = 16
-    num_downsamples: int = 3
     num_residual: int = 5
-    stem_kernel: int = 3
-    pixel_unshuffle: bool = True
     upsample: Upsample = Upsample.BILINEAR
     antialias: bool = False
     # False: the output is (tanh(head) + 1) / 2, as Johnson et al.'s network ends. True: the
@@ -111,14 +108,16 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         _check(isinstance(self.upsample, Upsample), f"upsample must be an Upsample, got {self.upsample!r}")
         _check(1 <= self.base_channels <= 256, f"base_channels must be 1..256, got {self.base_channels}")
-        _check(0 <= self.num_downsamples <= 4, f"num_downsamples must be 0..4, got {self.num_downsamples}")
         _check(0 <= self.num_residual <= 16, f"num_residual must be 0..16, got {self.num_residual}")
-        _check(self.stem_kernel in (3, 5, 7, 9), f"stem_kernel must be 3, 5, 7 or 9, got {self.stem_kernel}")
+
+    # Layout settings that no option could reach (a 3x3 stem, a pixel-unshuffle stem and three
+    # halvings): files list them, so readers accept them at these values and refuse others.
+    RETIRED = {"num_downsamples": 3, "stem_kernel": 3, "pixel_unshuffle": True}
 
     @property
     def stride(self) -> int:
-        """Inputs are padded internally to a multiple of this."""
-        return 2 ** self.num_downsamples
+        """Inputs are padded internally to a multiple of this (three halvings)."""
+        return 8
 
 
 # Generator fields that version-1 files (weights, run.json, checkpoints) may predate, with the
@@ -338,10 +337,21 @@ def to_json(config: Any) -> str:
     return json.dumps(convert(config), sort_keys=True)
 
 
+def _without_retired(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` without the retired fields ``cls`` declares, which must hold their one value."""
+    retired: Mapping[str, Any] = getattr(cls, "RETIRED", {})
+    for key, value in data.items():
+        if key in retired and value != retired[key]:
+            raise ConfigError(f"{cls.__name__}: {key}={value!r} is a layout styler no longer builds "
+                              f"(only {retired[key]!r})")
+    return {k: v for k, v in data.items() if k not in retired}
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     """Build a config dataclass from a mapping, rejecting unknown keys with a clear error."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    data = _without_retired(cls, data)
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(known))
     if unknown:

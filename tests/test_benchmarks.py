@@ -51,12 +51,8 @@ def test_subpixel_weight_equals_upsample_then_conv(mode, pad):
 
 @pytest.mark.parametrize("config", [
     GeneratorConfig(),
-    GeneratorConfig(base_channels=4, num_downsamples=2, num_residual=1),
-    GeneratorConfig(base_channels=4, pixel_unshuffle=False, num_residual=1),
-    GeneratorConfig(base_channels=4, stem_kernel=9, num_residual=1),
-    GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.BILINEAR),
-    GeneratorConfig(base_channels=4, num_residual=1, pixel_unshuffle=False, upsample=Upsample.BILINEAR),
-    GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.BILINEAR, antialias=True),
+    GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.NEAREST),
+    GeneratorConfig(base_channels=4, num_residual=1, antialias=True),
 ])
 @pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 3, 37, 53)])
 def test_fast_generator_gives_the_plain_images(config, shape):

@@ -62,13 +62,9 @@ def test_exact_statistics_make_tiles_equal_the_plain_forward(size, capsys):
         print(f"\n  exact statistics, {size[0]}x{size[1]}, tile 64: {psnr(tiled, plain):.1f} dB vs plain untiled")
 
 
-@pytest.mark.parametrize("config", [GeneratorConfig(base_channels=4, pixel_unshuffle=False),
-                                    GeneratorConfig(base_channels=4, num_downsamples=1, num_residual=0),
-                                    GeneratorConfig(base_channels=4, upsample=Upsample.BILINEAR),
-                                    GeneratorConfig(base_channels=4, pixel_unshuffle=False,
-                                                    upsample=Upsample.BILINEAR),
-                                    GeneratorConfig(base_channels=4, antialias=True),
-                                    GeneratorConfig(base_channels=4, pixel_unshuffle=False, antialias=True)])
+@pytest.mark.parametrize("config", [GeneratorConfig(base_channels=4, num_residual=0),
+                                    GeneratorConfig(base_channels=4, upsample=Upsample.NEAREST),
+                                    GeneratorConfig(base_channels=4, antialias=True)])
 def test_exact_statistics_on_other_layouts(config):
     g, x = generator(config, spread=0.3), photo(90, 75)
     with torch.no_grad():

@@ -70,20 +70,15 @@ class FastGenerator(nn.Module):
 
     Built from a trained generator with :meth:`from_generator`; it shares no state with it and
     has its own state_dict layout, so save and load the plain :class:`Generator` and convert
-    after loading. Only 3x3 stem/head kernels are rewritten; other layouts keep the plain layers.
+    after loading.
     """
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
         self.config = generator.config
-        layers = list(generator.body)
-        self.fused_head = self.config.stem_kernel == 3 and isinstance(layers[-1], nn.Upsample)
-        layers = [_fast_up_block(m) if isinstance(m, UpBlock) else m for m in layers]
-        if self.fused_head:
-            layers = layers[:-1]
-            self.head: nn.Module = SubpixelConv(generator.head[1], self.config.upsample)
-        else:
-            self.head = generator.head
+        # The body ends with the upsample before the head; the head's SubpixelConv takes it in.
+        layers = [_fast_up_block(m) if isinstance(m, UpBlock) else m for m in list(generator.body)[:-1]]
+        self.head = SubpixelConv(generator.head[1], self.config.upsample)
         self.body = nn.Sequential(*layers)
 
     @classmethod

@@ -105,25 +105,19 @@ class UpBlock(nn.Module):
         return self.conv(self.up(self.reduce(x)))
 
 
-def _encoder(cfg: GeneratorConfig) -> tuple[list[nn.Module], int, int]:
-    """The downsampling layers, their output channels and how many strided convolutions (each
-    mirrored by an UpBlock) they hold."""
+def _encoder(cfg: GeneratorConfig) -> tuple[list[nn.Module], int]:
+    """The downsampling layers and their output channels: a pixel-unshuffle stem, then two
+    strided convolutions (each mirrored by an UpBlock)."""
     c = cfg.base_channels
-    strided = cfg.num_downsamples
-    blur = [Blur(3)] if cfg.antialias else []
-    if cfg.pixel_unshuffle and strided > 0:
-        # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
-        # resolution except the head, which is where most of the memory traffic was.
-        layers: list[nn.Module] = [*blur, nn.PixelUnshuffle(2), ConvNormAct(12, c, cfg.stem_kernel)]
-        strided -= 1
-    else:
-        layers = [ConvNormAct(3, c, cfg.stem_kernel)]
-    for _ in range(strided):
+    # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
+    # resolution except the head, which is where most of the memory traffic was.
+    layers: list[nn.Module] = [*([Blur(3)] if cfg.antialias else []), nn.PixelUnshuffle(2), ConvNormAct(12, c)]
+    for _ in range(2):
         if cfg.antialias:
             layers.append(Blur(c))
         layers.append(ConvNormAct(c, c * 2, 3, stride=2))
         c *= 2
-    return layers, c, strided
+    return layers, c
 
 
 class Generator(nn.Module):
@@ -133,17 +127,16 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config or GeneratorConfig()
         cfg = self.config
-        layers, c, strided = _encoder(cfg)
+        layers, c = _encoder(cfg)
         self._stage_sizes = (len(layers), cfg.num_residual)
         layers.extend(ResidualBlock(c) for _ in range(cfg.num_residual))
-        for _ in range(strided):
+        for _ in range(2):
             layers.append(UpBlock(c, c // 2, cfg.upsample))
             c //= 2
-        upsampled_head = strided < cfg.num_downsamples
-        if upsampled_head:
-            layers.append(_upsample(cfg.upsample))
+        # The pixel-unshuffle stem is undone by a plain upsample before the head.
+        layers.append(_upsample(cfg.upsample))
         self.body = nn.Sequential(*layers)
-        self.head = _conv(c, 3, cfg.stem_kernel, replicate=upsampled_head and cfg.upsample is Upsample.BILINEAR)
+        self.head = _conv(c, 3, 3, replicate=cfg.upsample is Upsample.BILINEAR)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _padded_forward(self.body, self.head, self.config, x)
