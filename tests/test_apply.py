@@ -2,12 +2,12 @@ import pytest
 import torch
 from PIL import Image
 
-from styler.inference.stylizer import Stylizer, preserve_color
-from styler.inference.pipeline import apply_to_paths
-from styler.inference.planning import plan_outputs
-from styler.io.weights import save_generator
 from styler.config import ApplyConfig, GeneratorConfig
 from styler.errors import ConfigError, ImageError
+from styler.inference.pipeline import apply_to_paths
+from styler.inference.planning import plan_outputs
+from styler.inference.stylizer import Stylizer, preserve_color
+from styler.io.weights import save_generator
 from styler.nn import Generator
 from tests.conftest import make_photo
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from styler.inference.stylizer import Stylizer
 from styler.config import ApplyConfig, FolderConfig, GeneratorConfig, OutputFormat
 from styler.errors import ConfigError
-from styler.nn import Generator
 from styler.inference.pipeline import apply_to_paths
 from styler.inference.planning import parse_shard, plan_outputs, shard_from_env, split_existing, take_shard
+from styler.inference.stylizer import Stylizer
+from styler.nn import Generator
 from tests.conftest import make_photo
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)

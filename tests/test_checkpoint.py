@@ -4,11 +4,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from styler.io.weights import list_weights, read_info, resolve_weights, save_generator
-from styler.nn.generator import load_generator
 from styler.config import GeneratorConfig, Upsample
 from styler.errors import WeightsError
+from styler.io.weights import list_weights, read_info, resolve_weights, save_generator
 from styler.nn import Generator
+from styler.nn.generator import load_generator
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
 

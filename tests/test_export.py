@@ -6,9 +6,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from styler.io.weights import save_generator
 from styler.cli import main
 from styler.config import GeneratorConfig
+from styler.io.weights import save_generator
 from styler.nn import Generator
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)

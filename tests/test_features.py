@@ -3,9 +3,9 @@ import hashlib
 import pytest
 import torch
 
-from styler.nn import vgg as features
 from styler.config import Features
 from styler.errors import FeatureWeightsError
+from styler.nn import vgg as features
 from styler.nn.vgg import FeatureExtractor, build_feature_extractor, layer_names
 
 

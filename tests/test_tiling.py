@@ -7,14 +7,14 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
-from styler.inference.stylizer import AUTO_TILE, Stylizer
-from styler.io.weights import save_generator
 from styler.cli import main
 from styler.config import ApplyConfig, GeneratorConfig, TileStats, Upsample
 from styler.errors import ConfigError
-from styler.nn import Generator
+from styler.inference.stylizer import AUTO_TILE, Stylizer
 from styler.inference.tiling import BLEND, FixedStatsNorm, GlobalStatsGenerator, _ramp, downscale, \
     exact_forward, receptive_margin, tile_starts, tiled_forward
+from styler.io.weights import save_generator
+from styler.nn import Generator
 from tests.conftest import make_photo
 
 CPU = torch.device("cpu")

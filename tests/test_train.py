@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from styler.io.weights import read_info
 from styler.config import DiscriminatorConfig, Features, GeneratorConfig, LossConfig, Precision, StyleLoss, \
     TrainConfig
 from styler.errors import ConfigError, DataError, TrainingError
+from styler.io.weights import read_info
 from styler.training.data import ContentDataset, InfiniteSampler
 from styler.training.losses import PerceptualLoss
 from styler.training.runs import RunDir
@@ -205,8 +205,8 @@ def test_kill_9_while_writing_leaves_a_loadable_checkpoint(tmp_path):
 TWO_RANKS = """
 import json, sys, torch
 from pathlib import Path
-from styler.training import distributed
 from styler.config import TrainConfig, from_dict
+from styler.training import distributed
 from styler.training.trainer import Trainer
 
 config, style, photos, out = from_dict(TrainConfig, json.loads(sys.argv[1])), *map(Path, sys.argv[2:])

@@ -11,9 +11,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from styler.io.weights import read_info
 from styler.cli import main
 from styler.io.images import load_style_image
+from styler.io.weights import read_info
 from styler.training.trainer import Trainer
 from tests.conftest import make_photo, one_line_error
 

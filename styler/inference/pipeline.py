@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from PIL import Image
 
-from styler.inference.stylizer import Stylizer
 from styler.config import FolderConfig
 from styler.errors import ImageError, StylerError
+from styler.inference.stylizer import Stylizer
 from styler.io.images import open_image, save_image, split_alpha
 
 OnImage = Callable[[Path, "str | None"], None]

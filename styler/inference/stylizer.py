@@ -15,15 +15,15 @@ from typing import overload
 import torch
 from PIL import Image
 
-from styler.io.weights import WeightsInfo, resolve_weights
-from styler.nn.generator import load_generator
 from styler.config import ApplyConfig, DeviceChoice
 from styler.device import autocast, compute_dtype, memory_format, resolve_device
 from styler.errors import ImageError
+from styler.inference.tiling import GlobalStatsGenerator, tiled_forward
 from styler.io.images import pil_to_tensor, split_alpha, tensor_to_pil
+from styler.io.weights import WeightsInfo, resolve_weights
 from styler.nn import Generator
 from styler.nn.fast import FastGenerator
-from styler.inference.tiling import GlobalStatsGenerator, tiled_forward
+from styler.nn.generator import load_generator
 
 # Tile side used when an image is tiled because it exceeds ApplyConfig.max_tile_pixels.
 AUTO_TILE = 1024

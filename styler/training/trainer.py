@@ -13,19 +13,19 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.io.weights import WEIGHTS_SUFFIX, resolve_weights, save_generator, utc_now
-from styler.nn.generator import load_generator
 from styler.config import DEFAULT_LAYERS, Features, TrainConfig, to_json
 from styler.device import autocast, compute_dtype, memory_format
-from styler.training import distributed
-from styler.training.distributed import DistContext
 from styler.errors import ConfigError, DataError, TrainingError
 from styler.io.files import file_sha256
-from styler.nn.vgg import build_feature_extractor
-from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content
 from styler.io.images import find_images, load_style_image, save_image
-from styler.training.losses import PerceptualLoss, hinge_discriminator_loss, hinge_generator_loss
+from styler.io.weights import WEIGHTS_SUFFIX, resolve_weights, save_generator, utc_now
 from styler.nn import Generator, PatchDiscriminator
+from styler.nn.generator import load_generator
+from styler.nn.vgg import build_feature_extractor
+from styler.training import distributed
+from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content
+from styler.training.distributed import DistContext
+from styler.training.losses import PerceptualLoss, hinge_discriminator_loss, hinge_generator_loss
 from styler.training.previews import loss_curve, pairs_grid
 from styler.training.resume import Resumable, deferred_interrupt
 from styler.training.runs import RunDir, RunSpec, default_run_dir
