@@ -9,22 +9,21 @@ are held in memory (animated images are small); the output is written atomically
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from PIL import Image
 
-from styler.apply import join_alpha, split_alpha
 from styler.config import VideoConfig
 from styler.errors import VideoError
-from styler.fileio import temp_beside
-from styler.images import open_image, pil_to_tensor
+from styler.inference.stylizer import join_alpha
+from styler.io.files import atomic_path
+from styler.io.images import open_image, pil_to_tensor, split_alpha
 from styler.temporal import FrameStylizer, runs
 
 if TYPE_CHECKING:
-    from styler.apply import Stylizer
+    from styler.inference.stylizer import Stylizer
 
 _WRITERS = {".gif": "GIF", ".webp": "WEBP", ".png": "PNG"}
 _ANIMATED_INPUTS = (".gif", ".webp", ".png", ".apng")
@@ -75,15 +74,8 @@ def _save(frames: list[Image.Image], info: dict[str, Any], dst: Path, quality: i
     if fmt == "WEBP":
         options["quality"] = quality
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_beside(dst)
-        os.close(fd)
-        try:
+        with atomic_path(dst) as tmp:
             frames[0].save(tmp, format=fmt, **options)
-            os.replace(tmp, dst)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     except OSError as exc:
         raise VideoError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
 

@@ -29,12 +29,13 @@ from PIL import Image
 from styler.config import Temporal, TileStats, VideoConfig
 from styler.errors import ImageError
 from styler.guided import scaled_size
-from styler.models.generator import FastGenerator
-from styler.images import pil_to_tensor
-from styler.tiling import Autocast, FixedStatsNorm, GlobalStatsGenerator, NormMode, downscale, tiled_forward
+from styler.inference.tiling import Autocast, FixedStatsNorm, GlobalStatsGenerator, NormMode, downscale, \
+    tiled_forward
+from styler.io.images import pil_to_tensor
+from styler.nn.fast import FastGenerator
 
 if TYPE_CHECKING:
-    from styler.apply import Stylizer
+    from styler.inference.stylizer import Stylizer
 
 Stats = tuple[torch.Tensor, torch.Tensor]
 T = TypeVar("T")
@@ -246,7 +247,7 @@ def _to_uint8(frame: Image.Image | torch.Tensor) -> torch.Tensor:
 
 def stylize_frames(stylizer: "Stylizer", frames: Iterable[Image.Image | torch.Tensor], temporal: Temporal,
                    config: VideoConfig) -> Iterator[Image.Image | torch.Tensor]:
-    """See :meth:`styler.apply.Stylizer.stylize_frames`."""
+    """See :meth:`styler.inference.stylizer.Stylizer.stylize_frames`."""
     steady = FrameStylizer(stylizer, temporal, config)
     stream = iter(frames)
     head: list[Image.Image | torch.Tensor] = []

@@ -13,7 +13,7 @@ so there is no ffmpeg to install; it is the optional extra ``styler[video]``.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import queue
 import threading
 from dataclasses import dataclass
@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from styler.config import VIDEO_EXTENSIONS, Temporal, VideoConfig
+from styler.config import VIDEO_EXTENSIONS, VideoConfig
 from styler.errors import VideoError
-from styler.fileio import temp_beside
+from styler.io.files import atomic_path
 from styler.temporal import FrameStylizer, runs
 
 if TYPE_CHECKING:
-    from styler.apply import Stylizer
+    from styler.inference.stylizer import Stylizer
 
 OnFrame = Callable[[int, "int | None"], None]
 _DONE = object()
@@ -174,15 +174,13 @@ class Writer:
         self.stream: Any = None
         self.audio: dict[int, Any] = {}
         self.early: list[Any] = []  # audio packets demuxed before the first frame
-        self.tmp: str | None = None
+        self.file = contextlib.ExitStack()  # holds the atomic_path of the temporary file
         self.frames = 0
 
     def _open(self, first: Frame) -> None:
         try:
-            self.dst.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = temp_beside(self.dst)
-            os.close(fd)
-            self.container = self.av.open(self.tmp, "w", format=self.fmt)
+            tmp = self.file.enter_context(atomic_path(self.dst))
+            self.container = self.av.open(tmp, "w", format=self.fmt)
         except (OSError, self.av.FFmpegError) as exc:
             raise VideoError(f"{self.dst}: cannot write ({_reason(exc)})") from exc
         self.stream = self._video_stream(first)
@@ -250,19 +248,16 @@ class Writer:
             self.container.close()
         except self.av.FFmpegError as exc:
             raise VideoError(f"{self.dst}: cannot encode ({_reason(exc)})") from exc
-        os.replace(self.tmp, self.dst)  # type: ignore[arg-type]
-        self.tmp = None
+        self.file.close()  # renames the temporary file over dst
 
-    def abort(self) -> None:
-        """Close and delete the temporary file; the error that caused it is already on its way."""
+    def abort(self, error: BaseException) -> None:
+        """Close and delete the temporary file; ``error``, which caused it, is already on its way."""
         try:
             if self.container is not None:
                 self.container.close()
         except Exception:  # noqa: BLE001 - a broken half file; it is deleted next
             pass
-        if self.tmp is not None and os.path.exists(self.tmp):
-            os.unlink(self.tmp)
-        self.tmp = None
+        self.file.__exit__(type(error), error, error.__traceback__)  # atomic_path deletes it
 
 
 class _Cancelled(Exception):
@@ -273,7 +268,7 @@ class VideoJob:
     """One video through the threaded pipeline of the module docstring."""
 
     def __init__(self, stylizer: "Stylizer", config: VideoConfig, on_frame: OnFrame | None) -> None:
-        from styler.pipeline import _Threads
+        from styler.inference.pipeline import _Threads
 
         self.stylizer, self.config, self.on_frame = stylizer, config, on_frame
         self.stop = threading.Event()
@@ -327,11 +322,11 @@ class VideoJob:
             try:
                 self._stylize(reader, writer, steady)
                 writer.finish()
-            except BaseException:
+            except BaseException as exc:
                 self.stop.set()
                 for thread in self.threads.threads:
                     thread.join()
-                writer.abort()
+                writer.abort(exc)
                 raise
             return writer.frames
         finally:
@@ -360,7 +355,7 @@ class VideoJob:
 
 def is_media_path(path: Path) -> bool:
     """Found in folders and globs: images, and videos when PyAV is installed."""
-    from styler.images import is_image_path
+    from styler.io.images import is_image_path
 
     if is_image_path(path):
         return True

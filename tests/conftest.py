@@ -28,6 +28,14 @@ def isolated(tmp_path_factory, monkeypatch):
     yield
 
 
+def one_line_error(result, fragment: str) -> None:
+    """A CLI result that failed with exactly one line, ``error: ...`` containing ``fragment``,
+    on stderr and no traceback anywhere."""
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
+
+
 def make_photo(path: Path, size: tuple[int, int] = (80, 64), seed: int = 0, mode: str = "RGB") -> Path:
     """A smooth synthetic 'photo' (gradients plus blobs) so losses are not degenerate."""
     rng = np.random.default_rng(seed)

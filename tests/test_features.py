@@ -3,10 +3,10 @@ import hashlib
 import pytest
 import torch
 
-from styler import features
 from styler.config import Features
 from styler.errors import FeatureWeightsError
-from styler.features import FeatureExtractor, build_feature_extractor, layer_names
+from styler.nn import vgg as features
+from styler.nn.vgg import FeatureExtractor, build_feature_extractor, layer_names
 
 
 def test_layer_names_follow_vgg_convention():

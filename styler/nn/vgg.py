@@ -3,7 +3,7 @@
 ImageNet weights come from torchvision's official checkpoints through torchvision's weights API
 (its cache and hash check), or from a VGG file the user already has: torchvision's or the
 Caffe-converted ``.pth``, Keras ``.h5``, or an ONNX file holding a VGG trunk (read by
-:mod:`styler.vgg_files`, converted once into a safetensors file in the torch cache). Each file
+:mod:`styler.nn.vgg_files`, converted once into a safetensors file in the torch cache). Each file
 is used with the preprocessing it was trained with (:class:`Preprocess`). With
 ``Features.RANDOM`` the same layout gets seeded random weights; that mode is only ever used
 when asked for, and callers record it in every artifact they write.
@@ -23,8 +23,8 @@ from torch import nn
 
 from styler.config import Features, Preprocess
 from styler.errors import FeatureWeightsError
-from styler.fileio import file_sha256
-from styler.vgg_files import KNOWN_FILES, TORCHVISION_PTH_NAMES, read_vgg_file
+from styler.io.files import file_sha256
+from styler.nn.vgg_files import KNOWN_FILES, TORCHVISION_PTH_NAMES, read_vgg_file
 
 # torchvision's VGG layouts: numbers are conv widths, "M" a 2x2 pooling.
 _LAYOUTS = {
