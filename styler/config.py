@@ -20,7 +20,7 @@ from styler.errors import ConfigError
 FORMAT_VERSION = 2  # of weights files and run.json; 2 added upsample and input_skip
 WEIGHTS_ENV = "STYLER_WEIGHTS_DIR"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-# Read and written through PyAV (the optional ``styler[video]`` extra); see styler.video.
+# Read and written through PyAV (the optional ``styler[video]`` extra); see styler.io.video.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
 
 
@@ -281,7 +281,7 @@ class ApplyConfig:
     stats_size: int = 1024  # longer side of the downscaled pass (TileStats.DOWNSCALED only)
     precision: Precision = Precision.AUTO
     # Strokes this many times larger than at the training resolution: the network runs at 1/S
-    # of the size and the photo's detail is restored by guided upsampling (styler.guided).
+    # of the size and the photo's detail is restored by guided upsampling (styler.inference.guided).
     stroke_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -323,7 +323,7 @@ class FolderConfig:
 
 
 class Temporal(str, enum.Enum):
-    """Where a clip's frames get their instance-norm statistics (see :mod:`styler.temporal`).
+    """Where a clip's frames get their instance-norm statistics (see :mod:`styler.inference.temporal`).
     OFF: every frame its own (flickers); SHARED: one set from frames sampled over the whole clip;
     EMA: an exponential moving average over the frames of each shot, reset at scene cuts."""
 
@@ -334,7 +334,7 @@ class Temporal(str, enum.Enum):
 
 @dataclass(frozen=True)
 class VideoConfig:
-    """How videos and animated images are stylized and written (:mod:`styler.video`)."""
+    """How videos and animated images are stylized and written (:mod:`styler.inference.video`)."""
 
     temporal: Temporal = Temporal.SHARED
     codec: str | None = None  # None: by extension (H.264 for .mp4/.mov/.mkv/.avi, VP9 for .webm)

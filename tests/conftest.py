@@ -70,3 +70,16 @@ def style_image(tmp_path) -> Path:
     path = tmp_path / "style.png"
     Image.fromarray(stripes).save(path)
     return path
+
+
+@pytest.fixture
+def weights(tmp_path) -> Path:
+    """A weights folder with one tiny untrained style, ``demo`` (the video and animation tests'
+    style; modules with a ``weights`` fixture of their own use theirs)."""
+    from styler.io.weights import save_generator
+    from styler.nn import Generator
+    from tests.media import TINY
+
+    torch.manual_seed(0)
+    save_generator(tmp_path / "weights" / "demo.safetensors", Generator(TINY), {"style_name": "demo"})
+    return tmp_path / "weights"

@@ -62,7 +62,7 @@ def _video_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _apply_moving(stylizer: Any, pairs: list[tuple[Path, Path]], config: VideoConfig, quality: int, quiet: bool,
                   summary: Any) -> None:
     """Videos and animated images one after the other, each with a progress bar of frames."""
-    from styler.video import stylize_file
+    from styler.inference.video import stylize_file
 
     start = time.perf_counter()
     for src, dst in pairs:
@@ -135,8 +135,8 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path
     """
     from styler.inference.stylizer import Stylizer
     from styler.inference.pipeline import ApplySummary, apply_to_paths
-    from styler.inference.planning import parse_shard, plan_outputs, shard_from_env, split_existing, take_shard
-    from styler.video import split_moving
+    from styler.inference.planning import parse_shard, plan_outputs, shard_from_env, split_existing, split_moving, \
+        take_shard
 
     config = replace(apply_config(strength, preserve_color, tile, max_tile_pixels, tile_stats, stats_size, precision,
                                   max_size), stroke_scale=stroke_scale)

@@ -16,9 +16,9 @@ from typing import Sequence
 
 from styler.config import FolderConfig, OutputFormat
 from styler.errors import ConfigError
-from styler.animation import is_animated
+from styler.io.animation import is_animated
 from styler.io.images import find_images, is_image_path
-from styler.video import is_media_path, is_video_path
+from styler.io.video import is_media_path, is_video_path
 
 Pair = tuple[Path, Path]
 Failure = tuple[Path, str]
@@ -107,6 +107,13 @@ def _check_pairs(pairs: list[Pair], failures: list[Failure]) -> tuple[list[Pair]
             claimed[target] = src
             kept.append((src, dst))
     return kept, failures
+
+
+def split_moving(pairs: Sequence[Pair]) -> tuple[list[Pair], list[Pair]]:
+    """(still images, videos and animated images) of planned pairs: the moving ones go through
+    :mod:`styler.inference.video` one at a time, the still ones through the batch pipeline."""
+    moving = [p for p in pairs if is_video_path(p[0]) or is_animated(p[0])]
+    return [p for p in pairs if p not in moving], moving
 
 
 def split_existing(pairs: Sequence[Pair], overwrite: bool) -> tuple[list[Pair], list[Pair]]:

@@ -18,7 +18,7 @@ from PIL import Image
 from styler.config import ApplyConfig, DeviceChoice, Temporal, VideoConfig
 from styler.device import autocast, compute_dtype, memory_format, resolve_device
 from styler.errors import ImageError
-from styler.guided import at_stroke_scale
+from styler.inference.guided import at_stroke_scale
 from styler.inference.tiling import GlobalStatsGenerator, tiled_forward
 from styler.io.images import pil_to_tensor, split_alpha, tensor_to_pil
 from styler.io.weights import WeightsInfo, resolve_weights
@@ -115,7 +115,7 @@ class Stylizer:
     def stylize_tensor(self, batch: torch.Tensor,
                        network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> stylized batch of the same size, strength, stroke scale and
-        colour applied. ``network`` replaces the plain forward (:mod:`styler.temporal` uses it)."""
+        colour applied. ``network`` replaces the plain forward (:mod:`styler.inference.temporal` uses it)."""
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ImageError(f"expected a (N, 3, H, W) tensor, got shape {tuple(batch.shape)}")
         if self.config.strength == 0.0:
@@ -147,11 +147,11 @@ class Stylizer:
         """Stylize a stream of frames in order (a webcam, a decoder of your own) and yield each
         stylized frame as soon as its batch is done, of the kind it came in (PIL or (3, H, W)).
 
-        ``temporal`` steadies the frames (:mod:`styler.temporal`). EMA works on an endless stream;
+        ``temporal`` steadies the frames (:mod:`styler.inference.temporal`). EMA works on an endless stream;
         SHARED takes its statistics from the first ``config.stats_frames`` frames, so it suits
         a stream whose scene does not change. ``config.batch_size`` frames go through together.
         """
-        from styler.temporal import stylize_frames
+        from styler.inference.temporal import stylize_frames
 
         return stylize_frames(self, frames, Temporal(temporal), config or VideoConfig(temporal=temporal))
 
@@ -159,9 +159,9 @@ class Stylizer:
                       on_frame: Callable[[int, int | None], None] | None = None) -> int:
         """Stylize a video (or an animated GIF/WebP) file to ``dst``; returns the frames written.
 
-        Frame rate and timestamps, size, rotation and audio are kept (see :mod:`styler.video`).
+        Frame rate and timestamps, size, rotation and audio are kept (see :mod:`styler.inference.video`).
         ``on_frame(done, total)`` is called after every batch (total None when unknown).
         """
-        from styler.video import stylize_file
+        from styler.inference.video import stylize_file
 
         return stylize_file(self, Path(src), Path(dst), config or VideoConfig(), on_frame)

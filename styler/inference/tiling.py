@@ -54,7 +54,7 @@ class NormMode(enum.Enum):
     RECORD = "record"  # ordinary instance norm, and keep its statistics
     FIXED = "fixed"    # normalise with the recorded statistics
     STOP = "stop"      # the norm being measured: hand its input out by raising _Reached
-    SMOOTH = "smooth"  # pass the input's statistics through ``smooth`` (styler.temporal), use and keep its result
+    SMOOTH = "smooth"  # pass the input's statistics through ``smooth`` (inference.temporal), use and keep them
 
 
 class _Reached(Exception):
@@ -76,7 +76,7 @@ class FixedStatsNorm(nn.Module):
         self.mode = NormMode.PLAIN
         self.mean: torch.Tensor | None = None
         self.var: torch.Tensor | None = None
-        # (mean, var) of the input -> (mean, var) to normalise with; set by styler.temporal.
+        # (mean, var) of the input -> (mean, var) to normalise with; set by styler.inference.temporal.
         self.smooth: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

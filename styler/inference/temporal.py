@@ -2,9 +2,10 @@
 
 A feed-forward generator flickers on video mostly because every ``InstanceNorm2d`` recomputes
 its per-channel mean and variance on every frame: sensor noise or a small pan shifts them, and
-with them the colour and the strokes of the whole frame. :mod:`styler.tiling` already swaps every
-norm for a :class:`~styler.tiling.FixedStatsNorm` whose statistics can be set from outside; here
-the same network gets them from more than one frame (:class:`styler.config.Temporal`):
+with them the colour and the strokes of the whole frame. :mod:`styler.inference.tiling` already
+swaps every norm for a :class:`~styler.inference.tiling.FixedStatsNorm` whose statistics can be
+set from outside; here the same network gets them from more than one frame
+(:class:`styler.config.Temporal`):
 
 * SHARED: one forward pass over frames sampled across the clip in one batch, each norm pooling
   its statistics over all of them (in forward order, so a later norm sees earlier ones already
@@ -28,7 +29,7 @@ from PIL import Image
 
 from styler.config import Temporal, TileStats, VideoConfig
 from styler.errors import ImageError
-from styler.guided import scaled_size
+from styler.inference.guided import scaled_size
 from styler.inference.tiling import Autocast, FixedStatsNorm, GlobalStatsGenerator, NormMode, downscale, \
     tiled_forward
 from styler.io.images import pil_to_tensor
