@@ -20,6 +20,7 @@ al. 2016; Huang et al. 2017) are a departure we do not take.
 
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -250,20 +251,27 @@ def stylize_frames(stylizer: "Stylizer", frames: Iterable[Image.Image | torch.Te
                    config: VideoConfig) -> Iterator[Image.Image | torch.Tensor]:
     """See :meth:`styler.inference.stylizer.Stylizer.stylize_frames`."""
     steady = FrameStylizer(stylizer, temporal, config)
-    stream = iter(frames)
-    head: list[Image.Image | torch.Tensor] = []
+    stream: Iterator[Image.Image | torch.Tensor] = iter(frames)
     if steady.needs_samples:  # SHARED on a stream: statistics of its first frames
-        head = [f for _, f in zip(range(config.stats_frames), stream)]
-        if head:
-            steady.share([_to_uint8(f) for f in head])
-    chained = (f for part in (head, stream) for f in part)
-    for run in runs(chained, lambda f: True, _shape, config.batch_size):
+        stream = _shared_from_head(steady, stream, config.stats_frames)
+    for run in runs(stream, lambda f: True, _shape, config.batch_size):
         out = steady(torch.stack([_to_uint8(f) for f in run]))
-        for original, pixels in zip(run, out):
-            if isinstance(original, Image.Image):
-                yield Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
-            else:
-                yield pixels if original.dtype == torch.uint8 else pixels.float().div(255)
+        yield from (_like(original, pixels) for original, pixels in zip(run, out))
+
+
+def _shared_from_head(steady: FrameStylizer, stream: Iterator[T], n: int) -> Iterator[T]:
+    """``stream`` unchanged, after ``steady`` took its shared statistics from the first ``n`` frames."""
+    head = list(itertools.islice(stream, n))
+    if head:
+        steady.share([_to_uint8(f) for f in head])
+    return itertools.chain(head, stream)
+
+
+def _like(original: Image.Image | torch.Tensor, pixels: torch.Tensor) -> Image.Image | torch.Tensor:
+    """A stylized (3, H, W) uint8 frame as the kind ``original`` came in."""
+    if isinstance(original, Image.Image):
+        return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
+    return pixels if original.dtype == torch.uint8 else pixels.float().div(255)
 
 
 def warping_error(frames: torch.Tensor, shift: tuple[int, int] = (0, 0), margin: int = 0) -> float:

@@ -108,23 +108,30 @@ class VideoJob:
 
     def _stylize(self, reader: Reader, writer: Writer, steady: FrameStylizer) -> None:
         total, done = reader.total, 0
-        if self.on_frame:
-            self.on_frame(0, total)
+        self._report(done, total)
         self.threads.start(self._read, reader)
         self.threads.start(self._write, writer)
         is_frame = lambda item: isinstance(item, Frame)  # noqa: E731
         for run in runs(self._drain(self.decoded), is_frame, lambda f: tuple(f.pixels.shape), self.config.batch_size):
-            frames = [item for item in run if isinstance(item, Frame)]
-            if frames:
-                for frame, pixels in zip(frames, steady(torch.stack([f.pixels for f in frames]))):
-                    frame.pixels = pixels
-            for item in run:
-                self._put(self.encoded, item)
-            done += len(frames)
-            if self.on_frame:
-                self.on_frame(done, max(total, done) if total else None)
+            done += self._stylize_run(run, steady)
+            self._report(done, total)
         self._put(self.encoded, _DONE)
         self.threads.join()
+
+    def _stylize_run(self, run: list[Any], steady: FrameStylizer) -> int:
+        """Stylize the frames of ``run`` in place and hand every item to the writer, in order;
+        returns the number of frames."""
+        frames = [item for item in run if isinstance(item, Frame)]
+        if frames:
+            for frame, pixels in zip(frames, steady(torch.stack([f.pixels for f in frames]))):
+                frame.pixels = pixels
+        for item in run:
+            self._put(self.encoded, item)
+        return len(frames)
+
+    def _report(self, done: int, total: int | None) -> None:
+        if self.on_frame:
+            self.on_frame(done, max(total, done) if total else None)
 
 
 def stylize_animation(stylizer: "Stylizer", src: Path, dst: Path, config: VideoConfig,

@@ -197,25 +197,32 @@ class Writer:
 
     def _video_stream(self, first: Frame) -> Any:
         name = self.config.codec or _CODECS.get(self.dst.suffix.lower(), "libx264")
-        source = self.reader.video
-        try:
-            stream = self.container.add_stream(name, rate=source.average_rate or source.guessed_rate or 25)
-        except (self.av.FFmpegError, ValueError) as exc:
-            raise VideoError(f"{self.dst}: codec {name!r} is not available ({_reason(exc)})") from exc
+        stream = self._add_stream(name)
         formats = [f.name for f in (stream.codec_context.codec.video_formats or [])]
         stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
         pixels = _even(first.pixels) if stream.pix_fmt in _SUBSAMPLED else first.pixels
         stream.height, stream.width = pixels.shape[-2:]
         if first.time_base is not None:
             stream.codec_context.time_base = first.time_base  # keep the input's timestamps
+        self._quality(stream, name)
+        if first.rotation:
+            stream.set_display_rotation(first.rotation)
+        return stream
+
+    def _add_stream(self, name: str) -> Any:
+        source = self.reader.video
+        try:
+            return self.container.add_stream(name, rate=source.average_rate or source.guessed_rate or 25)
+        except (self.av.FFmpegError, ValueError) as exc:
+            raise VideoError(f"{self.dst}: codec {name!r} is not available ({_reason(exc)})") from exc
+
+    def _quality(self, stream: Any, name: str) -> None:
+        """Constant quality at ``--crf`` for the x264/x265/VP9 encoders."""
         stream.options = {"crf": str(self.config.crf)}
         if name == "libx265":
             stream.options["x265-params"] = "log-level=error"  # x265 prints a report on stderr otherwise
         if name.startswith("libvpx"):
             stream.codec_context.bit_rate = 0  # constant quality, as --crf asks
-        if first.rotation:
-            stream.set_display_rotation(first.rotation)
-        return stream
 
     def _mux(self, packets: Any) -> None:
         for packet in packets:
