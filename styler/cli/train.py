@@ -76,7 +76,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               show_default=f"{_LOSS.style_loss.value}; {OFFLINE_DEFAULTS.loss.style_loss.value} with --features random",
               help="Gram matrices (Gatys) or sliced Wasserstein (Heitz) feature matching.")
 @click.option("--feature-width-divisor", type=int, default=_TRAIN.feature_width_divisor,
-              show_default=f"{_TRAIN.feature_width_divisor}; {OFFLINE_DEFAULTS.feature_width_divisor} with --features random",
+              show_default=f"{_TRAIN.feature_width_divisor}; "
+                           f"{OFFLINE_DEFAULTS.feature_width_divisor} with --features random",
               help="With --features random: divide the loss network's widths by 2, 4 or 8 (faster).")
 @click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
               help="A VGG-16/19 weights file you have: torchvision's or a Caffe-converted .pth, "
