@@ -26,9 +26,9 @@ def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) 
         click.echo(f"failed: {src}: {reason}" if not reason.startswith(str(src)) else f"failed: {reason}", err=True)
     if as_json:
         print_json({"done": len(summary.done), "failed": len(summary.failed), "skipped": len(summary.skipped),
-                     "seconds": round(summary.seconds, 3), "images_per_s": round(summary.images_per_s, 3),
-                     "outputs": [str(p) for p in summary.done], "skipped_outputs": [str(p) for p in summary.skipped],
-                     "failures": [{"input": str(s), "reason": r} for s, r in summary.failed]})
+                    "seconds": round(summary.seconds, 3), "images_per_s": round(summary.images_per_s, 3),
+                    "outputs": [str(p) for p in summary.done], "skipped_outputs": [str(p) for p in summary.skipped],
+                    "failures": [{"input": str(s), "reason": r} for s, r in summary.failed]})
     elif not quiet:
         _print_apply_line(summary, seconds_label)
 

@@ -143,7 +143,7 @@ def apply_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def apply_config(strength: float, preserve_color: bool, tile: int | None, max_tile_pixels: int, tile_stats: str,
-                  stats_size: int, precision: str, max_size: int | None = None) -> ApplyConfig:
+                 stats_size: int, precision: str, max_size: int | None = None) -> ApplyConfig:
     return ApplyConfig(max_size=max_size, strength=strength, preserve_color=preserve_color, tile=tile,
                        max_tile_pixels=max_tile_pixels, tile_stats=TileStats(tile_stats), stats_size=stats_size,
                        precision=Precision(precision))

@@ -46,6 +46,6 @@ def sheet(image: Path, output: Path, size: int, columns: int | None, strength: f
     save_image(render_sheet(entries, columns), output)
     if as_json:
         print_json({"output": str(output), "styles": [label for label, _ in entries[1:]],
-                     "failures": [{"style": n, "reason": r} for n, r in failures]})
+                    "failures": [{"style": n, "reason": r} for n, r in failures]})
     else:
         click.echo(f"wrote {output} with {len(entries) - 1} style(s)")

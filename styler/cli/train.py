@@ -214,9 +214,9 @@ def _interrupted_message(trainer: Any) -> str:
 def _report_training(result: Any, config: TrainConfig, as_json: bool, quiet: bool) -> None:
     if as_json:
         print_json({"weights": str(result.weights_path), "steps": result.steps, "seconds": round(result.seconds, 1),
-                     "losses": result.losses, "skipped_images": [str(p) for p in result.skipped_images],
-                     "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
-                     "stopped_early": result.stopped_early, "run_dir": str(result.run_dir)})
+                    "losses": result.losses, "skipped_images": [str(p) for p in result.skipped_images],
+                    "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
+                    "stopped_early": result.stopped_early, "run_dir": str(result.run_dir)})
     elif not quiet:
         extra = f", skipped {len(result.skipped_images)} unreadable image(s)" if result.skipped_images else ""
         best = (f"; best validation loss {result.val_loss:.4g} at step {result.best_step}"
