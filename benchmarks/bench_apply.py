@@ -1,7 +1,7 @@
 """Stylization speed: styler's generator against Johnson's TransformerNet, same run, same threads.
 
 For each size: best and median ms per image (and images/s) of styler's generator through its
-inference fast path (:class:`styler.models.generator.FastGenerator`), of the plain
+inference fast path (:class:`styler.nn.fast.FastGenerator`), of the plain
 :class:`Generator`, and of the TransformerNet baseline, timed interleaved (styler, plain,
 baseline, styler, ...) so CPU contention hits all alike; GFLOP per image
 (torch.utils.flop_counter, counted on the meta device); peak extra memory of one forward; the
@@ -26,7 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.common import loadavg, machine_info, peak_gflops, peak_memory_mb, psnr, time_once
 from benchmarks.transformer_net import TransformerNet
 from styler.config import GeneratorConfig
-from styler.models.generator import FastGenerator, Generator
+from styler.nn.fast import FastGenerator
+from styler.nn.generator import Generator
 
 DEFAULT_SIZES = ("256", "512", "1024", "2048")
 

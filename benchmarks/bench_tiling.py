@@ -26,9 +26,9 @@ import time
 def _child(mode: str, width: int, height: int, tile: int, stats: str) -> None:
     import torch
 
-    from styler.apply import Stylizer
+    from styler.inference.stylizer import Stylizer
     from styler.config import ApplyConfig, TileStats
-    from styler.models import Generator
+    from styler.nn import Generator
 
     torch.manual_seed(0)
     config = ApplyConfig(tile=tile if mode == "tiled" else None, max_tile_pixels=0, tile_stats=TileStats(stats))

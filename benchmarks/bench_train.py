@@ -1,16 +1,15 @@
-"""Training speed: steps/s and where a step's time goes, with styler.train.Trainer's own pieces.
+"""Training speed: steps/s and where a step's time goes, timing styler.training.trainer.Trainer's own step.
 
-For each crop size, a :class:`styler.train.Trainer` is built (random features by default:
-ImageNet weights cannot be downloaded everywhere) and
+For each crop size, a :class:`styler.training.trainer.Trainer` is built (random features by default:
+ImageNet weights cannot be downloaded everywhere) and its real ``train_step`` is timed over
+``--steps`` steps (data loading apart), then over ``--steps`` more with forward hooks on its
+networks that split the step into: data (the Trainer's DataLoader), the generator's forward,
+the feature network's forwards (content targets and perceptual losses), the discriminator's
+forwards (its update and the adversarial term), and the rest: every backward pass and the
+optimizers. The hooks only read the clock (draining the device first), so the maths timed is
+exactly what ``styler train`` runs.
 
-* ``steps_per_s``: its real ``train_step`` timed over ``--steps`` steps (data loading apart);
-* the breakdown of an instrumented copy of the same step, with identical maths: data (the
-  Trainer's DataLoader), generator forward+backward, feature network forward+backward (content
-  targets, perceptual losses), discriminator (its update and the adversarial term), optimizer
-  (Adam + schedule). The generator's backward is split from the losses' by computing the losses
-  on a detached copy of its output and back-propagating that copy's gradient separately.
-
-    PYTHONPATH=. python -m benchmarks.bench_train --sizes 128 256 --steps 10
+    OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --sizes 128 256 --steps 10
 """
 
 from __future__ import annotations
@@ -21,17 +20,16 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
+from torch import nn
 
 from benchmarks.common import REPO, loadavg, machine_info, sync
 from benchmarks.compare_quality import ensure_photos
 from styler.config import Features, LossConfig, TrainConfig
-from styler.device import autocast, memory_format
-from styler.train import Trainer
+from styler.training.trainer import Trainer
 
-PHASES = ("data", "generator", "features", "discriminator", "optimizer")
+PHASES = ("data", "generator", "features", "discriminator", "backward_optimizer")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,64 +52,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class Clock:
-    """Accumulates seconds per phase, draining the device at each boundary."""
+class ForwardClock:
+    """Seconds spent in the forward passes of named modules, measured with hooks."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, modules: dict[str, nn.Module]) -> None:
         self.device, self.seconds = device, defaultdict(float)
+        self._started: dict[int, float] = {}
+        self.handles = []
+        seen: set[int] = set()
+        for phase, module in modules.items():
+            if id(module) in seen:  # undistributed, the wrapped discriminator is the plain one
+                continue
+            seen.add(id(module))
+            self.handles += [module.register_forward_pre_hook(self._begin),
+                             module.register_forward_hook(lambda m, args, out, phase=phase: self._end(m, phase))]
 
-    def time(self, phase: str, fn: Callable[[], object]) -> object:
+    def _begin(self, module: nn.Module, args: object) -> None:
         sync(self.device)
-        start = time.perf_counter()
-        out = fn()
+        self._started[id(module)] = time.perf_counter()
+
+    def _end(self, module: nn.Module, phase: str) -> None:
         sync(self.device)
-        self.seconds[phase] += time.perf_counter() - start
-        return out
+        self.seconds[phase] += time.perf_counter() - self._started.pop(id(module))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
-def instrumented_step(t: Trainer, batches: Iterator, clock: Clock) -> None:
-    """Trainer.train_step's maths, phase by phase (see the module docstring)."""
-    dev, cfg = t.device, t.config.loss
-    images, _ = clock.time("data", lambda: next(batches))
-    content = images.to(dev, memory_format=memory_format(dev))
-
-    def g_forward() -> torch.Tensor:
-        with autocast(dev):
-            return t.generator(content)
-
-    fake = clock.time("generator", g_forward)
-    leaf = fake.detach().requires_grad_(True)
-    if cfg.adv_weight > 0:
-        def d_step() -> None:
-            real = t.style_crops.sample(content.shape[0], t.step).to(dev)
-            with autocast(dev):
-                # As Trainer.train_step: real and fake patches in one discriminator forward.
-                real_logits, fake_logits = t.discriminator(torch.cat([real, leaf.detach()])).float().chunk(2)
-                d_loss = t.gan.discriminator(real_logits, fake_logits)
-            t.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            t.opt_d.step()
-            t.discriminator.requires_grad_(False)
-            with autocast(dev):
-                adv = cfg.adv_weight * t.gan.generator(t.discriminator(leaf))
-            adv.backward()
-            t.discriminator.requires_grad_(True)
-        clock.time("discriminator", d_step)
-
-    def perceptual() -> None:
-        with autocast(dev):
-            terms = t.loss(leaf, content)
-        terms["total"].backward()
-
-    clock.time("features", perceptual)
-    t.opt_g.zero_grad(set_to_none=True)
-    clock.time("generator", lambda: fake.backward(leaf.grad))
-
-    def optimise() -> None:
-        t.opt_g.step()
-        t.sched_g.step()
-
-    clock.time("optimizer", optimise)
+def timed_steps(t: Trainer, batches, steps: int) -> dict[str, float]:
+    """Seconds per phase over ``steps`` calls of the Trainer's own ``train_step``."""
+    clock = ForwardClock(t.device, {"generator": t.g_model, "features": t.loss.extractor,
+                                    "discriminator": t.d_model, "discriminator_g": t.discriminator})
+    total = defaultdict(float)
+    try:
+        for _ in range(steps):
+            sync(t.device)
+            start = time.perf_counter()
+            images, _ = next(batches)
+            total["data"] += time.perf_counter() - start
+            start = time.perf_counter()
+            t.train_step(images)
+            sync(t.device)
+            total["step"] += time.perf_counter() - start
+    finally:
+        clock.remove()
+    phases = {"data": total["data"], "generator": clock.seconds["generator"],
+              "features": clock.seconds["features"],
+              "discriminator": clock.seconds["discriminator"] + clock.seconds["discriminator_g"]}
+    phases["backward_optimizer"] = total["step"] - sum(v for k, v in phases.items() if k != "data")
+    return phases
 
 
 def bench_size(size: int, args: argparse.Namespace, device: torch.device, weights_dir: Path) -> dict[str, object]:
@@ -130,18 +120,16 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device, weight
         trainer.train_step(images)
     sync(device)
     real_s = (time.perf_counter() - start) / args.steps
-    clock = Clock(device)
-    for _ in range(args.steps):
-        instrumented_step(trainer, batches, clock)
-    step_s = sum(clock.seconds.values()) / args.steps
+    seconds = timed_steps(trainer, batches, args.steps)
+    step_s = sum(seconds.values()) / args.steps
     row: dict[str, object] = {"size": size, "batch_size": args.batch_size, "features": args.features,
                               "adv_weight": args.adv_weight, "device": device.type,
                               "threads": torch.get_num_threads(), "loadavg": loadavg(),
                               "steps_per_s": round(1 / real_s, 3), "ms_per_step": round(real_s * 1e3, 1),
                               "instrumented_ms_per_step": round(step_s * 1e3, 1)}
     for phase in PHASES:
-        row[f"{phase}_ms"] = round(clock.seconds[phase] / args.steps * 1e3, 1)
-        row[f"{phase}_share"] = round(clock.seconds[phase] / args.steps / step_s, 3)
+        row[f"{phase}_ms"] = round(seconds[phase] / args.steps * 1e3, 1)
+        row[f"{phase}_share"] = round(seconds[phase] / args.steps / step_s, 3)
     return row
 
 
@@ -162,9 +150,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     if not args.json:
         print(f"# {info['cpu']} ({info['cores']} cores, {info['threads']} threads), torch {info['torch']}, "
               f"commit {info['commit']}, {info['date_utc']} UTC, features {args.features}, batch {args.batch_size}")
-        print(f"{'size':>5} {'steps/s':>8} {'ms/step':>8} " + " ".join(f"{p:>14}" for p in PHASES) + "  loadavg")
+        print(f"{'size':>5} {'steps/s':>8} {'ms/step':>8} " + " ".join(f"{p:>18}" for p in PHASES) + "  loadavg")
         for r in rows:
-            cells = " ".join(f"{r[f'{p}_ms']:>7} ({100 * r[f'{p}_share']:>3.0f}%)" for p in PHASES)
+            cells = " ".join(f"{r[f'{p}_ms']:>11} ({100 * r[f'{p}_share']:>3.0f}%)" for p in PHASES)
             print(f"{r['size']:>5} {r['steps_per_s']:>8} {r['ms_per_step']:>8} {cells}  {r['loadavg']}")
     return rows
 

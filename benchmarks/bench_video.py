@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import loadavg, machine_info
-from styler.apply import Stylizer
-from styler.fileio import file_sha256
 from styler.config import ApplyConfig, Temporal, VideoConfig
-from styler.images import load_rgb, pil_to_tensor, resize_longer
-from styler.temporal import warping_error
+from styler.inference.stylizer import Stylizer
+from styler.inference.temporal import warping_error
+from styler.io.files import file_sha256
+from styler.io.images import load_rgb, pil_to_tensor, resize_longer
 
 ROOT = Path(__file__).resolve().parent.parent
 MARGIN = 8  # pixels kept away from the frame edges, where padding (not motion) decides
@@ -88,7 +88,7 @@ def save_strip(rows: list[torch.Tensor], shift: tuple[int, int], path: Path, wid
     between the last two of those frames' neighbours (what flickers), as one small JPEG."""
     from torchvision.utils import make_grid
 
-    from styler.images import tensor_to_pil
+    from styler.io.images import tensor_to_pil
 
     t = len(rows[0])
     picks = [0, t // 3, 2 * t // 3]

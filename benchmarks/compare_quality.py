@@ -6,10 +6,10 @@ hits both alike. At the end both stylize held-out photos, and we report their va
 content and style losses (weighted as in training) and write a side-by-side PNG
 (rows: photos; columns: photo, styler, TransformerNet).
 
-This is its own small loop built from styler.losses / styler.features / styler.images, not
-styler.train.Trainer, because the Trainer builds styler's generator itself. The adversarial
-term is left out: it adds a second network whose noise would blur a
-short comparison, and the parity target is about content + style loss.
+Each network is trained by its own :class:`styler.training.trainer.Trainer` (TransformerNet passed in as
+its ``network``), calling the Trainer's ``train_step``, so the step measured is the one users
+run. The adversarial term is left out: it adds a second network whose noise would blur a short
+comparison, and the parity target is about content + style loss.
 
     PYTHONPATH=. python -m benchmarks.compare_quality --steps 300 --image-size 128
 """
@@ -27,13 +27,9 @@ from PIL import Image
 
 from benchmarks.common import REPO, loadavg, machine_info, sync
 from benchmarks.transformer_net import TransformerNet
-from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, LossConfig
-from styler.device import autocast
-from styler.features import build_feature_extractor
-from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_rgb, \
-    load_style_image, pil_to_tensor, tensor_to_pil
-from styler.losses import PerceptualLoss
-from styler.models import Generator
+from styler.config import Features, LossConfig, TrainConfig
+from styler.io.images import find_images, load_rgb, pil_to_tensor, tensor_to_pil
+from styler.training.trainer import Trainer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,38 +80,31 @@ def centre_crop(path: Path, size: int) -> torch.Tensor:
 
 
 class Run:
-    """One network, its optimiser and schedule (the Trainer's: Adam, cosine to 10%)."""
+    """One network and the Trainer that trains it (its Adam, cosine to 10%, its step)."""
 
-    def __init__(self, name: str, net: torch.nn.Module, lr: float, steps: int, device: torch.device) -> None:
-        self.name, self.net, self.seconds, self.device = name, net, 0.0, device
+    def __init__(self, name: str, trainer: Trainer) -> None:
+        self.name, self.trainer, self.device, self.seconds = name, trainer, trainer.device, 0.0
+        self.net = trainer.generator
         self.curve: list[tuple[int, float, float]] = []
         self.to_target: tuple[int, float] | None = None
-        self.opt = torch.optim.Adam(net.parameters(), lr=lr)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, steps, lr * 0.1)
         self.last: dict[str, float] = {}
 
-    def step(self, loss: PerceptualLoss, batch: torch.Tensor) -> None:
+    def step(self, batch: torch.Tensor) -> None:
         sync(self.device)
         start = time.perf_counter()
-        with autocast(self.device):
-            terms = loss(self.net(batch), batch)
-        self.opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        self.opt.step()
-        self.sched.step()
+        self.last = self.trainer.train_step(batch)
         sync(self.device)
         self.seconds += time.perf_counter() - start
-        self.last = {k: float(v.detach()) for k, v in terms.items()}
 
 
 @torch.no_grad()
-def validate(run: Run, loss: PerceptualLoss, images: torch.Tensor, weights: LossConfig) -> dict[str, float]:
+def validate(run: Run, images: torch.Tensor, weights: LossConfig) -> dict[str, float]:
     run.net.eval()
     outs, content, style = [], 0.0, 0.0
     for image in images.split(1):
-        with autocast(run.device):
+        with run.trainer._autocast():
             out = run.net(image).float().clamp(0, 1)
-        terms = loss(out, image)
+        terms = run.trainer.loss(out, image)
         content += float(terms["content"]) / len(images)
         style += float(terms["style"]) / len(images)
         outs.append(out)
@@ -132,35 +121,32 @@ def side_by_side(images: torch.Tensor, columns: list[torch.Tensor], path: Path) 
     return path
 
 
-def build_loss(args: argparse.Namespace, weights: LossConfig) -> PerceptualLoss:
+def make_run(name: str, args: argparse.Namespace, weights: LossConfig, device: torch.device) -> Run:
     kind = Features(args.features)
-    content_layer, style_layers = DEFAULT_LAYERS[kind]
-    extractor = build_feature_extractor(kind, (content_layer, *style_layers), seed=args.seed,
-                                        width_divisor=args.feature_width_divisor if kind is Features.RANDOM else 1)
-    style = load_style_image(args.style, args.style_size)
-    if kind is Features.RANDOM:
-        extractor.calibrate(style)
-    return PerceptualLoss(extractor, content_layer, style_layers, style, weights, seed=args.seed)
+    config = TrainConfig(name=name, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
+                         style_size=args.style_size, lr=args.lr, features=kind, seed=args.seed,
+                         num_workers=args.workers, val_fraction=0.0, preview_every=0, loss=weights,
+                         feature_width_divisor=args.feature_width_divisor if kind is Features.RANDOM else 1)
+    torch.manual_seed(args.seed)
+    network = TransformerNet() if name == "transformer_net" else None
+    trainer = Trainer(config, args.style, args.photos, args.out / "weights", device, run_dir=args.out / "runs" / name,
+                      force=True, network=network)
+    trainer.generator.train()
+    return Run(name, trainer)
 
 
-def train_both(args: argparse.Namespace, loss: PerceptualLoss, weights: LossConfig, paths: list[Path],
-               val: torch.Tensor, device: torch.device) -> list[Run]:
+def train_both(args: argparse.Namespace, weights: LossConfig, val: torch.Tensor, device: torch.device) -> list[Run]:
     """Interleaved training; with ``--eval-every`` a validation curve and the time to
     ``--target-loss`` per network (training seconds, evaluation excluded)."""
-    loader = iter(torch.utils.data.DataLoader(
-        ContentDataset(paths, args.image_size), batch_size=args.batch_size, num_workers=args.workers,
-        sampler=InfiniteSampler(len(paths), args.seed), collate_fn=collate_content,
-        persistent_workers=args.workers > 0))
-    torch.manual_seed(args.seed)
-    nets = {"styler": lambda: Generator(GeneratorConfig()), "transformer_net": TransformerNet}
-    runs = [Run(name, nets[name]().to(device), args.lr, args.steps, device) for name in args.nets]
+    runs = [make_run(name, args, weights, device) for name in args.nets]
+    loader = iter(runs[0].trainer._loader())  # one stream of batches, fed to both
     for step in range(1, args.steps + 1):
         batch = next(loader)[0].to(device)
         for run in runs:  # interleaved: contention hits both networks alike
-            run.step(loss, batch)
+            run.step(batch)
         if args.eval_every and (step % args.eval_every == 0 or step == args.steps):
             for run in runs:
-                value = validate(run, loss, val, weights)["content_plus_style"]
+                value = validate(run, val, weights)["content_plus_style"]
                 run.curve.append((step, round(run.seconds, 2), round(value, 5)))
                 if args.target_loss is not None and run.to_target is None and value <= args.target_loss:
                     run.to_target = (step, round(run.seconds, 2))
@@ -177,17 +163,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     weights = LossConfig(adv_weight=0.0)
-    loss = build_loss(args, weights).to(device)
     paths = ensure_photos(args.photos)
     val = torch.stack([centre_crop(p, args.val_size) for p in find_images(args.val)]).to(device)
     load_start = loadavg()
-    runs = train_both(args, loss, weights, paths, val, device)
+    runs = train_both(args, weights, val, device)
     result: dict[str, object] = {"machine": machine_info(device), "loadavg_start": load_start,
                                  "features": args.features, "feature_width_divisor": args.feature_width_divisor,
                                  "steps": args.steps, "batch_size": args.batch_size, "image_size": args.image_size,
                                  "photos": len(paths), "val_photos": len(val), "target_loss": args.target_loss}
     for run in runs:
-        result[run.name] = {**validate(run, loss, val, weights), "train_s": round(run.seconds, 1),
+        result[run.name] = {**validate(run, val, weights), "train_s": round(run.seconds, 1),
                             "steps_per_s": round(args.steps / run.seconds, 3),
                             "final_train_total": run.last["total"], "curve": run.curve,
                             "to_target": run.to_target}

@@ -18,6 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.
+# Passive OpenMP waiting unless told otherwise (see benchmarks/__init__.py).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 OUT=${OUT:-./gpu_out}
 PYTHON=${PYTHON:-python}
 DEVICE=${DEVICE:-cuda}

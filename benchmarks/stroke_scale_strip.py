@@ -15,9 +15,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from styler.apply import Stylizer
 from styler.config import ApplyConfig
-from styler.images import load_rgb
+from styler.inference.stylizer import Stylizer
+from styler.io.images import load_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALES = (0.5, 1.0, 2.0)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from styler.config import Features, TrainConfig
-from styler.train import Trainer
+from styler.training.trainer import Trainer
 
 
 def photo(path: Path, seed: int, size: int = 64) -> None:

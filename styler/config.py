@@ -17,10 +17,10 @@ from typing import Any, Mapping, TypeVar
 
 from styler.errors import ConfigError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of weights files and run.json; 2 added upsample and input_skip
 WEIGHTS_ENV = "STYLER_WEIGHTS_DIR"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-# Read and written through PyAV (the optional ``styler[video]`` extra); see styler.video.
+# Read and written through PyAV (the optional ``styler[video]`` extra); see styler.io.video.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
 
 
@@ -34,7 +34,7 @@ class Features(str, enum.Enum):
 
 class Preprocess(str, enum.Enum):
     """Input convention of the loss network's ImageNet weights. AUTO: what the file's source
-    implies (see :mod:`styler.vgg_files`)."""
+    implies (see :mod:`styler.nn.vgg_files`)."""
 
     AUTO = "auto"
     TORCHVISION = "torchvision"  # RGB in [0, 1], ImageNet mean/std
@@ -58,8 +58,8 @@ class Upsample(str, enum.Enum):
 
 
 class Precision(str, enum.Enum):
-    """Arithmetic on CUDA (training and inference). AUTO: bf16 autocast on CUDA, fp32 elsewhere;
-    the CPU and MPS always train in fp32."""
+    """Arithmetic of training and inference (:func:`styler.device.compute_dtype`). AUTO: bf16
+    autocast on CUDA, fp32 elsewhere; fp16 needs CUDA (and trains with loss scaling)."""
 
     AUTO = "auto"
     FP32 = "fp32"
@@ -68,7 +68,7 @@ class Precision(str, enum.Enum):
 
 
 class TileStats(str, enum.Enum):
-    """Where tiles get their instance-norm statistics (see :mod:`styler.tiling`). EXACT: from
+    """Where tiles get their instance-norm statistics (see :mod:`styler.inference.tiling`). EXACT: from
     the whole image at full resolution, so tiles equal the untiled pass; DOWNSCALED: from one
     pass over a copy shrunk to ``stats_size`` (faster, approximate)."""
 
@@ -95,13 +95,10 @@ def _finite_nonneg(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Architecture of the feed-forward generator (see :mod:`styler.models.generator`)."""
+    """Architecture of the feed-forward generator (see :mod:`styler.nn.generator`)."""
 
     base_channels: int = 16
-    num_downsamples: int = 3
     num_residual: int = 5
-    stem_kernel: int = 3
-    pixel_unshuffle: bool = True
     upsample: Upsample = Upsample.BILINEAR
     antialias: bool = False
     # False: the output is (tanh(head) + 1) / 2, as Johnson et al.'s network ends. True: the
@@ -113,14 +110,31 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         _check(isinstance(self.upsample, Upsample), f"upsample must be an Upsample, got {self.upsample!r}")
         _check(1 <= self.base_channels <= 256, f"base_channels must be 1..256, got {self.base_channels}")
-        _check(0 <= self.num_downsamples <= 4, f"num_downsamples must be 0..4, got {self.num_downsamples}")
         _check(0 <= self.num_residual <= 16, f"num_residual must be 0..16, got {self.num_residual}")
-        _check(self.stem_kernel in (3, 5, 7, 9), f"stem_kernel must be 3, 5, 7 or 9, got {self.stem_kernel}")
+
+    # Layout settings that no option could reach (a 3x3 stem, a pixel-unshuffle stem and three
+    # halvings): files list them, so readers accept them at these values and refuse others.
+    RETIRED = {"num_downsamples": 3, "stem_kernel": 3, "pixel_unshuffle": True}
 
     @property
     def stride(self) -> int:
-        """Inputs are padded internally to a multiple of this."""
-        return 2 ** self.num_downsamples
+        """Inputs are padded internally to a multiple of this (three halvings)."""
+        return 8
+
+
+# Generator fields that version-1 files (weights, run.json, checkpoints) may predate, with the
+# value every such file used: nearest upsampling, and the output added to the input.
+GENERATOR_V1_DEFAULTS: dict[str, Any] = {"upsample": Upsample.NEAREST.value, "input_skip": True}
+
+
+def generator_v1(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A version-1 generator description completed with the fields it may predate."""
+    return {**GENERATOR_V1_DEFAULTS, **data}
+
+
+def train_config_v1(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A version-1 training configuration whose generator is completed as :func:`generator_v1`."""
+    return {**data, "generator": generator_v1(data.get("generator", {}))}
 
 
 @dataclass(frozen=True)
@@ -180,7 +194,7 @@ class TrainConfig:
     # Random features only: divide every VGG width by this. Half width costs a quarter of the
     # FLOPs, which is what makes offline training on a CPU affordable (docs/offline-quality.md).
     feature_width_divisor: int = 1
-    # Validation on a held-out, seeded set of content photos (see styler.runs.split_validation).
+    # Validation on a held-out, seeded set of content photos (see styler.training.validation.split_validation).
     val_fraction: float = 0.02
     val_every: int = 100
     # 0 = no early stopping: the cosine schedule only reaches its small final steps at the end,
@@ -250,13 +264,13 @@ class ExportFormat(str, enum.Enum):
     TORCHSCRIPT = "torchscript"
 
 
-# Above this many pixels an image is stylized in tiles (bounded memory); see styler.tiling.
+# Above this many pixels an image is stylized in tiles (bounded memory); see styler.inference.tiling.
 DEFAULT_MAX_TILE_PIXELS = 4096 * 4096
 
 
 @dataclass(frozen=True)
 class ApplyConfig:
-    """Inference options for one image (or batch): what :class:`styler.apply.Stylizer` does."""
+    """Inference options for one image (or batch): what :class:`styler.inference.stylizer.Stylizer` does."""
 
     max_size: int | None = None
     strength: float = 1.0
@@ -267,7 +281,7 @@ class ApplyConfig:
     stats_size: int = 1024  # longer side of the downscaled pass (TileStats.DOWNSCALED only)
     precision: Precision = Precision.AUTO
     # Strokes this many times larger than at the training resolution: the network runs at 1/S
-    # of the size and the photo's detail is restored by guided upsampling (styler.guided).
+    # of the size and the photo's detail is restored by guided upsampling (styler.inference.guided).
     stroke_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -287,7 +301,7 @@ class ApplyConfig:
 
 @dataclass(frozen=True)
 class FolderConfig:
-    """How a run over many files finds, schedules and writes them (:mod:`styler.pipeline`)."""
+    """How a run over many files finds, schedules and writes them (:mod:`styler.inference.pipeline`)."""
 
     recursive: bool = True
     overwrite: bool = False  # False: outputs that already exist are skipped
@@ -309,7 +323,7 @@ class FolderConfig:
 
 
 class Temporal(str, enum.Enum):
-    """Where a clip's frames get their instance-norm statistics (see :mod:`styler.temporal`).
+    """Where a clip's frames get their instance-norm statistics (see :mod:`styler.inference.temporal`).
     OFF: every frame its own (flickers); SHARED: one set from frames sampled over the whole clip;
     EMA: an exponential moving average over the frames of each shot, reset at scene cuts."""
 
@@ -320,7 +334,7 @@ class Temporal(str, enum.Enum):
 
 @dataclass(frozen=True)
 class VideoConfig:
-    """How videos and animated images are stylized and written (:mod:`styler.video`)."""
+    """How videos and animated images are stylized and written (:mod:`styler.inference.video`)."""
 
     temporal: Temporal = Temporal.SHARED
     codec: str | None = None  # None: by extension (H.264 for .mp4/.mov/.mkv/.avi, VP9 for .webm)
@@ -362,21 +376,26 @@ def to_json(config: Any) -> str:
     return json.dumps(convert(config), sort_keys=True)
 
 
+def _without_retired(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` without the retired fields ``cls`` declares, which must hold their one value."""
+    retired: Mapping[str, Any] = getattr(cls, "RETIRED", {})
+    for key, value in data.items():
+        if key in retired and value != retired[key]:
+            raise ConfigError(f"{cls.__name__}: {key}={value!r} is a layout styler no longer builds "
+                              f"(only {retired[key]!r})")
+    return {k: v for k, v in data.items() if k not in retired}
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     """Build a config dataclass from a mapping, rejecting unknown keys with a clear error."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    data = _without_retired(cls, data)
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}
-    if cls is GeneratorConfig and "upsample" not in data:
-        # Written before the upsample choice existed (weights files, run.json): all nearest.
-        kwargs["upsample"] = Upsample.NEAREST
-    if cls is GeneratorConfig and "input_skip" not in data:
-        # Written before the skip became optional: every such generator added its input.
-        kwargs["input_skip"] = True
     nested = {"generator": GeneratorConfig, "discriminator": DiscriminatorConfig, "loss": LossConfig}
     enums = {"features": Features, "style_loss": StyleLoss, "precision": Precision, "upsample": Upsample,
              "vgg_preprocess": Preprocess}

@@ -1,4 +1,4 @@
-"""Device selection and the CUDA fast paths (bf16 autocast, channels_last)."""
+"""Device selection, the arithmetic a precision means on a device, and channels_last."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import ContextManager
 
 import torch
 
-from styler.config import DeviceChoice
-from styler.errors import DeviceError
+from styler.config import DeviceChoice, Precision
+from styler.errors import ConfigError, DeviceError
 
 
 def resolve_device(choice: DeviceChoice | str = DeviceChoice.AUTO) -> torch.device:
@@ -26,13 +26,27 @@ def resolve_device(choice: DeviceChoice | str = DeviceChoice.AUTO) -> torch.devi
     return torch.device(choice.value)
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None = None) -> ContextManager[object]:
-    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full precision elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=dtype or torch.bfloat16)
-    if dtype is not None and dtype != torch.float32:
-        return torch.autocast(device.type, dtype=dtype)
-    return contextlib.nullcontext()
+_DTYPES = {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
+
+
+def compute_dtype(precision: Precision | str, device: torch.device) -> torch.dtype:
+    """The autocast dtype for ``precision`` on ``device``, the same for training and apply: AUTO is
+    bf16 on CUDA (no loss scaling needed, unlike fp16) and fp32 elsewhere; fp16 is refused off
+    CUDA, where half-precision kernels are slow or missing."""
+    precision = Precision(precision)
+    if precision is Precision.AUTO:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if precision is Precision.FP16 and device.type != "cuda":
+        raise ConfigError(f"precision fp16 needs a CUDA GPU (half-precision kernels on {device.type} are slow "
+                          f"or missing); use --precision bf16 or fp32")
+    return _DTYPES[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> ContextManager[object]:
+    """Autocast to ``dtype`` on ``device``; nothing for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def memory_format(device: torch.device) -> torch.memory_format:

@@ -28,6 +28,14 @@ def isolated(tmp_path_factory, monkeypatch):
     yield
 
 
+def one_line_error(result, fragment: str) -> None:
+    """A CLI result that failed with exactly one line, ``error: ...`` containing ``fragment``,
+    on stderr and no traceback anywhere."""
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
+
+
 def make_photo(path: Path, size: tuple[int, int] = (80, 64), seed: int = 0, mode: str = "RGB") -> Path:
     """A smooth synthetic 'photo' (gradients plus blobs) so losses are not degenerate."""
     rng = np.random.default_rng(seed)
@@ -62,3 +70,16 @@ def style_image(tmp_path) -> Path:
     path = tmp_path / "style.png"
     Image.fromarray(stripes).save(path)
     return path
+
+
+@pytest.fixture
+def weights(tmp_path) -> Path:
+    """A weights folder with one tiny untrained style, ``demo`` (the video and animation tests'
+    style; modules with a ``weights`` fixture of their own use theirs)."""
+    from styler.io.weights import save_generator
+    from styler.nn import Generator
+    from tests.media import TINY
+
+    torch.manual_seed(0)
+    save_generator(tmp_path / "weights" / "demo.safetensors", Generator(TINY), {"style_name": "demo"})
+    return tmp_path / "weights"

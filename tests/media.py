@@ -1,4 +1,5 @@
-"""Tiny clips and animations for the video tests, built with PyAV and Pillow in tmp_path."""
+"""Tiny clips and animations for the video tests, built with PyAV and Pillow in tmp_path (the
+tiny ``demo`` style they run is conftest.py's ``weights`` fixture)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from styler.checkpoint import save_generator
 from styler.cli import main
 from styler.config import GeneratorConfig
-from styler.models import Generator
 
 AUDIO_RATE = 8000
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
-
-
-@pytest.fixture
-def weights(tmp_path):
-    """A weights folder with one tiny untrained style, ``demo`` (import the fixture to use it)."""
-    torch.manual_seed(0)
-    save_generator(tmp_path / "weights" / "demo.safetensors", Generator(TINY), {"style_name": "demo"})
-    return tmp_path / "weights"
 
 
 def run(args, weights):

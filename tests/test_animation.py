@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from tests.media import make_gif, run, weights  # noqa: F401 (weights is a fixture)
+from tests.media import make_gif, run
 
 def frames_of(path):
     with Image.open(path) as image:

@@ -2,13 +2,13 @@ import pytest
 import torch
 from PIL import Image
 
-from styler.apply import Stylizer, preserve_color
-from styler.pipeline import apply_to_paths
-from styler.planning import plan_outputs
-from styler.checkpoint import save_generator
 from styler.config import ApplyConfig, GeneratorConfig
 from styler.errors import ConfigError, ImageError
-from styler.models import Generator
+from styler.inference.pipeline import apply_to_paths
+from styler.inference.planning import plan_outputs
+from styler.inference.stylizer import Stylizer, preserve_color
+from styler.io.weights import save_generator
+from styler.nn import Generator
 from tests.conftest import make_photo
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
@@ -52,7 +52,7 @@ def test_strength_out_of_range():
 
 
 def test_preserve_color_keeps_input_chroma():
-    from styler.apply import _TO_YCC
+    from styler.inference.stylizer import _TO_YCC
 
     x = torch.rand(1, 3, 16, 16) * 0.5 + 0.25
     out = stylizer(preserve_color=True)(x)

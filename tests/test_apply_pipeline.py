@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from styler.apply import Stylizer
 from styler.config import ApplyConfig, FolderConfig, GeneratorConfig, OutputFormat
 from styler.errors import ConfigError
-from styler.models import Generator
-from styler.pipeline import apply_to_paths
-from styler.planning import parse_shard, plan_outputs, shard_from_env, split_existing, take_shard
+from styler.inference.pipeline import apply_to_paths
+from styler.inference.planning import parse_shard, plan_outputs, shard_from_env, split_existing, take_shard
+from styler.inference.stylizer import Stylizer
+from styler.nn import Generator
 from tests.conftest import make_photo
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
@@ -141,12 +141,12 @@ def test_two_runs_writing_the_same_outputs_do_not_corrupt_them(tmp_path):
 
 @pytest.mark.parametrize("stage", ["decode", "encode"])
 def test_a_bug_in_a_worker_is_raised_not_swallowed(tmp_path, monkeypatch, stage):
-    import styler.pipeline
+    import styler.inference.pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError(f"bug in {stage}")
 
-    monkeypatch.setattr(styler.pipeline, stage, broken)
+    monkeypatch.setattr(styler.inference.pipeline, stage, broken)
     pairs = [(make_photo(tmp_path / f"a{i}.png"), tmp_path / f"o{i}.png") for i in range(12)]
     with pytest.raises(RuntimeError, match=f"bug in {stage}"):  # and no hang with full queues
         apply_to_paths(stylizer(), pairs, FolderConfig(batch_size=1, workers=1))

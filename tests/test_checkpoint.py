@@ -1,12 +1,14 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from styler.checkpoint import list_weights, load_generator, read_info, resolve_weights, save_generator
 from styler.config import GeneratorConfig, Upsample
 from styler.errors import WeightsError
-from styler.models import Generator
+from styler.io.weights import list_weights, read_info, resolve_weights, save_generator
+from styler.nn import Generator
+from styler.nn.generator import load_generator
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
 
@@ -108,20 +110,32 @@ def test_weights_file_gets_normal_permissions(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
-def test_files_from_before_the_upsample_choice_load_as_nearest(tmp_path):
+def rewrite_as_version_1(path, **changes):
+    """Rewrite a weights file's header as a version-1 file would have it: ``changes`` set generator
+    fields, a value of None removes the field (files from before it existed)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    torch.manual_seed(2)
-    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.NEAREST)).eval()
-    path = save_generator(tmp_path / "old.safetensors", g, {"style_name": "old", "features": "random"})
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata()
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     fields = json.loads(meta["generator_config"])
-    assert fields.pop("upsample") == "nearest" and GeneratorConfig().upsample is not Upsample.NEAREST
+    for name, value in changes.items():
+        if value is None:
+            del fields[name]
+        else:
+            fields[name] = value
     meta["generator_config"] = json.dumps(fields)
+    meta["format_version"] = "1"
     save_file(tensors, str(path), metadata=meta)
+
+
+def test_files_from_before_the_upsample_choice_load_as_nearest(tmp_path):
+    torch.manual_seed(2)
+    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.NEAREST)).eval()
+    path = save_generator(tmp_path / "old.safetensors", g, {"style_name": "old", "features": "random"})
+    assert GeneratorConfig().upsample is not Upsample.NEAREST
+    rewrite_as_version_1(path, upsample=None)
     loaded, info = load_generator(path)
     assert info.generator.upsample is Upsample.NEAREST
     x = torch.rand(1, 3, 32, 32)
@@ -140,36 +154,33 @@ def test_bilinear_generator_round_trips(tmp_path):
 
 
 def test_run_descriptions_from_before_the_upsample_choice_read_as_nearest():
-    from styler.config import TrainConfig, from_dict, to_json
+    from styler.config import TrainConfig
+    from styler.training.runs import RunSpec
 
-    data = json.loads(to_json(TrainConfig()))
-    assert data["generator"].pop("upsample") == "bilinear"
-    assert from_dict(TrainConfig, data).generator.upsample is Upsample.NEAREST  # a resumed old run keeps its decoder
-    assert from_dict(TrainConfig, json.loads(to_json(TrainConfig()))) == TrainConfig()
+    spec = RunSpec(TrainConfig(), Path("s.png"), Path("photos"), Path("weights"))
+    data = spec.to_dict()
+    assert RunSpec.from_dict(data) == spec
+    del data["version"]  # run.json files written before version 2 carry none
+    assert data["config"]["generator"]["input_skip"] is False
+    assert RunSpec.from_dict(data).config.generator.input_skip is False  # version 1 that names it: kept
+    assert data["config"]["generator"].pop("upsample") == "bilinear"
+    data["config"]["generator"].pop("input_skip")
+    old = RunSpec.from_dict(data).config.generator  # a resumed old run keeps its decoder and skip
+    assert old.upsample is Upsample.NEAREST and old.input_skip
 
 
-def test_files_from_before_the_input_skip_choice_keep_the_skip(tmp_path):
-    """Files written before ``input_skip`` existed were trained with the skip; they must load
-    with it, from weights files and from a resumed run's run.json alike."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from styler.config import TrainConfig, from_dict, to_json
-
+@pytest.mark.parametrize("written, loaded_as", [(None, True), (False, False), (True, True)],
+                         ids=["before-the-field", "false", "true"])
+def test_version_1_files_keep_the_input_skip_they_were_trained_with(tmp_path, written, loaded_as):
+    """Version-1 files from before ``input_skip`` existed were trained with the skip and load with
+    it; version-1 files that name it (written between the field and format version 2) keep theirs."""
     torch.manual_seed(3)
-    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, input_skip=True)).eval()
+    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, input_skip=loaded_as)).eval()
     path = save_generator(tmp_path / "old.safetensors", g, {"style_name": "old"})
-    with safe_open(str(path), framework="pt") as fh:
-        meta, tensors = fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}
-    fields = json.loads(meta["generator_config"])
-    assert fields.pop("input_skip") is True and GeneratorConfig().input_skip is False
-    meta["generator_config"] = json.dumps(fields)
-    save_file(tensors, str(path), metadata=meta)
+    assert GeneratorConfig().input_skip is False
+    rewrite_as_version_1(path, input_skip=written)
     loaded, info = load_generator(path)
-    assert info.generator.input_skip is True
+    assert info.generator.input_skip is loaded_as
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(g(x), loaded(x))
-    data = json.loads(to_json(TrainConfig()))
-    del data["generator"]["input_skip"]
-    assert from_dict(TrainConfig, data).generator.input_skip is True

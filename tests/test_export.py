@@ -6,12 +6,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from styler.checkpoint import save_generator
 from styler.cli import main
 from styler.config import GeneratorConfig
-from styler.models import Generator
+from styler.io.weights import save_generator
+from styler.nn import Generator
 
-SIZES = [(48, 64), (37, 53)]  # the second is not a multiple of the stride 8
+SIZES = [(48, 64), (37, 53), (12, 7)]  # not a multiple of the stride 8; narrower than a pad
 
 
 @pytest.fixture(params=[False, True], ids=["tanh-output", "input-skip"])
@@ -34,7 +34,7 @@ def export(tmp_path, weights_dir, fmt, name):
     return target
 
 
-def test_onnx_matches_torch_at_two_sizes(tmp_path, weights):
+def test_onnx_matches_torch_at_three_sizes(tmp_path, weights):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     weights_dir, g = weights
@@ -47,7 +47,7 @@ def test_onnx_matches_torch_at_two_sizes(tmp_path, weights):
             assert y.shape == (2, 3, h, w) and (torch.from_numpy(y) - g(x)).abs().max() < 1e-3
 
 
-def test_torchscript_matches_torch_at_two_sizes(tmp_path, weights):
+def test_torchscript_matches_torch_at_three_sizes(tmp_path, weights):
     weights_dir, g = weights
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated upstream

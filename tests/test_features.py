@@ -3,10 +3,10 @@ import hashlib
 import pytest
 import torch
 
-from styler import features
 from styler.config import Features
 from styler.errors import FeatureWeightsError
-from styler.features import FeatureExtractor, build_feature_extractor, layer_names
+from styler.nn import vgg as features
+from styler.nn.vgg import FeatureExtractor, build_feature_extractor, layer_names
 
 
 def test_layer_names_follow_vgg_convention():
@@ -90,10 +90,11 @@ def test_vgg_weights_file_is_imported_and_loaded(tmp_path, monkeypatch):
     from torchvision.models import vgg16
 
     state = {k: v for k, v in vgg16().state_dict().items() if k.startswith("features.")}
-    path = tmp_path / "vgg16-local.pth"
-    torch.save(state, path)
-    prefix = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    written = tmp_path / "vgg16-local.pth"
+    torch.save(state, written)
+    prefix = hashlib.sha256(written.read_bytes()).hexdigest()[:8]
     monkeypatch.setattr(features, "official_filename", lambda kind: f"vgg16-{prefix}.pth")
+    path = written.rename(tmp_path / f"vgg16-{prefix}.pth")  # torchvision's name: imported, not converted
     ext = build_feature_extractor(Features.VGG16, ("relu1_2",), weights_file=path)
     assert torch.equal(ext.net[0].weight, state["features.0.weight"])
     cached = features._cache_path(Features.VGG16)

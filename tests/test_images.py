@@ -4,8 +4,8 @@ import pytest
 from PIL import Image
 
 from styler.errors import DataError, ImageError
-from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_rgb, \
-    load_style_image, pil_to_tensor, save_image, tensor_to_pil
+from styler.io.images import find_images, load_rgb, load_style_image, pil_to_tensor, save_image, tensor_to_pil
+from styler.training.data import ContentDataset, InfiniteSampler, collate_content
 from tests.conftest import make_photo
 
 

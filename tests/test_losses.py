@@ -1,10 +1,13 @@
+import itertools
+import statistics
+
 import pytest
 import torch
 
 from styler.config import Features, LossConfig, StyleLoss
-from styler.features import build_feature_extractor
-from styler.losses import ContentLoss, GramLoss, HingeGANLoss, PerceptualLoss, SlicedWassersteinLoss, \
-    TotalVariationLoss, gram_matrix
+from styler.nn.vgg import build_feature_extractor
+from styler.training.losses import ContentLoss, GramLoss, PerceptualLoss, SlicedWassersteinLoss, \
+    TotalVariationLoss, gram_matrix, hinge_discriminator_loss, hinge_generator_loss
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1")
 
@@ -48,11 +51,10 @@ def test_tv_loss_zero_for_constant_image():
 
 
 def test_hinge_loss_signs():
-    gan = HingeGANLoss()
-    good = gan.discriminator(torch.full((1, 1, 4, 4), 2.0), torch.full((1, 1, 4, 4), -2.0))
-    bad = gan.discriminator(torch.full((1, 1, 4, 4), -2.0), torch.full((1, 1, 4, 4), 2.0))
-    assert good.item() == 0 and bad.item() > 0
-    assert gan.generator(torch.ones(1, 1, 2, 2)).item() < gan.generator(-torch.ones(1, 1, 2, 2)).item()
+    good = hinge_discriminator_loss(torch.full((1, 1, 4, 4), 2.0), torch.full((1, 1, 4, 4), -2.0))
+    bad = hinge_discriminator_loss(torch.full((1, 1, 4, 4), -2.0), torch.full((1, 1, 4, 4), 2.0))
+    assert good.item() == 0 and bad.item() == 6.0  # relu(1 + 2) on each side
+    assert hinge_generator_loss(torch.ones(1, 1, 2, 2)).item() == -1.0
 
 
 def test_perceptual_loss_gradients_reach_output_not_extractor():
@@ -69,16 +71,30 @@ def test_perceptual_loss_gradients_reach_output_not_extractor():
         assert all(p.grad is None for p in ext.parameters())
 
 
-def test_sliced_wasserstein_bank_matches_direct_projection():
+def brute_force_w2(a: list[float], b: list[float]) -> float:
+    """Squared 1-D Wasserstein-2 distance of two equal-size samples: the cheapest of all pairings."""
+    return min(sum((x - b[j]) ** 2 for x, j in zip(a, perm)) for perm in itertools.permutations(range(len(b)))) / len(a)
+
+
+def test_sliced_wasserstein_is_the_optimal_transport_cost_averaged_over_directions():
     torch.manual_seed(0)
-    feats = torch.rand(1, 6, 8, 8)
-    loss = SlicedWassersteinLoss({"a": feats}, projections=8, bank_size=32)
-    direct = torch.sort(loss.dirs_a.T @ feats.flatten(2)[0], dim=-1).values
-    assert torch.allclose(loss.sorted_a, direct)
-    # Large style images keep only evenly spaced quantiles; the same distribution still scores ~0.
+    style, out = torch.rand(1, 3, 2, 3), torch.rand(1, 3, 2, 3)  # 6 positions: 720 pairings
+    loss = SlicedWassersteinLoss({"a": style}, projections=4, bank_size=4)  # every direction, every call
+    dirs = loss.layers["a"].dirs.double().T.tolist()
+    s_cols, o_cols = style.double().flatten(2)[0].T.tolist(), out.double().flatten(2)[0].T.tolist()
+
+    def project(cols, d):
+        return [sum(c * w for c, w in zip(col, d)) for col in cols]
+
+    transport = statistics.mean(brute_force_w2(project(o_cols, d), project(s_cols, d)) for d in dirs)
+    scale = statistics.mean(statistics.variance(channel) for channel in style.double().flatten(2)[0].tolist())
+    assert loss({"a": out}).item() == pytest.approx(transport / scale, rel=1e-4)
+
+
+def test_sliced_wasserstein_keeps_quantiles_of_large_style_images():
     big = torch.rand(1, 6, 80, 80)
     coarse = SlicedWassersteinLoss({"a": big}, projections=8, bank_size=32, quantiles=256)
-    assert coarse.sorted_a.shape == (32, 256)
+    assert coarse.layers["a"].sorted.shape == (32, 256)
     assert coarse({"a": big}).item() < 1e-3 * coarse({"a": big + 0.5}).item()
 
 

@@ -3,9 +3,9 @@ import torch
 from torch import nn
 
 from styler.config import DiscriminatorConfig, GeneratorConfig, Upsample
-from styler.models import Generator, PatchDiscriminator
+from styler.nn import Generator, PatchDiscriminator
 
-TINY = GeneratorConfig(base_channels=4, num_downsamples=2, num_residual=1)
+TINY = GeneratorConfig(base_channels=4, num_residual=1)
 
 
 SMOOTH = GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.BILINEAR, antialias=True)
@@ -44,10 +44,18 @@ def test_generator_rejects_wrong_channels():
 def test_generator_config_validation():
     from styler.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="stem_kernel"):
-        GeneratorConfig(stem_kernel=4)
     with pytest.raises(ConfigError, match="base_channels"):
         GeneratorConfig(base_channels=0)
+
+
+def test_retired_layout_fields_are_read_at_their_one_value_and_refused_otherwise():
+    from styler.config import from_dict
+    from styler.errors import ConfigError
+
+    stored = {"base_channels": 4, "num_downsamples": 3, "stem_kernel": 3, "pixel_unshuffle": True}
+    assert from_dict(GeneratorConfig, stored) == GeneratorConfig(base_channels=4)
+    with pytest.raises(ConfigError, match="stem_kernel=9 is a layout styler no longer builds"):
+        from_dict(GeneratorConfig, {**stored, "stem_kernel": 9})
 
 
 def test_discriminator_outputs_a_patch_map():
@@ -66,7 +74,7 @@ def test_discriminator_default_is_70x70_with_spectral_norm():
 
 
 def test_blur_is_a_normalised_low_pass_without_weights():
-    from styler.models.generator import Blur
+    from styler.nn.generator import Blur
 
     blur = Blur(2)
     assert list(blur.state_dict()) == []

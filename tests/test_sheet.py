@@ -4,11 +4,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from styler.checkpoint import save_generator
 from styler.cli import main
 from styler.config import GeneratorConfig
-from styler.models import Generator
-from styler.sheet import LABEL_HEIGHT, render_sheet
+from styler.inference.sheet import LABEL_HEIGHT, render_sheet
+from styler.io.weights import save_generator
+from styler.nn import Generator
 from tests.conftest import make_photo
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)

@@ -7,13 +7,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from styler.apply import Stylizer
-from styler.checkpoint import save_generator
 from styler.cli import main
 from styler.config import ApplyConfig, GeneratorConfig
 from styler.errors import ConfigError
-from styler.guided import guided_upsample, resize
-from styler.models import Generator
+from styler.inference.guided import guided_upsample, resize
+from styler.inference.stylizer import Stylizer
+from styler.io.weights import save_generator
+from styler.nn import Generator
 from tests.conftest import make_photo
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)

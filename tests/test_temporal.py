@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from benchmarks.bench_video import panned_clip, stylize_clip
-from styler.apply import Stylizer
 from styler.config import GeneratorConfig, Temporal, VideoConfig
-from styler.models import Generator
-from styler.temporal import SceneCuts, pooled, warping_error
-from styler.tiling import GlobalStatsGenerator, NormMode
+from styler.inference.stylizer import Stylizer
+from styler.inference.temporal import SceneCuts, pooled, warping_error
+from styler.inference.tiling import GlobalStatsGenerator, NormMode
+from styler.nn import Generator
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
 

@@ -7,14 +7,14 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
-from styler.apply import AUTO_TILE, Stylizer
-from styler.checkpoint import save_generator
 from styler.cli import main
 from styler.config import ApplyConfig, GeneratorConfig, TileStats, Upsample
 from styler.errors import ConfigError
-from styler.models import Generator
-from styler.tiling import BLEND, FixedStatsNorm, GlobalStatsGenerator, _ramp, downscale, exact_forward, \
-    receptive_margin, tile_starts, tiled_forward
+from styler.inference.stylizer import AUTO_TILE, Stylizer
+from styler.inference.tiling import BLEND, FixedStatsNorm, GlobalStatsGenerator, _ramp, downscale, \
+    exact_forward, receptive_margin, tile_starts, tiled_forward
+from styler.io.weights import save_generator
+from styler.nn import Generator
 from tests.conftest import make_photo
 
 CPU = torch.device("cpu")
@@ -62,13 +62,9 @@ def test_exact_statistics_make_tiles_equal_the_plain_forward(size, capsys):
         print(f"\n  exact statistics, {size[0]}x{size[1]}, tile 64: {psnr(tiled, plain):.1f} dB vs plain untiled")
 
 
-@pytest.mark.parametrize("config", [GeneratorConfig(base_channels=4, pixel_unshuffle=False),
-                                    GeneratorConfig(base_channels=4, num_downsamples=1, num_residual=0),
-                                    GeneratorConfig(base_channels=4, upsample=Upsample.BILINEAR),
-                                    GeneratorConfig(base_channels=4, pixel_unshuffle=False,
-                                                    upsample=Upsample.BILINEAR),
+@pytest.mark.parametrize("config", [GeneratorConfig(base_channels=4, num_residual=0),
+                                    GeneratorConfig(base_channels=4, upsample=Upsample.NEAREST),
                                     GeneratorConfig(base_channels=4, antialias=True),
-                                    GeneratorConfig(base_channels=4, pixel_unshuffle=False, antialias=True),
                                     GeneratorConfig(base_channels=4, input_skip=True)])
 def test_exact_statistics_on_other_layouts(config):
     g, x = generator(config, spread=0.3), photo(90, 75)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from styler.config import VideoConfig
-from styler.models import Generator
-from styler.temporal import FrameStylizer
-from tests.media import TINY, make_clip, probe, run, weights  # noqa: F401 (weights is a fixture)
+from styler.inference.temporal import FrameStylizer
+from styler.nn import Generator
+from tests.media import TINY, make_clip, probe, run
 
 av = pytest.importorskip("av")
 
@@ -155,7 +155,7 @@ def test_folder_mixes_videos_images_and_gifs(tmp_path, weights):
 
 
 def test_stylize_video_api_reports_progress(tmp_path):
-    from styler.apply import Stylizer
+    from styler.inference.stylizer import Stylizer
 
     src = make_clip(tmp_path / "clip.mp4", frames=10, audio=False)
     seen = []

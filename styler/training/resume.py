@@ -1,4 +1,4 @@
-"""Checkpointing and resuming a :class:`styler.train.Trainer` (a mixin: the state it saves
+"""Checkpointing and resuming a :class:`styler.training.trainer.Trainer` (a mixin: the state it saves
 is the trainer's own), and turning Ctrl-C into a checkpoint at a step boundary."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from styler.config import TrainConfig, from_dict, to_json
+from styler.config import TrainConfig, from_dict, to_json, train_config_v1
 from styler.errors import ConfigError, TrainingError
-from styler.runs import config_differences
+from styler.training.runs import config_differences
 
 
 @contextlib.contextmanager
@@ -26,7 +26,7 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         yield lambda: False
         return
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(_signum: int, _frame: object) -> None:
         if hit[0]:
             raise KeyboardInterrupt
         hit[0] = True
@@ -54,7 +54,8 @@ class Resumable:
 
     def _resume(self, force: bool) -> None:
         state = self.run_dir.load_checkpoint()
-        saved = from_dict(TrainConfig, json.loads(state["config"]))
+        saved_fields = json.loads(state["config"])
+        saved = from_dict(TrainConfig, train_config_v1(saved_fields) if state["version"] == 1 else saved_fields)
         differences = config_differences(saved, self.config)
         if differences and not force:
             raise ConfigError(f"{self.run_dir.path} was trained with other settings ({'; '.join(differences)}); "
@@ -79,18 +80,15 @@ class Resumable:
             self.run_dir.write_spec(self.spec)
 
     def _rng_state(self) -> dict[str, Any]:
-        sliced = getattr(self.loss.style, "rng", None)
         return {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-                "sliced": sliced.get_state() if sliced is not None else None}
+                "sliced": self.loss.draw_state()}
 
     def _set_rng_state(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
         if state["cuda"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda"])
-        sliced = getattr(self.loss.style, "rng", None)
-        if sliced is not None and state["sliced"] is not None:
-            sliced.set_state(state["sliced"])
+        self.loss.set_draw_state(state["sliced"])
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything mutable, as tensors and plain containers (safe for weights_only loading)."""

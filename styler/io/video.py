@@ -1,40 +1,32 @@
-"""Videos through PyAV: decode, stylize in batches, encode, audio copied unchanged.
+"""Video files through PyAV: frames and audio packets in, frames and audio packets out.
 
-    reader thread: demux -> decode -> [items] -> main thread: runs of frames -> FrameStylizer
-                                                   -> [encode] -> writer thread: encode, mux
-
-Both queues are bounded, so memory stays flat for a clip of any length. Audio packets travel
-through the same queues in demux order and are muxed untouched (no re-encoding). Frames keep their
-timestamps (variable frame rates survive), the stream its rate and display rotation. The output is
-written under a temporary name in the target folder and renamed when complete: a corrupt input,
-a crash or Ctrl-C never leaves a half-written video. PyAV ships ffmpeg's libraries in its wheels,
-so there is no ffmpeg to install; it is the optional extra ``styler[video]``.
+:class:`Reader` yields a clip's frames (with their timestamps and rotation) and its audio packets
+in demux order; :class:`Writer` encodes frames and muxes the audio packets untouched (no
+re-encoding), keeping the stream's rate, the frames' timestamps (variable frame rates survive) and
+the display rotation. The output is written under a temporary name in the target folder
+(:func:`styler.io.files.atomic_path`) and renamed when complete: a corrupt input, a crash or
+Ctrl-C never leaves a half-written video. PyAV ships ffmpeg's libraries in its wheels, so there is
+no ffmpeg to install; it is the optional extra ``styler[video]``. The stylization pipeline over
+these is :mod:`styler.inference.video`.
 """
 
 from __future__ import annotations
 
-import os
-import queue
-import threading
+import contextlib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from styler.config import VIDEO_EXTENSIONS, Temporal, VideoConfig
+from styler.config import VIDEO_EXTENSIONS, VideoConfig
 from styler.errors import VideoError
-from styler.fileio import temp_beside
-from styler.temporal import FrameStylizer, runs
+from styler.io.files import atomic_path
+from styler.io.images import is_image_path
 
-if TYPE_CHECKING:
-    from styler.apply import Stylizer
-
-OnFrame = Callable[[int, "int | None"], None]
-_DONE = object()
-_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 _CODECS = {".webm": "libvpx-vp9"}  # everything else: H.264
 _SUBSAMPLED = ("yuv420p", "yuvj420p", "yuv422p", "nv12")  # chroma at half width: sizes must be even
 
@@ -50,6 +42,19 @@ def require_av() -> Any:
 
 def is_video_path(path: Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def is_media_path(path: Path) -> bool:
+    """Found in folders and globs: images, and videos when PyAV is installed."""
+    if is_image_path(path):
+        return True
+    if not is_video_path(path):
+        return False
+    try:
+        require_av()
+    except VideoError:
+        return False
+    return True
 
 
 @dataclass
@@ -167,22 +172,20 @@ class Writer:
 
     def __init__(self, dst: Path, reader: Reader, config: VideoConfig) -> None:
         self.av, self.dst, self.reader, self.config = reader.av, Path(dst), reader, config
-        self.fmt = _FORMATS.get(self.dst.suffix.lower())
+        self.fmt = FORMATS.get(self.dst.suffix.lower())
         if self.fmt is None:
-            raise VideoError(f"{dst}: write videos as one of {', '.join(sorted(_FORMATS))}")
+            raise VideoError(f"{dst}: write videos as one of {', '.join(sorted(FORMATS))}")
         self.container: Any = None
         self.stream: Any = None
         self.audio: dict[int, Any] = {}
         self.early: list[Any] = []  # audio packets demuxed before the first frame
-        self.tmp: str | None = None
+        self.file = contextlib.ExitStack()  # holds the atomic_path of the temporary file
         self.frames = 0
 
     def _open(self, first: Frame) -> None:
         try:
-            self.dst.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = temp_beside(self.dst)
-            os.close(fd)
-            self.container = self.av.open(self.tmp, "w", format=self.fmt)
+            tmp = self.file.enter_context(atomic_path(self.dst))
+            self.container = self.av.open(tmp, "w", format=self.fmt)
         except (OSError, self.av.FFmpegError) as exc:
             raise VideoError(f"{self.dst}: cannot write ({_reason(exc)})") from exc
         self.stream = self._video_stream(first)
@@ -194,25 +197,32 @@ class Writer:
 
     def _video_stream(self, first: Frame) -> Any:
         name = self.config.codec or _CODECS.get(self.dst.suffix.lower(), "libx264")
-        source = self.reader.video
-        try:
-            stream = self.container.add_stream(name, rate=source.average_rate or source.guessed_rate or 25)
-        except (self.av.FFmpegError, ValueError) as exc:
-            raise VideoError(f"{self.dst}: codec {name!r} is not available ({_reason(exc)})") from exc
+        stream = self._add_stream(name)
         formats = [f.name for f in (stream.codec_context.codec.video_formats or [])]
         stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
         pixels = _even(first.pixels) if stream.pix_fmt in _SUBSAMPLED else first.pixels
         stream.height, stream.width = pixels.shape[-2:]
         if first.time_base is not None:
             stream.codec_context.time_base = first.time_base  # keep the input's timestamps
+        self._quality(stream, name)
+        if first.rotation:
+            stream.set_display_rotation(first.rotation)
+        return stream
+
+    def _add_stream(self, name: str) -> Any:
+        source = self.reader.video
+        try:
+            return self.container.add_stream(name, rate=source.average_rate or source.guessed_rate or 25)
+        except (self.av.FFmpegError, ValueError) as exc:
+            raise VideoError(f"{self.dst}: codec {name!r} is not available ({_reason(exc)})") from exc
+
+    def _quality(self, stream: Any, name: str) -> None:
+        """Constant quality at ``--crf`` for the x264/x265/VP9 encoders."""
         stream.options = {"crf": str(self.config.crf)}
         if name == "libx265":
             stream.options["x265-params"] = "log-level=error"  # x265 prints a report on stderr otherwise
         if name.startswith("libvpx"):
             stream.codec_context.bit_rate = 0  # constant quality, as --crf asks
-        if first.rotation:
-            stream.set_display_rotation(first.rotation)
-        return stream
 
     def _mux(self, packets: Any) -> None:
         for packet in packets:
@@ -250,144 +260,13 @@ class Writer:
             self.container.close()
         except self.av.FFmpegError as exc:
             raise VideoError(f"{self.dst}: cannot encode ({_reason(exc)})") from exc
-        os.replace(self.tmp, self.dst)  # type: ignore[arg-type]
-        self.tmp = None
+        self.file.close()  # renames the temporary file over dst
 
-    def abort(self) -> None:
-        """Close and delete the temporary file; the error that caused it is already on its way."""
+    def abort(self, error: BaseException) -> None:
+        """Close and delete the temporary file; ``error``, which caused it, is already on its way."""
         try:
             if self.container is not None:
                 self.container.close()
         except Exception:  # noqa: BLE001 - a broken half file; it is deleted next
             pass
-        if self.tmp is not None and os.path.exists(self.tmp):
-            os.unlink(self.tmp)
-        self.tmp = None
-
-
-class _Cancelled(Exception):
-    """A worker thread stops because the run is being torn down."""
-
-
-class VideoJob:
-    """One video through the threaded pipeline of the module docstring."""
-
-    def __init__(self, stylizer: "Stylizer", config: VideoConfig, on_frame: OnFrame | None) -> None:
-        from styler.pipeline import _Threads
-
-        self.stylizer, self.config, self.on_frame = stylizer, config, on_frame
-        self.stop = threading.Event()
-        self.threads = _Threads()
-        depth = 2 * config.batch_size + 8
-        self.decoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self.encoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
-
-    def _put(self, target: queue.Queue[Any], item: Any) -> None:
-        while not self.stop.is_set():
-            try:
-                return target.put(item, timeout=0.2)
-            except queue.Full:
-                self.threads.check()
-        raise _Cancelled
-
-    def _drain(self, source: queue.Queue[Any]) -> Iterator[Any]:
-        while not self.stop.is_set():
-            try:
-                item = source.get(timeout=0.2)
-            except queue.Empty:
-                self.threads.check()  # a crashed reader (a corrupt file) surfaces here
-                continue
-            if item is _DONE:
-                return
-            yield item
-        raise _Cancelled
-
-    def _read(self, reader: Reader) -> None:
-        try:
-            for item in reader.items():
-                self._put(self.decoded, item)
-            self._put(self.decoded, _DONE)
-        except _Cancelled:
-            pass  # torn down by the main thread, which raises the reason itself
-
-    def _write(self, writer: Writer) -> None:
-        try:
-            for item in self._drain(self.encoded):
-                writer.write(item)
-        except _Cancelled:
-            pass  # as in _read
-
-    def run(self, src: Path, dst: Path) -> int:
-        reader = Reader(src, self.stylizer.config.max_size)
-        try:
-            writer = Writer(dst, reader, self.config)
-            steady = FrameStylizer(self.stylizer, self.config.temporal, self.config)
-            if steady.needs_samples and (samples := reader.samples(self.config.stats_frames)):
-                steady.share(samples)
-            try:
-                self._stylize(reader, writer, steady)
-                writer.finish()
-            except BaseException:
-                self.stop.set()
-                for thread in self.threads.threads:
-                    thread.join()
-                writer.abort()
-                raise
-            return writer.frames
-        finally:
-            reader.close()
-
-    def _stylize(self, reader: Reader, writer: Writer, steady: FrameStylizer) -> None:
-        total, done = reader.total, 0
-        if self.on_frame:
-            self.on_frame(0, total)
-        self.threads.start(self._read, reader)
-        self.threads.start(self._write, writer)
-        is_frame = lambda item: isinstance(item, Frame)  # noqa: E731
-        for run in runs(self._drain(self.decoded), is_frame, lambda f: tuple(f.pixels.shape), self.config.batch_size):
-            frames = [item for item in run if isinstance(item, Frame)]
-            if frames:
-                for frame, pixels in zip(frames, steady(torch.stack([f.pixels for f in frames]))):
-                    frame.pixels = pixels
-            for item in run:
-                self._put(self.encoded, item)
-            done += len(frames)
-            if self.on_frame:
-                self.on_frame(done, max(total, done) if total else None)
-        self._put(self.encoded, _DONE)
-        self.threads.join()
-
-
-def is_media_path(path: Path) -> bool:
-    """Found in folders and globs: images, and videos when PyAV is installed."""
-    from styler.images import is_image_path
-
-    if is_image_path(path):
-        return True
-    if not is_video_path(path):
-        return False
-    try:
-        require_av()
-    except VideoError:
-        return False
-    return True
-
-
-def split_moving(pairs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
-    """(still images, videos and animated images) of planned (input, output) pairs."""
-    from styler.animation import is_animated
-
-    moving = [p for p in pairs if is_video_path(p[0]) or is_animated(p[0])]
-    return [p for p in pairs if p not in moving], moving
-
-
-def stylize_file(stylizer: "Stylizer", src: Path, dst: Path, config: VideoConfig, on_frame: OnFrame | None = None,
-                 quality: int = 95) -> int:
-    """Stylize a video or an animated image ``src`` into ``dst``; returns the frames written."""
-    from styler.animation import is_animated, stylize_animation
-
-    if not is_video_path(src) and is_animated(src):
-        return stylize_animation(stylizer, src, dst, config, on_frame, quality)
-    if not is_video_path(dst):
-        raise VideoError(f"{dst}: a video is written as one of {', '.join(sorted(_FORMATS))}")
-    return VideoJob(stylizer, config, on_frame).run(src, dst)
+        self.file.__exit__(type(error), error, error.__traceback__)  # atomic_path deletes it

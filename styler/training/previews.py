@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image, ImageDraw
 
-from styler.images import tensor_to_pil
+from styler.io.images import tensor_to_pil
 
 _BACKGROUND = (255, 255, 255)
 _GAP = 4
@@ -45,9 +45,7 @@ def loss_curve(records: Sequence[dict[str, Any]], size: tuple[int, int] = (720, 
     if not points:
         draw.text((left + 10, top + 10), "no metrics logged", fill=(0, 0, 0))
         return image
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + abs(y0) * 0.1 + 1e-6)
+    x0, x1, y0, y1 = _extent(points)
 
     def at(step: float, value: float) -> tuple[float, float]:
         return (left + (step - x0) / (x1 - x0) * (width - left - right),
@@ -58,9 +56,23 @@ def loss_curve(records: Sequence[dict[str, Any]], size: tuple[int, int] = (720, 
     for p in val:
         x, y = at(*p)
         draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(210, 40, 40))
-    for value in (y0, y1):
-        draw.text((4, at(x0, value)[1] - 6), f"{value:.4g}", fill=(0, 0, 0))
-    for step in (x0, x1):
-        draw.text((at(step, y0)[0] - 10, height - bottom + 6), f"{step:.0f}", fill=(0, 0, 0))
-    draw.text((width // 2 - 10, height - 18), "step", fill=(0, 0, 0))
+    _label_axes(draw, at, (x0, x1), (y0, y1), size, bottom)
     return image
+
+
+def _extent(points: list[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """Smallest and largest step and value, widened where they coincide (one point)."""
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
+    return x0, (x1 if x1 > x0 else x0 + 1), y0, (y1 if y1 > y0 else y0 + abs(y0) * 0.1 + 1e-6)
+
+
+def _label_axes(draw: ImageDraw.ImageDraw, at: Any, steps: tuple[float, float], values: tuple[float, float],
+                size: tuple[int, int], bottom: int) -> None:
+    """The lowest and highest value and step at the ends of the axes."""
+    width, height = size
+    for value in values:
+        draw.text((4, at(steps[0], value)[1] - 6), f"{value:.4g}", fill=(0, 0, 0))
+    for step in steps:
+        draw.text((at(step, values[0])[0] - 10, height - bottom + 6), f"{step:.0f}", fill=(0, 0, 0))
+    draw.text((width // 2 - 10, height - 18), "step", fill=(0, 0, 0))

@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 
 from styler.errors import DataError, ImageError
-from styler.images import center_crop, load_rgb, pil_to_tensor
+from styler.io.images import center_crop, load_rgb, pil_to_tensor
 
 MIN_VAL, MAX_VAL = 4, 64
 

@@ -14,7 +14,6 @@ a ``kill -9`` at any moment leaves either the previous or the new complete check
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,13 @@ from typing import Any, Callable
 
 import torch
 
-from styler.config import TrainConfig, from_dict, to_json
+from styler.config import FORMAT_VERSION, TrainConfig, from_dict, to_json, train_config_v1
 from styler.errors import ConfigError, TrainingError
-from styler.fileio import temp_beside
+from styler.io.files import atomic_path
 
 RUNS_DIR = Path("runs")
 CHECKPOINT_FORMAT = "styler-run-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the generator config lists upsample and input_skip
 # Options that change how a run is watched or executed but not what it computes: they may
 # differ when resuming without --force.
 RESUME_SAFE_FIELDS = frozenset({"log_every", "val_every", "patience", "checkpoint_every", "preview_every",
@@ -51,14 +50,15 @@ class RunSpec:
     vgg_weights: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": json.loads(to_json(self.config)), "style": str(self.style),
+        return {"version": FORMAT_VERSION, "config": json.loads(to_json(self.config)), "style": str(self.style),
                 "content_dir": str(self.content_dir), "weights_dir": str(self.weights_dir),
                 "vgg_weights": str(self.vgg_weights) if self.vgg_weights else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
         vgg = data.get("vgg_weights")
-        return cls(config=from_dict(TrainConfig, data["config"]), style=Path(data["style"]),
+        config = train_config_v1(data["config"]) if data.get("version", 1) == 1 else data["config"]
+        return cls(config=from_dict(TrainConfig, config), style=Path(data["style"]),
                    content_dir=Path(data["content_dir"]), weights_dir=Path(data["weights_dir"]),
                    vgg_weights=Path(vgg) if vgg else None)
 
@@ -81,19 +81,9 @@ def config_differences(saved: TrainConfig, new: TrainConfig) -> list[str]:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(file)`` into a temp file beside ``path``, fsync, rename over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write through ``write(file)`` into a temp file beside ``path``, then rename it over."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 class RunDir:
@@ -139,9 +129,9 @@ class RunDir:
             raise TrainingError(f"{path}: unreadable checkpoint ({exc}); delete it to start over") from exc
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise TrainingError(f"{path}: not a styler run checkpoint")
-        if state.get("version") != CHECKPOINT_VERSION:
+        if state.get("version") not in (1, CHECKPOINT_VERSION):
             raise TrainingError(f"{path}: checkpoint version {state.get('version')} is not supported "
-                                f"(expects {CHECKPOINT_VERSION})")
+                                f"(expects 1 to {CHECKPOINT_VERSION})")
         return state
 
     def reset(self) -> None:

@@ -16,9 +16,9 @@ from typing import Sequence
 
 from styler.config import FolderConfig, OutputFormat
 from styler.errors import ConfigError
-from styler.images import find_images, is_image_path
-from styler.animation import is_animated
-from styler.video import is_media_path, is_video_path
+from styler.io.animation import is_animated
+from styler.io.images import find_images, is_image_path
+from styler.io.video import is_media_path, is_video_path
 
 Pair = tuple[Path, Path]
 Failure = tuple[Path, str]
@@ -58,25 +58,34 @@ def plan_outputs(inputs: Sequence[Path | str], output: Path | None, style_name: 
     failures: list[Failure] = []
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     for item in inputs:
-        src = Path(item)
-        if src.is_dir():
-            pairs += _tree(src, find_images(src, config.recursive, is_media_path), output, style_name)
-        elif src.is_file():
-            if single_file and output and not Path(output).is_dir():
-                dst = Path(output)
-            else:
-                dst = Path(output) / src.name if output else src.with_name(f"{src.stem}_{style_name}{src.suffix}")
-            pairs.append((src, dst))
-        elif _MAGIC & set(str(item)):
-            root = _glob_root(str(item))
-            found = sorted(Path(p) for p in glob.glob(str(item), recursive=config.recursive)
-                           if is_media_path(Path(p)) and os.path.isfile(p))
-            if not found:
-                failures.append((src, "no image files match this pattern"))
-            pairs += _tree(root, found, output, style_name)
-        else:
-            failures.append((src, "no such file or directory"))
+        found, bad = _pairs_for(item, output, style_name, config.recursive, single_file)
+        pairs += found
+        failures += bad
     return _check_pairs([(s, _with_format(d, config.format, s)) for s, d in pairs], failures)
+
+
+def _pairs_for(item: Path | str, output: Path | None, style_name: str, recursive: bool,
+               single_file: bool) -> tuple[list[Pair], list[Failure]]:
+    """The pairs (or the failure) of one input: a folder, a file or a glob pattern."""
+    src = Path(item)
+    if src.is_dir():
+        return _tree(src, find_images(src, recursive, is_media_path), output, style_name), []
+    if src.is_file():
+        return [(src, _file_output(src, output, style_name, single_file))], []
+    if _MAGIC & set(str(item)):
+        found = sorted(Path(p) for p in glob.glob(str(item), recursive=recursive)
+                       if is_media_path(Path(p)) and os.path.isfile(p))
+        failures = [] if found else [(src, "no image files match this pattern")]
+        return _tree(_glob_root(str(item)), found, output, style_name), failures
+    return [], [(src, "no such file or directory")]
+
+
+def _file_output(src: Path, output: Path | None, style_name: str, single_file: bool) -> Path:
+    if single_file and output and not Path(output).is_dir():
+        return Path(output)
+    if output:
+        return Path(output) / src.name
+    return src.with_name(f"{src.stem}_{style_name}{src.suffix}")
 
 
 def _check_pairs(pairs: list[Pair], failures: list[Failure]) -> tuple[list[Pair], list[Failure]]:
@@ -98,6 +107,13 @@ def _check_pairs(pairs: list[Pair], failures: list[Failure]) -> tuple[list[Pair]
             claimed[target] = src
             kept.append((src, dst))
     return kept, failures
+
+
+def split_moving(pairs: Sequence[Pair]) -> tuple[list[Pair], list[Pair]]:
+    """(still images, videos and animated images) of planned pairs: the moving ones go through
+    :mod:`styler.inference.video` one at a time, the still ones through the batch pipeline."""
+    moving = [p for p in pairs if is_video_path(p[0]) or is_animated(p[0])]
+    return [p for p in pairs if p not in moving], moving
 
 
 def split_existing(pairs: Sequence[Pair], overwrite: bool) -> tuple[list[Pair], list[Pair]]:

@@ -32,7 +32,7 @@ import enum
 import math
 from contextlib import AbstractContextManager, nullcontext
 from fractions import Fraction
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +40,8 @@ from torch import nn
 
 from styler.config import TileStats
 from styler.errors import ConfigError
-from styler.models import Generator
-from styler.models.generator import Blur, ResidualBlock, UpBlock, finish_output
+from styler.nn import Generator
+from styler.nn.generator import finish_output, pad_to_stride, reach
 
 # Pixels on each side where neighbouring tiles overlap and are cross-faded (DOWNSCALED mode).
 BLEND = 32
@@ -54,7 +54,7 @@ class NormMode(enum.Enum):
     RECORD = "record"  # ordinary instance norm, and keep its statistics
     FIXED = "fixed"    # normalise with the recorded statistics
     STOP = "stop"      # the norm being measured: hand its input out by raising _Reached
-    SMOOTH = "smooth"  # pass the input's statistics through ``smooth`` (styler.temporal), use and keep its result
+    SMOOTH = "smooth"  # pass the input's statistics through ``smooth`` (inference.temporal), use and keep them
 
 
 class _Reached(Exception):
@@ -76,7 +76,7 @@ class FixedStatsNorm(nn.Module):
         self.mode = NormMode.PLAIN
         self.mean: torch.Tensor | None = None
         self.var: torch.Tensor | None = None
-        # (mean, var) of the input -> (mean, var) to normalise with; set by styler.temporal.
+        # (mean, var) of the input -> (mean, var) to normalise with; set by styler.inference.temporal.
         self.smooth: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,17 +111,11 @@ def _leaves(module: nn.Module) -> list[nn.Module]:
 def _sections(net: Generator) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
     """Split into the encoder up to (not including) its last norm, everything from that norm
     through the residual blocks at the lowest resolution, and the decoder (upsampling, head)."""
-    layers = list(net.body)
-    low = (ResidualBlock, UpBlock, nn.Upsample)
-    first = next((i for i, m in enumerate(layers) if isinstance(m, low)), len(layers))
-    last = first
-    while last < len(layers) and isinstance(layers[last], ResidualBlock):
-        last += 1
-    encoder = _leaves(nn.Sequential(*layers[:first]))
+    encoder_layers, residual, decoder = net.stages()
+    encoder = _leaves(nn.Sequential(*encoder_layers))
     norms = [i for i, m in enumerate(encoder) if isinstance(m, FixedStatsNorm)]
     cut = norms[-1] if norms else len(encoder)
-    return (nn.Sequential(*encoder[:cut]), nn.Sequential(*encoder[cut:], *layers[first:last]),
-            nn.Sequential(*layers[last:], net.head))
+    return nn.Sequential(*encoder[:cut]), nn.Sequential(*encoder[cut:], *residual), nn.Sequential(*decoder)
 
 
 class GlobalStatsGenerator(nn.Module):
@@ -142,8 +136,8 @@ class GlobalStatsGenerator(nn.Module):
         self.encoder, self.middle, self.decoder = _sections(self.net)
         # Context around an encoder tile (input pixels, a multiple of the stride so every tile
         # keeps the sampling grid) and around a decoder tile (lowest-resolution positions).
-        self.encoder_margin = math.ceil(_radius(self.encoder.modules()) / self.stride + 1) * self.stride
-        self.decoder_margin = math.ceil(_radius(self.decoder.modules())) + 1
+        self.encoder_margin = math.ceil(reach(self.encoder.modules()) / self.stride + 1) * self.stride
+        self.decoder_margin = math.ceil(reach(self.decoder.modules())) + 1
 
     def _set_mode(self, mode: NormMode) -> None:
         for norm in self.norms:
@@ -162,31 +156,11 @@ class GlobalStatsGenerator(nn.Module):
         return self.net(x)
 
 
-def _radius(modules: Iterable[nn.Module]) -> Fraction:
-    """Reach of a layer sequence, in units of its input's positions. Walks the modules in
-    execution order (true for :class:`Generator`: an UpBlock's upsample halves the scale before
-    its 3x3 conv, and its 1x1 reduction has no reach)."""
-    scale, radius = Fraction(1), Fraction(0)
-    for module in modules:
-        if isinstance(module, nn.PixelUnshuffle):
-            scale *= module.downscale_factor
-        elif isinstance(module, nn.Conv2d):
-            radius += (module.kernel_size[0] // 2) * module.dilation[0] * scale
-            scale *= module.stride[0]
-        elif isinstance(module, Blur):
-            radius += scale
-        elif isinstance(module, nn.Upsample):
-            if module.mode == "bilinear":
-                radius += scale  # interpolation reaches one position further, before the doubling
-            scale /= 2
-    return radius
-
-
 def receptive_margin(generator: Generator) -> int:
     """Input pixels beyond a kept pixel that can influence it, rounded up to the stride, plus one
     stride of slack for the sampling grid."""
     stride = generator.config.stride
-    return math.ceil((_radius(generator.modules()) + stride) / stride) * stride
+    return math.ceil((reach(generator.modules()) + stride) / stride) * stride
 
 
 def downscale(x: torch.Tensor, longer: int) -> torch.Tensor:
@@ -263,18 +237,6 @@ def _downscaled_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int,
     return out
 
 
-def _pad_input(x: torch.Tensor, stride: int) -> torch.Tensor:
-    """The padding :class:`Generator` applies before its body (the untiled statistics include
-    the padded region, so the exact ones must too)."""
-    h, w = x.shape[-2:]
-    pad_h = max(h + (-h) % stride, 2 * stride) - h
-    pad_w = max(w + (-w) % stride, 2 * stride) - w
-    if not (pad_h or pad_w):
-        return x
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
-
 def _cores(section: nn.Module, src: torch.Tensor, tile: int, margin: int, device: torch.device,
            autocast: Autocast, prep: Callable[[torch.Tensor], torch.Tensor] | None = None,
            ) -> Iterator[tuple[torch.Tensor, int, int]]:
@@ -346,7 +308,7 @@ def exact_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, devic
     """Tiled forward with every norm's statistics measured over the whole image at full
     resolution (see the module docstring): equals ``generator(x)`` to float rounding."""
     n, _, h, w = x.shape
-    xp = _pad_input(x.float(), model.stride)
+    xp = pad_to_stride(x.float(), model.stride)
     model._set_mode(NormMode.FIXED)
     for norm in _norms_of(model.encoder):
         _measure(norm, model.encoder, xp, tile, model.encoder_margin, device, autocast, _centre)

@@ -8,7 +8,7 @@ teaches the generator brush texture that Gram statistics alone miss (Li & Wand 2
 
 Departures: spectral normalisation on every convolution (Miyato et al. 2018) instead of batch
 or instance norm, because it keeps the discriminator Lipschitz without batch statistics and
-pairs well with the hinge loss used in :mod:`styler.losses`.
+pairs well with the hinge loss used in :mod:`styler.training.losses`.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 A feed-forward generator flickers on video mostly because every ``InstanceNorm2d`` recomputes
 its per-channel mean and variance on every frame: sensor noise or a small pan shifts them, and
-with them the colour and the strokes of the whole frame. :mod:`styler.tiling` already swaps every
-norm for a :class:`~styler.tiling.FixedStatsNorm` whose statistics can be set from outside; here
-the same network gets them from more than one frame (:class:`styler.config.Temporal`):
+with them the colour and the strokes of the whole frame. :mod:`styler.inference.tiling` already
+swaps every norm for a :class:`~styler.inference.tiling.FixedStatsNorm` whose statistics can be
+set from outside; here the same network gets them from more than one frame
+(:class:`styler.config.Temporal`):
 
 * SHARED: one forward pass over frames sampled across the clip in one batch, each norm pooling
   its statistics over all of them (in forward order, so a later norm sees earlier ones already
@@ -19,6 +20,7 @@ al. 2016; Huang et al. 2017) are a departure we do not take.
 
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -28,13 +30,14 @@ from PIL import Image
 
 from styler.config import Temporal, TileStats, VideoConfig
 from styler.errors import ImageError
-from styler.guided import scaled_size
-from styler.models.generator import FastGenerator
-from styler.images import pil_to_tensor
-from styler.tiling import Autocast, FixedStatsNorm, GlobalStatsGenerator, NormMode, downscale, tiled_forward
+from styler.inference.guided import scaled_size
+from styler.inference.tiling import Autocast, FixedStatsNorm, GlobalStatsGenerator, NormMode, downscale, \
+    tiled_forward
+from styler.io.images import pil_to_tensor
+from styler.nn.fast import FastGenerator
 
 if TYPE_CHECKING:
-    from styler.apply import Stylizer
+    from styler.inference.stylizer import Stylizer
 
 Stats = tuple[torch.Tensor, torch.Tensor]
 T = TypeVar("T")
@@ -246,22 +249,29 @@ def _to_uint8(frame: Image.Image | torch.Tensor) -> torch.Tensor:
 
 def stylize_frames(stylizer: "Stylizer", frames: Iterable[Image.Image | torch.Tensor], temporal: Temporal,
                    config: VideoConfig) -> Iterator[Image.Image | torch.Tensor]:
-    """See :meth:`styler.apply.Stylizer.stylize_frames`."""
+    """See :meth:`styler.inference.stylizer.Stylizer.stylize_frames`."""
     steady = FrameStylizer(stylizer, temporal, config)
-    stream = iter(frames)
-    head: list[Image.Image | torch.Tensor] = []
+    stream: Iterator[Image.Image | torch.Tensor] = iter(frames)
     if steady.needs_samples:  # SHARED on a stream: statistics of its first frames
-        head = [f for _, f in zip(range(config.stats_frames), stream)]
-        if head:
-            steady.share([_to_uint8(f) for f in head])
-    chained = (f for part in (head, stream) for f in part)
-    for run in runs(chained, lambda f: True, _shape, config.batch_size):
+        stream = _shared_from_head(steady, stream, config.stats_frames)
+    for run in runs(stream, lambda f: True, _shape, config.batch_size):
         out = steady(torch.stack([_to_uint8(f) for f in run]))
-        for original, pixels in zip(run, out):
-            if isinstance(original, Image.Image):
-                yield Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
-            else:
-                yield pixels if original.dtype == torch.uint8 else pixels.float().div(255)
+        yield from (_like(original, pixels) for original, pixels in zip(run, out))
+
+
+def _shared_from_head(steady: FrameStylizer, stream: Iterator[T], n: int) -> Iterator[T]:
+    """``stream`` unchanged, after ``steady`` took its shared statistics from the first ``n`` frames."""
+    head = list(itertools.islice(stream, n))
+    if head:
+        steady.share([_to_uint8(f) for f in head])
+    return itertools.chain(head, stream)
+
+
+def _like(original: Image.Image | torch.Tensor, pixels: torch.Tensor) -> Image.Image | torch.Tensor:
+    """A stylized (3, H, W) uint8 frame as the kind ``original`` came in."""
+    if isinstance(original, Image.Image):
+        return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
+    return pixels if original.dtype == torch.uint8 else pixels.float().div(255)
 
 
 def warping_error(frames: torch.Tensor, shift: tuple[int, int] = (0, 0), margin: int = 0) -> float:

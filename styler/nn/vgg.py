@@ -3,7 +3,7 @@
 ImageNet weights come from torchvision's official checkpoints through torchvision's weights API
 (its cache and hash check), or from a VGG file the user already has: torchvision's or the
 Caffe-converted ``.pth``, Keras ``.h5``, or an ONNX file holding a VGG trunk (read by
-:mod:`styler.vgg_files`, converted once into a safetensors file in the torch cache). Each file
+:mod:`styler.nn.vgg_files`, converted once into a safetensors file in the torch cache). Each file
 is used with the preprocessing it was trained with (:class:`Preprocess`). With
 ``Features.RANDOM`` the same layout gets seeded random weights; that mode is only ever used
 when asked for, and callers record it in every artifact they write.
@@ -23,8 +23,8 @@ from torch import nn
 
 from styler.config import Features, Preprocess
 from styler.errors import FeatureWeightsError
-from styler.fileio import file_sha256
-from styler.vgg_files import KNOWN_FILES, TORCHVISION_PTH_NAMES, read_vgg_file
+from styler.io.files import atomic_path, file_sha256
+from styler.nn.vgg_files import KNOWN_FILES, TORCHVISION_PTH_NAMES, read_vgg_file
 
 # torchvision's VGG layouts: numbers are conv widths, "M" a 2x2 pooling.
 _LAYOUTS = {
@@ -117,10 +117,8 @@ class FeatureSource:
 
 def _copy_into_cache(source: Path, target: Path) -> None:
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".partial")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
     except OSError as exc:
         raise FeatureWeightsError(f"cannot copy {source.name} into the cache {target.parent} "
                                   f"({exc.strerror or exc}); set TORCH_HOME to a writable folder") from exc
@@ -162,10 +160,8 @@ def _load_converted(kind: Features, path: Path, width_divisor: int) -> tuple[dic
     state, flavour = read_vgg_file(path, kind.value, width_divisor)
     meta = {"kind": kind.value, "preprocess": flavour.value, "source": path.name, "sha256": digest}
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".partial")
-        save_file(state, str(tmp), metadata=meta)
-        os.replace(tmp, cached)
+        with atomic_path(cached) as tmp:
+            save_file(state, tmp, metadata=meta)
     except OSError as exc:
         raise FeatureWeightsError(f"cannot write the converted {path.name} into the cache {cached.parent} "
                                   f"({exc.strerror or exc}); set TORCH_HOME to a writable folder") from exc

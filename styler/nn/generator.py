@@ -27,11 +27,17 @@ Deliberate departures, all for speed on CPUs and small GPUs (see docs/performanc
 
 from __future__ import annotations
 
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from styler.config import GeneratorConfig, Upsample
+from styler.errors import WeightsError
+from styler.io.weights import WeightsInfo, read_weights
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, replicate: bool = False) -> nn.Sequential:
@@ -99,6 +105,21 @@ class UpBlock(nn.Module):
         return self.conv(self.up(self.reduce(x)))
 
 
+def _encoder(cfg: GeneratorConfig) -> tuple[list[nn.Module], int]:
+    """The downsampling layers and their output channels: a pixel-unshuffle stem, then two
+    strided convolutions (each mirrored by an UpBlock)."""
+    c = cfg.base_channels
+    # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
+    # resolution except the head, which is where most of the memory traffic was.
+    layers: list[nn.Module] = [*([Blur(3)] if cfg.antialias else []), nn.PixelUnshuffle(2), ConvNormAct(12, c)]
+    for _ in range(2):
+        if cfg.antialias:
+            layers.append(Blur(c))
+        layers.append(ConvNormAct(c, c * 2, 3, stride=2))
+        c *= 2
+    return layers, c
+
+
 class Generator(nn.Module):
     """Image-to-image generator; input and output are RGB in [0, 1], shape (N, 3, H, W)."""
 
@@ -106,33 +127,46 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config or GeneratorConfig()
         cfg = self.config
-        c = cfg.base_channels
-        strided = cfg.num_downsamples
-        blur = [Blur(3)] if cfg.antialias else []
-        if cfg.pixel_unshuffle and strided > 0:
-            # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
-            # resolution except the head, which is where most of the memory traffic was.
-            layers: list[nn.Module] = [*blur, nn.PixelUnshuffle(2), ConvNormAct(12, c, cfg.stem_kernel)]
-            strided -= 1
-        else:
-            layers = [ConvNormAct(3, c, cfg.stem_kernel)]
-        for _ in range(strided):
-            if cfg.antialias:
-                layers.append(Blur(c))
-            layers.append(ConvNormAct(c, c * 2, 3, stride=2))
-            c *= 2
+        layers, c = _encoder(cfg)
+        self._stage_sizes = (len(layers), cfg.num_residual)
         layers.extend(ResidualBlock(c) for _ in range(cfg.num_residual))
-        for _ in range(strided):
+        for _ in range(2):
             layers.append(UpBlock(c, c // 2, cfg.upsample))
             c //= 2
-        upsampled_head = strided < cfg.num_downsamples
-        if upsampled_head:
-            layers.append(_upsample(cfg.upsample))
+        # The pixel-unshuffle stem is undone by a plain upsample before the head.
+        layers.append(_upsample(cfg.upsample))
         self.body = nn.Sequential(*layers)
-        self.head = _conv(c, 3, cfg.stem_kernel, replicate=upsampled_head and cfg.upsample is Upsample.BILINEAR)
+        self.head = _conv(c, 3, 3, replicate=cfg.upsample is Upsample.BILINEAR)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _padded_forward(self.body, self.head, self.config, x)
+
+    def stages(self) -> tuple[list[nn.Module], list[nn.Module], list[nn.Module]]:
+        """The layers split where the resolution is lowest: the encoder, the residual blocks (at
+        1/stride) and the decoder ending with the head. Tiling runs them separately."""
+        layers, (encoder, residual) = list(self.body), self._stage_sizes
+        return layers[:encoder], layers[encoder:encoder + residual], [*layers[encoder + residual:], self.head]
+
+
+def reach(modules: Iterable[nn.Module]) -> Fraction:
+    """Reach of a sequence of this generator's layers (how many input positions beyond an output
+    position can influence it), in units of its input's positions; what tiling needs for its
+    margins. Walks the modules in execution order (true for :class:`Generator`: an UpBlock's
+    upsample halves the scale before its 3x3 conv, and its 1x1 reduction has no reach)."""
+    scale, radius = Fraction(1), Fraction(0)
+    for module in modules:
+        if isinstance(module, nn.PixelUnshuffle):
+            scale *= module.downscale_factor
+        elif isinstance(module, nn.Conv2d):
+            radius += (module.kernel_size[0] // 2) * module.dilation[0] * scale
+            scale *= module.stride[0]
+        elif isinstance(module, Blur):
+            radius += scale
+        elif isinstance(module, nn.Upsample):
+            if module.mode == "bilinear":
+                radius += scale  # interpolation reaches one position further, before the doubling
+            scale /= 2
+    return radius
 
 
 def finish_output(head_out: torch.Tensor, x: torch.Tensor, input_skip: bool) -> torch.Tensor:
@@ -143,104 +177,46 @@ def finish_output(head_out: torch.Tensor, x: torch.Tensor, input_skip: bool) -> 
     return (torch.tanh(head_out) + 1.0) * 0.5
 
 
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Pad the bottom and right to a multiple of ``stride``, and to at least 2 positions at the
+    lowest resolution (instance norm needs more than one spatial element). The one place for
+    this: the generator, tiling and export all pad with it (export scripts it, hence the plain
+    arithmetic and branches that ``torch.jit.script`` keeps symbolic)."""
+    h, w = x.shape[-2], x.shape[-1]
+    pad_h = max(h + (-h) % stride, 2 * stride) - h
+    pad_w = max(w + (-w) % stride, 2 * stride) - w
+    if pad_h == 0 and pad_w == 0:
+        return x
+    if pad_h < h and pad_w < w:
+        return F.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
+    # Reflection needs the pad to be smaller than the side; replication covers tiny images.
+    return F.pad(x, [0, pad_w, 0, pad_h], mode="replicate")
+
+
 def _padded_forward(body: nn.Module, head: nn.Module, config: GeneratorConfig, x: torch.Tensor) -> torch.Tensor:
     """The generator's forward pass, shared by :class:`Generator` and :class:`FastGenerator`."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
-    stride = config.stride
     h, w = x.shape[-2:]
-    # Pad to a multiple of the stride, and to at least 2 positions at the lowest resolution
-    # (instance norm needs more than one spatial element).
-    pad_h = max(h + (-h) % stride, 2 * stride) - h
-    pad_w = max(w + (-w) % stride, 2 * stride) - w
-    if pad_h or pad_w:
-        # Reflection needs the pad to be smaller than the side; replicate covers tiny images.
-        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    x = pad_to_stride(x, config.stride)
     # Centre the [0, 1] input so the first conv sees zero-mean data.
     y = finish_output(head(body(x * 2.0 - 1.0)), x, config.input_skip)
     return y[..., :h, :w]
 
 
-# --- Inference fast path -------------------------------------------------------------------
-#
-# ``nearest x2 upsample -> reflection pad 1 -> 3x3 conv`` equals ``replicate pad 1 -> 3x3 conv
-# with 4x the output channels -> pixel shuffle`` at the low resolution: each of the four output
-# phases sees a 3x3 low-resolution window whose weights are sums of the original taps, and a
-# reflected row next to the upsampled border is a copy of the low-resolution border row. Same
-# FLOPs, but the upsampled and padded high-resolution tensors are never built; at 1024x1024
-# that removes the two largest memory passes of the network (see docs/performance.md).
-# Bilinear x2 (align_corners=False) mixes the two nearest low-res rows 3:1, so each phase still
-# sees a 3x3 low-res window; its border rows equal a replicated low-res row, hence the
-# replication padding after bilinear upsampling in the plain network.
-
-# _PHASE[mode][a][i, j]: how much original tap j (of 3) contributes to low-res tap i for phase a.
-_PHASE = {
-    Upsample.NEAREST: torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
-                                    [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]),
-    Upsample.BILINEAR: torch.tensor([[[0.75, 0.25, 0.0], [0.25, 0.75, 0.75], [0.0, 0.0, 0.25]],
-                                     [[0.25, 0.0, 0.0], [0.75, 0.75, 0.25], [0.0, 0.25, 0.75]]]),
-}
-
-
-def subpixel_weight(weight: torch.Tensor, mode: Upsample = Upsample.NEAREST) -> torch.Tensor:
-    """(O, C, 3, 3) kernel applied after x2 upsampling -> (4*O, C, 3, 3) kernel applied before
-    :func:`torch.nn.functional.pixel_shuffle`, channels ordered as pixel_shuffle expects."""
-    phase = _PHASE[mode].to(weight)
-    # out[o, a, b, c, i, j] = sum_kl P[a, i, k] W[o, c, k, l] P[b, j, l]
-    out = torch.einsum("aik,ockl,bjl->oabcij", phase, weight, phase)
-    return out.reshape(weight.shape[0] * 4, *weight.shape[1:])
-
-
-class SubpixelConv(nn.Module):
-    """Drop-in for ``x2 upsample, pad 1, 3x3 conv`` without the upsample."""
-
-    def __init__(self, conv: nn.Conv2d, mode: Upsample = Upsample.NEAREST) -> None:
-        super().__init__()
-        if conv.kernel_size != (3, 3) or conv.stride != (1, 1):
-            raise ValueError("SubpixelConv needs a 3x3 stride-1 convolution")
-        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels * 4, 3, bias=conv.bias is not None)
-        with torch.no_grad():
-            self.conv.weight.copy_(subpixel_weight(conv.weight, mode))
-            if conv.bias is not None:
-                self.conv.bias.copy_(conv.bias.repeat_interleave(4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate")), 2)
-
-
-def _fast_up_block(block: UpBlock) -> nn.Sequential:
-    pad_conv, norm, act = block.conv
-    return nn.Sequential(block.reduce, SubpixelConv(pad_conv[1], block.mode), norm, act)
-
-
-class FastGenerator(nn.Module):
-    """Inference-only equivalent of a :class:`Generator` (same outputs within float rounding).
-
-    Built from a trained generator with :meth:`from_generator`; it shares no state with it and
-    has its own state_dict layout, so save and load the plain :class:`Generator` and convert
-    after loading. Only 3x3 stem/head kernels are rewritten; other layouts keep the plain layers.
-    """
-
-    def __init__(self, generator: Generator) -> None:
-        super().__init__()
-        self.config = generator.config
-        layers = list(generator.body)
-        self.fused_head = self.config.stem_kernel == 3 and isinstance(layers[-1], nn.Upsample)
-        layers = [_fast_up_block(m) if isinstance(m, UpBlock) else m for m in layers]
-        if self.fused_head:
-            layers = layers[:-1]
-            self.head: nn.Module = SubpixelConv(generator.head[1], self.config.upsample)
-        else:
-            self.head = generator.head
-        self.body = nn.Sequential(*layers)
-
-    @classmethod
-    @torch.no_grad()
-    def from_generator(cls, generator: Generator) -> "FastGenerator":
-        import copy
-
-        return cls(copy.deepcopy(generator)).eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _padded_forward(self.body, self.head, self.config, x)
+def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[Generator, WeightsInfo]:
+    """Build the generator a weights file's header describes and load its weights (no pickle)."""
+    state, info = read_weights(path)
+    model = Generator(info.generator)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise WeightsError(f"{path}: weights do not match the architecture in its metadata "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    bad = [k for k, v in state.items() if v.shape != expected[k].shape]
+    if bad:
+        raise WeightsError(f"{path}: tensor {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
+                           f"expected {tuple(expected[bad[0]].shape)}")
+    model.load_state_dict(state)
+    return model.to(device).eval(), info

@@ -1,6 +1,6 @@
 """Networks: the feed-forward generator and the PatchGAN discriminator."""
 
-from styler.models.discriminator import PatchDiscriminator
-from styler.models.generator import Generator
+from styler.nn.discriminator import PatchDiscriminator
+from styler.nn.generator import Generator
 
 __all__ = ["Generator", "PatchDiscriminator"]

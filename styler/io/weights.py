@@ -8,7 +8,6 @@ file is self-describing and a mismatch is caught before any tensor is copied.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,10 +16,9 @@ from typing import Any
 import torch
 
 from styler import __version__
-from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, to_json
+from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, generator_v1, to_json
 from styler.errors import ConfigError, WeightsError
-from styler.fileio import default_mode, temp_beside
-from styler.models import Generator
+from styler.io.files import atomic_path
 
 WEIGHTS_SUFFIX = ".safetensors"
 
@@ -50,23 +48,13 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
     """safetensors ``save_file`` into a temp file beside ``path``, then rename over it."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, default_mode())  # safetensors re-creates the file with its own mode
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
-def save_generator(path: Path, model: Generator, metadata: dict[str, Any]) -> Path:
-    """Write ``model`` with ``metadata`` (values JSON-encoded unless already strings)."""
+def save_generator(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -> Path:
+    """Write a generator (its ``config`` and ``state_dict``) with ``metadata`` (values JSON-encoded
+    unless already strings)."""
     header = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in metadata.items()}
     header.update({
         "format": "styler-generator",
@@ -101,19 +89,22 @@ def read_info(path: Path) -> WeightsInfo:
         raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
     if raw.get("format") != "styler-generator":
         raise WeightsError(f"{path}: not a styler generator file (no styler metadata)")
-    if raw.get("format_version") != str(FORMAT_VERSION):
-        raise WeightsError(f"{path}: format version {raw.get('format_version')} is not supported "
-                           f"by styler {__version__} (expects {FORMAT_VERSION})")
+    version = raw.get("format_version")
+    if version not in ("1", str(FORMAT_VERSION)):
+        raise WeightsError(f"{path}: format version {version} is not supported "
+                           f"by styler {__version__} (expects 1 to {FORMAT_VERSION})")
     try:
-        config = from_dict(GeneratorConfig, json.loads(raw["generator_config"]))
+        fields = json.loads(raw["generator_config"])
+        config = from_dict(GeneratorConfig, generator_v1(fields) if version == "1" else fields)
     except (KeyError, json.JSONDecodeError, ConfigError) as exc:
         raise WeightsError(f"{path}: bad generator config in metadata ({exc})") from exc
     metadata = {k: _decode(v) for k, v in raw.items()}
     return WeightsInfo(path=path, generator=config, metadata=metadata)
 
 
-def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[Generator, WeightsInfo]:
-    """Build the generator its metadata describes and load its weights (no pickle)."""
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], WeightsInfo]:
+    """A weights file's tensors (no pickle) and header, checked to be finite; the generator that
+    holds them is built by :func:`styler.nn.generator.load_generator`."""
     from safetensors.torch import load_file
 
     info = read_info(path)
@@ -121,21 +112,9 @@ def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[Gene
         state = load_file(str(path), device="cpu")
     except Exception as exc:
         raise WeightsError(f"{path}: corrupted weights ({exc})") from exc
-    model = Generator(info.generator)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise WeightsError(f"{path}: weights do not match the architecture in its metadata "
-                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    bad = [k for k, v in state.items() if v.shape != expected[k].shape]
-    if bad:
-        raise WeightsError(f"{path}: tensor {bad[0]} has shape {tuple(state[bad[0]].shape)}, "
-                           f"expected {tuple(expected[bad[0]].shape)}")
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise WeightsError(f"{path}: weights contain NaN or infinite values")
-    model.load_state_dict(state)
-    return model.to(device).eval(), info
+    return state, info
 
 
 def list_weights(directory: Path | None = None) -> list[WeightsInfo | WeightsError]:
@@ -165,3 +144,8 @@ def resolve_weights(name_or_path: str, directory: Path | None = None) -> Path:
     listing = ", ".join(available) if available else "none"
     raise WeightsError(f"no style named {name_or_path!r} in {directory} (available: {listing}); "
                        f"pass a .safetensors path or train one with 'styler train'")
+
+
+def init_architecture(name_or_path: str, weights_dir: Path | None = None) -> GeneratorConfig:
+    """The generator architecture stored in a weights file's header (``--init-from``)."""
+    return read_info(resolve_weights(name_or_path, weights_dir)).generator

@@ -2,26 +2,25 @@
 
 Tracing records Python integers as constants, so :class:`Generator`'s own size arithmetic
 (padding to a multiple of the stride) would freeze at the example size. :class:`Exportable`
-does the same padding with graph operations only (no Python branches on the size) and is
-compiled with ``torch.jit.script``, so shapes stay symbolic in both formats. The legacy
+is compiled with ``torch.jit.script`` instead, which keeps that arithmetic (the generator's own
+:func:`pad_to_stride`) symbolic in both formats. The legacy
 TorchScript-based ONNX exporter is used because the dynamo exporter needs onnxscript.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from styler.config import ExportFormat
 from styler.errors import ConfigError, StylerError
-from styler.fileio import temp_beside
-from styler.models import Generator
-from styler.models.generator import finish_output
+from styler.io.files import atomic_path
+from styler.nn import Generator
+from styler.nn.generator import finish_output, pad_to_stride
 
 
 class ExportError(StylerError):
@@ -29,8 +28,7 @@ class ExportError(StylerError):
 
 
 class Exportable(nn.Module):
-    """The generator's forward without Python control flow on sizes; inputs need >= 9 pixels a side
-    (reflection padding of up to 7 rows needs more rows than that)."""
+    """The generator's forward in a form ``torch.jit.script`` compiles (no config object)."""
 
     def __init__(self, generator: Generator) -> None:
         super().__init__()
@@ -40,16 +38,9 @@ class Exportable(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        pad_h = (self.stride - h % self.stride) % self.stride
-        pad_w = (self.stride - w % self.stride) % self.stride
-        padded = F.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
+        padded = pad_to_stride(x, self.stride)
         y = finish_output(self.head(self.body(padded * 2.0 - 1.0)), padded, self.input_skip)
         return y[:, :, :h, :w]
-
-
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return temp_beside(path)
 
 
 def export_generator(generator: Generator, path: Path, fmt: ExportFormat, opset: int = 17) -> Path:
@@ -63,23 +54,17 @@ def export_generator(generator: Generator, path: Path, fmt: ExportFormat, opset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream; it still works here
         scripted = torch.jit.script(module)
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if fmt is ExportFormat.TORCHSCRIPT:
             scripted.save(tmp)
         else:
             _export_onnx(scripted, tmp, opset)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return path
 
 
 def _export_onnx(scripted: torch.jit.ScriptModule, target: str, opset: int) -> None:
     try:
-        import onnx  # noqa: F401  (the exporter needs it; fail with a clear message if absent)
+        importlib.import_module("onnx")  # the exporter needs it; fail with a clear message if absent
     except ImportError as exc:
         raise ExportError("ONNX export needs the onnx package: pip install 'styler[onnx]'") from exc
     example = torch.rand(1, 3, 64, 64)

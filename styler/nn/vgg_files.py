@@ -16,7 +16,7 @@ per-channel mean (Simonyan & Zisserman's training setup).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -85,23 +85,33 @@ def trunk_state(convs: Sequence[Conv], kind: str, source: str, width_divisor: in
     """Check ``convs`` against the ``kind`` layout and return torchvision ``features`` keys
     (``0.weight``, ``0.bias``, ``2.weight``, ...). Extra convolutions after the trunk are
     ignored (the first ``len(layout)`` are the trunk); too few, or one wrong shape, is an error."""
-    want = CONV_COUNT[kind]
-    other = [k for k, n in CONV_COUNT.items() if n == len(convs) and k != kind]
-    if len(convs) < want or other:
-        hint = f" (a {other[0]} trunk: pass --features {other[0]})" if other else ""
-        raise FeatureWeightsError(f"{source}: found {len(convs)} 3x3 convolutions, a {kind} trunk has "
-                                  f"{want}{hint}")
+    _check_count(len(convs), kind, source)
     state: dict[str, torch.Tensor] = {}
     for name, index, shape, (weight, bias) in zip(conv_names(kind), conv_indices(kind),
                                                   expected_shapes(kind, width_divisor), convs):
-        if tuple(weight.shape) != shape or tuple(bias.shape) != (shape[0],):
-            raise FeatureWeightsError(f"{source}: layer {name} has weight {tuple(weight.shape)} and bias "
-                                      f"{tuple(bias.shape)}, a {kind} trunk needs {shape} and ({shape[0]},)")
-        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
-            raise FeatureWeightsError(f"{source}: layer {name} holds NaN or infinite values")
+        _check_layer(weight, bias, shape, f"{source}: layer {name}", kind)
         state[f"{index}.weight"] = weight.detach().float().contiguous()
         state[f"{index}.bias"] = bias.detach().float().contiguous()
     return state
+
+
+def _check_count(found: int, kind: str, source: str) -> None:
+    """Too few convolutions for ``kind``, or exactly as many as another layout has, is an error."""
+    want = CONV_COUNT[kind]
+    other = [k for k, n in CONV_COUNT.items() if n == found and k != kind]
+    if found < want or other:
+        hint = f" (a {other[0]} trunk: pass --features {other[0]})" if other else ""
+        raise FeatureWeightsError(f"{source}: found {found} 3x3 convolutions, a {kind} trunk has "
+                                  f"{want}{hint}")
+
+
+def _check_layer(weight: torch.Tensor, bias: torch.Tensor, shape: tuple[int, int, int, int], layer: str,
+                 kind: str) -> None:
+    if tuple(weight.shape) != shape or tuple(bias.shape) != (shape[0],):
+        raise FeatureWeightsError(f"{layer} has weight {tuple(weight.shape)} and bias "
+                                  f"{tuple(bias.shape)}, a {kind} trunk needs {shape} and ({shape[0]},)")
+    if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+        raise FeatureWeightsError(f"{layer} holds NaN or infinite values")
 
 
 # --- readers --------------------------------------------------------------------------------
@@ -109,6 +119,20 @@ def trunk_state(convs: Sequence[Conv], kind: str, source: str, width_divisor: in
 
 def read_pth(path: Path) -> tuple[list[Conv], Preprocess]:
     """A torchvision-layout checkpoint (``features.N.weight`` or ``N.weight`` keys)."""
+    state = _load_state_dict(path)
+    prefix = "features." if any(str(k).startswith("features.") for k in state) else ""
+    convs: dict[int, list[torch.Tensor]] = {}
+    for key, value in state.items():
+        slot = _conv_slot(str(key), prefix)
+        if slot is not None and torch.is_tensor(value):
+            convs.setdefault(slot[0], [None, None])[slot[1] == "bias"] = value  # type: ignore[list-item]
+    pairs = [(w, b) for _, (w, b) in sorted(convs.items()) if _is_3x3(w, b)]
+    flavour = Preprocess.CAFFE if path.name in CAFFE_PTH_NAMES else Preprocess.TORCHVISION
+    return pairs, flavour
+
+
+def _load_state_dict(path: Path) -> dict:
+    """A checkpoint's state dict (or the ``state_dict`` entry of one that wraps it), no pickle."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with objects, not a checkpoint at all
@@ -117,16 +141,19 @@ def read_pth(path: Path) -> tuple[list[Conv], Preprocess]:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise FeatureWeightsError(f"{path.name}: expected a state dict, found {type(state).__name__}")
-    prefix = "features." if any(str(k).startswith("features.") for k in state) else ""
-    convs: dict[int, list[torch.Tensor]] = {}
-    for key, value in state.items():
-        parts = str(key)[len(prefix):].split(".") if str(key).startswith(prefix) else []
-        if len(parts) == 2 and parts[0].isdigit() and parts[1] in ("weight", "bias") and torch.is_tensor(value):
-            convs.setdefault(int(parts[0]), [None, None])[parts[1] == "bias"] = value  # type: ignore[list-item]
-    pairs = [(w, b) for _, (w, b) in sorted(convs.items()) if w is not None and b is not None and w.ndim == 4
-             and tuple(w.shape[-2:]) == (3, 3)]
-    flavour = Preprocess.CAFFE if path.name in CAFFE_PTH_NAMES else Preprocess.TORCHVISION
-    return pairs, flavour
+    return state
+
+
+def _conv_slot(key: str, prefix: str) -> tuple[int, str] | None:
+    """``(N, "weight" | "bias")`` for a key ``<prefix>N.weight`` or ``<prefix>N.bias``, else None."""
+    parts = key[len(prefix):].split(".") if key.startswith(prefix) else []
+    if len(parts) == 2 and parts[0].isdigit() and parts[1] in ("weight", "bias"):
+        return int(parts[0]), parts[1]
+    return None
+
+
+def _is_3x3(weight: torch.Tensor | None, bias: torch.Tensor | None) -> bool:
+    return weight is not None and bias is not None and weight.ndim == 4 and tuple(weight.shape[-2:]) == (3, 3)
 
 
 def read_keras_h5(path: Path) -> tuple[list[Conv], Preprocess]:
@@ -175,19 +202,26 @@ def read_onnx(path: Path) -> tuple[list[Conv], Preprocess]:
     except Exception as exc:  # protobuf DecodeError and friends for truncated or foreign files
         raise FeatureWeightsError(f"{path.name}: not a readable ONNX model ({_short(exc)})") from exc
     inits = {t.name: t for t in model.graph.initializer}
-    pairs: list[Conv] = []
-    for node in model.graph.node:
-        if node.op_type != "Conv" or len(node.input) < 3:
-            continue
-        weight, bias = inits.get(node.input[1]), inits.get(node.input[2])
-        if weight is None or bias is None or list(weight.dims[2:]) != [3, 3]:
-            continue
-        pairs.append((torch.from_numpy(numpy_helper.to_array(weight).copy()),
-                      torch.from_numpy(numpy_helper.to_array(bias).copy())))
-    nodes = list(model.graph.node)
-    nhwc = bool(nodes) and nodes[0].op_type == "Transpose" and any(
+    found = (_onnx_conv(node, inits) for node in model.graph.node)
+    pairs = [(torch.from_numpy(numpy_helper.to_array(w).copy()), torch.from_numpy(numpy_helper.to_array(b).copy()))
+             for w, b in (conv for conv in found if conv is not None)]
+    return pairs, Preprocess.CAFFE if _starts_nhwc(list(model.graph.node)) else Preprocess.TORCHVISION
+
+
+def _onnx_conv(node: Any, inits: dict[str, Any]) -> tuple[Any, Any] | None:
+    """A Conv node's weight and bias initializers, when both are initializers and the kernel is 3x3."""
+    if node.op_type != "Conv" or len(node.input) < 3:
+        return None
+    weight, bias = inits.get(node.input[1]), inits.get(node.input[2])
+    if weight is None or bias is None or list(weight.dims[2:]) != [3, 3]:
+        return None
+    return weight, bias
+
+
+def _starts_nhwc(nodes: list[Any]) -> bool:
+    """True for a graph whose first node transposes NHWC input to NCHW (TensorFlow/Keras exports)."""
+    return bool(nodes) and nodes[0].op_type == "Transpose" and any(
         a.name == "perm" and list(a.ints) == [0, 3, 1, 2] for a in nodes[0].attribute)
-    return pairs, Preprocess.CAFFE if nhwc else Preprocess.TORCHVISION
 
 
 READERS = {".pth": read_pth, ".pt": read_pth, ".h5": read_keras_h5, ".hdf5": read_keras_h5, ".onnx": read_onnx}

@@ -8,10 +8,12 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from styler.apply import Stylizer, split_alpha
-from styler.checkpoint import list_weights, load_generator
 from styler.config import ApplyConfig
 from styler.errors import StylerError, WeightsError
+from styler.inference.stylizer import Stylizer
+from styler.io.images import split_alpha
+from styler.io.weights import list_weights
+from styler.nn.generator import load_generator
 
 LABEL_HEIGHT = 22
 GAP = 8

@@ -1,4 +1,6 @@
-"""Image discovery, decoding, conversion and atomic writing.
+"""Image discovery, decoding, conversion, crop geometry and atomic writing.
+
+The training data stream built on these lives in :mod:`styler.training.data`.
 
 Everything a user hands us passes through here, so every failure becomes an
 :class:`ImageError` naming the file.
@@ -9,14 +11,14 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from styler.config import IMAGE_EXTENSIONS
 from styler.errors import DataError, ImageError
-from styler.fileio import temp_beside
+from styler.io.files import atomic_path
 
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
                  ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF"}
@@ -89,6 +91,20 @@ def load_rgb(path: Path) -> Image.Image:
     return _to_rgb(open_image(path))
 
 
+def split_alpha(image: Image.Image, max_size: int | None = None) -> tuple[Image.Image, Image.Image | None]:
+    """8-bit RGB and the alpha channel (None when opaque) of any Pillow mode, downscaled to
+    ``max_size``. Palette and greyscale images with a transparent colour keep it as alpha."""
+    alpha = None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
+        image = image.convert("RGBA")
+        alpha = image.getchannel("A")
+    rgb = _to_rgb(image)
+    if max_size and max(rgb.size) > max_size:
+        rgb = resize_longer(rgb, max_size)
+        alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS) if alpha is not None else None
+    return rgb, alpha
+
+
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor (3, H, W) in [0, 1]."""
     data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
@@ -135,25 +151,10 @@ def save_image(image: Image.Image, path: Path, quality: int = 95, exif: bytes | 
     if icc_profile and fmt in ("JPEG", "WEBP", "PNG", "TIFF"):
         kwargs["icc_profile"] = icc_profile
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_beside(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            image.save(fh, format=fmt, **kwargs)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format=fmt, **kwargs)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ImageError(f"{path}: cannot write ({exc})") from exc
-        raise
-
-
-def sample_seed(seed: int, position: int) -> int:
-    """A seed for the ``position``-th sample of a run: randomness tied to the data stream, not
-    to global or per-worker RNG state, so a resumed run draws the same crops."""
-    return (seed * 1_000_003 + position * 7_919 + 12_345) % (2**63 - 1)
 
 
 def resized_crop_params(height: int, width: int, generator: torch.Generator,
@@ -176,52 +177,6 @@ def resized_crop_params(height: int, width: int, generator: torch.Generator,
     return (height - side) // 2, (width - side) // 2, side, side
 
 
-class ContentDataset(torch.utils.data.Dataset):
-    """Random resized square crops of content photos, decoded in DataLoader workers.
-
-    Indexed by ``(index, position)`` pairs (see :class:`InfiniteSampler`), each crop is drawn
-    from a generator seeded by (seed, position), so crops do not depend on which worker
-    decodes them or on how the run was interrupted. A plain int index uses torch's global RNG.
-
-    An unreadable file is skipped (the next index is tried) and reported back with the batch,
-    so training never stops for one bad photo but the user learns how many were skipped.
-    """
-
-    def __init__(self, paths: Sequence[Path], size: int, seed: int = 0) -> None:
-        if not paths:
-            raise DataError("no content images to train on")
-        self.paths = list(paths)
-        self.size = size
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, list[int]]:
-        from torchvision.transforms.v2 import functional as TF
-
-        index, position = item if isinstance(item, tuple) else (item, None)
-        generator = None if position is None else torch.Generator().manual_seed(sample_seed(self.seed, position))
-        failed: list[int] = []
-        for offset in range(len(self.paths)):
-            i = (index + offset) % len(self.paths)
-            try:
-                image = load_rgb(self.paths[i])
-            except ImageError:
-                failed.append(i)
-                continue
-            tensor = pil_to_tensor(image)
-            if min(tensor.shape[-2:]) < self.size:
-                # Small photos are upscaled so every crop has the training size.
-                scale = self.size / min(tensor.shape[-2:])
-                new = [max(self.size, round(s * scale)) for s in tensor.shape[-2:]]
-                tensor = torch.nn.functional.interpolate(tensor[None], size=new, mode="bilinear",
-                                                         align_corners=False, antialias=False)[0]
-            top, left, h, w = resized_crop_params(*tensor.shape[-2:], generator or torch.default_generator)
-            return TF.resized_crop(tensor, top, left, h, w, [self.size, self.size], antialias=True), failed
-        raise DataError(f"none of the {len(self.paths)} content images could be read")
-
-
 def center_crop(tensor: torch.Tensor, size: int) -> torch.Tensor:
     """Resize (3, H, W) so the shorter side is ``size``, then take the central square."""
     scale = size / min(tensor.shape[-2:])
@@ -230,38 +185,3 @@ def center_crop(tensor: torch.Tensor, size: int) -> torch.Tensor:
                                              antialias=scale < 1)[0]
     top, left = (tensor.shape[-2] - size) // 2, (tensor.shape[-1] - size) // 2
     return tensor[:, top:top + size, left:left + size]
-
-
-def collate_content(batch: list[tuple[torch.Tensor, list[int]]]) -> tuple[torch.Tensor, list[int]]:
-    images = torch.stack([item[0] for item in batch])
-    failed = sorted({i for item in batch for i in item[1]})
-    return images, failed
-
-
-class InfiniteSampler(torch.utils.data.Sampler):
-    """Endless seeded permutations of ``range(n)``, starting after ``start`` samples.
-
-    Deterministic from (seed, start), so a resumed run sees exactly the data order it would
-    have seen without the interruption. ``start`` counts samples of the global stream; with
-    ``world_size`` > 1 rank ``r`` takes the positions ``p`` with ``p % world_size == r``, so
-    the ranks see disjoint shards of the same order. With ``positions`` it yields
-    ``(index, position)`` pairs for :class:`ContentDataset`'s per-sample randomness.
-    """
-
-    def __init__(self, n: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1,
-                 positions: bool = False) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside world size {world_size}")
-        self.n, self.seed, self.start = n, seed, start
-        self.rank, self.world_size, self.positions = rank, world_size, positions
-
-    def __iter__(self) -> Iterator[int | tuple[int, int]]:
-        epoch, offset = divmod(self.start, self.n)
-        position = self.start
-        while True:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
-            for index in order[offset:].tolist():
-                if position % self.world_size == self.rank:
-                    yield (index, position) if self.positions else index
-                position += 1
-            epoch, offset = epoch + 1, 0

@@ -22,10 +22,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from PIL import Image
 
-from styler.apply import Stylizer, split_alpha
 from styler.config import FolderConfig
 from styler.errors import ImageError, StylerError
-from styler.images import open_image, save_image
+from styler.inference.stylizer import Stylizer
+from styler.io.images import open_image, save_image, split_alpha
 
 OnImage = Callable[[Path, "str | None"], None]
 _DONE = object()  # end-of-stream marker on a queue

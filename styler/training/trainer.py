@@ -1,13 +1,11 @@
 """Training a per-style generator: perceptual (VGG) losses plus a PatchGAN adversary.
 
 A run validates on held-out photos, keeps the best generator, checkpoints into its run folder
-(see :mod:`styler.runs`) and resumes bit-for-bit; under torchrun it trains data-parallel.
+(see :mod:`styler.training.runs`) and resumes bit-for-bit; under torchrun it trains data-parallel.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,23 +13,23 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.checkpoint import WEIGHTS_SUFFIX, load_generator, read_info, resolve_weights, \
-    save_generator, utc_now
-from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, Precision, TrainConfig, to_json
-from styler.device import autocast, memory_format
-from styler import distributed
-from styler.distributed import DistContext
+from styler.config import DEFAULT_LAYERS, Features, TrainConfig, to_json
+from styler.device import autocast, compute_dtype, memory_format
 from styler.errors import ConfigError, DataError, TrainingError
-from styler.fileio import file_sha256
-from styler.features import build_feature_extractor
-from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_style_image, \
-    sample_seed, save_image
-from styler.losses import HingeGANLoss, PerceptualLoss
-from styler.models import Generator, PatchDiscriminator
-from styler.previews import loss_curve, pairs_grid
-from styler.resume import Resumable, deferred_interrupt
-from styler.runs import RunDir, RunSpec, default_run_dir
-from styler.validation import BestTracker, first_readable, load_crops, split_validation
+from styler.io.files import file_sha256
+from styler.io.images import find_images, load_style_image, save_image
+from styler.io.weights import WEIGHTS_SUFFIX, resolve_weights, save_generator, utc_now
+from styler.nn import Generator, PatchDiscriminator
+from styler.nn.generator import load_generator
+from styler.nn.vgg import build_feature_extractor
+from styler.training import distributed
+from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content
+from styler.training.distributed import DistContext
+from styler.training.losses import PerceptualLoss, hinge_discriminator_loss, hinge_generator_loss
+from styler.training.previews import loss_curve, pairs_grid
+from styler.training.resume import Resumable, deferred_interrupt
+from styler.training.runs import RunDir, RunSpec, default_run_dir
+from styler.training.validation import BestTracker, first_readable, load_crops, split_validation
 
 
 @dataclass
@@ -39,11 +37,8 @@ class StepReport:
     """What the caller's progress display gets after every step."""
 
     step: int
-    total: int
     losses: dict[str, float]
     steps_per_s: float
-    skipped_images: int
-    val_loss: float | None = None
 
 
 @dataclass
@@ -67,34 +62,6 @@ def content_images(content_dir: Path) -> list[Path]:
     return paths
 
 
-def init_architecture(init_from: str, weights_dir: Path) -> GeneratorConfig:
-    """The generator architecture stored in the ``--init-from`` weights file."""
-    return read_info(resolve_weights(init_from, weights_dir)).generator
-
-
-class StyleCrops:
-    """Random crops of the style image: the 'real' samples the discriminator sees.
-
-    The crops of step ``s`` on rank ``r`` come from a generator seeded by (seed, r, s), so
-    they need no RNG state in the checkpoint and a resumed run draws the same ones.
-    """
-
-    def __init__(self, style: torch.Tensor, size: int, seed: int, rank: int = 0) -> None:
-        short = min(style.shape[-2:])
-        if short < size:
-            scale = size / short
-            new = [max(size, math.ceil(s * scale)) for s in style.shape[-2:]]
-            style = torch.nn.functional.interpolate(style, size=new, mode="bilinear", align_corners=False)
-        self.style, self.size, self.seed, self.rank = style, size, seed, rank
-
-    def sample(self, n: int, step: int) -> torch.Tensor:
-        rng = torch.Generator().manual_seed(sample_seed(self.seed + 7_777 * (self.rank + 1), step))
-        h, w = self.style.shape[-2:]
-        ys = torch.randint(0, h - self.size + 1, (n,), generator=rng).tolist()
-        xs = torch.randint(0, w - self.size + 1, (n,), generator=rng).tolist()
-        return torch.cat([self.style[..., y:y + self.size, x:x + self.size] for y, x in zip(ys, xs)])
-
-
 class Trainer(Resumable):
     """Owns the networks, optimisers and data of one run; :meth:`run` trains and saves.
 
@@ -105,8 +72,10 @@ class Trainer(Resumable):
 
     def __init__(self, config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
                  device: torch.device, vgg_weights: Path | None = None, *, run_dir: Path | None = None,
-                 resume: bool = False, force: bool = False, dist: DistContext | None = None) -> None:
+                 resume: bool = False, force: bool = False, dist: DistContext | None = None,
+                 network: torch.nn.Module | None = None) -> None:
         self.config, self.device, self.dist = config, device, dist or DistContext()
+        self.amp_dtype = compute_dtype(config.precision, device)
         self.style_path = Path(style_path)
         self.name = config.name or self.style_path.stem
         self.weights_path = Path(weights_dir) / f"{self.name}{WEIGHTS_SUFFIX}"
@@ -116,7 +85,7 @@ class Trainer(Resumable):
         self._load_data(content_images(content_dir))
         torch.manual_seed(config.seed)
         style = load_style_image(self.style_path, config.style_size)
-        self._build_networks(style, vgg_weights)
+        self._build_networks(style, vgg_weights, network)
         if config.init_from and not resume:
             self._init_generator(Path(weights_dir))
         self._wrap_networks()
@@ -144,7 +113,7 @@ class Trainer(Resumable):
         if self.preview_images is None:
             self.preview_images = load_crops(self.train_paths[first:first + 4], cfg.image_size)[0]
 
-    def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None) -> None:
+    def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None, network: torch.nn.Module | None) -> None:
         cfg, device = self.config, self.device
         content_layer, style_layers = DEFAULT_LAYERS[cfg.features]
         extractor = build_feature_extractor(cfg.features, (content_layer, *style_layers),
@@ -156,15 +125,11 @@ class Trainer(Resumable):
         self.extractor = extractor.to(device, memory_format=fmt)
         self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
                                    cfg.loss, seed=cfg.seed).to(device)
-        self.generator = Generator(cfg.generator).to(device, memory_format=fmt)
+        # ``network``: another image-to-image network trained the same way (benchmarks compare one).
+        self.generator = (network if network is not None else Generator(cfg.generator)).to(device, memory_format=fmt)
         self.discriminator = PatchDiscriminator(cfg.discriminator).to(device, memory_format=fmt)
-        self.gan = HingeGANLoss()
         self.style_crops = StyleCrops(style, cfg.image_size, cfg.seed, self.dist.rank)
         self.style_sha256 = file_sha256(self.style_path)
-        on_cuda = device.type == "cuda"
-        # The CPU and MPS train in fp32: bf16/fp16 autocast pays off only on CUDA tensor cores.
-        self.amp_dtype = {Precision.AUTO: torch.bfloat16, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16,
-                          Precision.FP32: None}[cfg.precision] if on_cuda else None
         self.scaler = self._grad_scaler()
 
     def _grad_scaler(self) -> torch.amp.GradScaler:
@@ -204,11 +169,11 @@ class Trainer(Resumable):
         return torch.utils.data.DataLoader(
             dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
             collate_fn=collate_content, pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed),
+            persistent_workers=workers > 0,
         )
 
     def _autocast(self) -> ContextManager[object]:
-        return autocast(self.device, self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        return autocast(self.device, self.amp_dtype)
 
     def _check_finite(self, loss: torch.Tensor, which: str) -> None:
         bad = distributed.any_rank(not bool(torch.isfinite(loss).item()), self.dist, self.device)
@@ -232,7 +197,7 @@ class Trainer(Resumable):
             with self._autocast():
                 # One forward of real and fake together: one DDP synchronisation per step.
                 real_logits, fake_logits = self.d_model(torch.cat([real, fake.detach()])).float().chunk(2)
-                d_loss = self.gan.discriminator(real_logits, fake_logits)
+                d_loss = hinge_discriminator_loss(real_logits, fake_logits)
             self._check_finite(d_loss, "discriminator")
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler.scale(d_loss).backward()
@@ -245,7 +210,7 @@ class Trainer(Resumable):
             if use_gan:
                 # The unwrapped discriminator: no D gradients here, so no DDP reduction to wait for.
                 self.discriminator.requires_grad_(False)
-                terms["adv"] = self.gan.generator(self.discriminator(fake))
+                terms["adv"] = hinge_generator_loss(self.discriminator(fake))
                 self.discriminator.requires_grad_(True)
                 total = total + cfg.adv_weight * terms["adv"]
         self._check_finite(total, "generator")
@@ -278,19 +243,14 @@ class Trainer(Resumable):
         assert self.val_images is not None
         value = 0.0
         if self.dist.is_main:
-            sliced = getattr(self.loss.style, "rng", None)
-            saved = sliced.get_state() if sliced is not None else None
-            if sliced is not None:
-                sliced.manual_seed(self.config.seed)  # the same projections at every evaluation
             total = 0.0
             self.generator.eval()
-            for chunk in self.val_images.split(self.config.batch_size):
-                chunk = chunk.to(self.device, memory_format=memory_format(self.device))
-                with self._autocast():
-                    total += float(self.loss(self.generator(chunk), chunk)["total"]) * len(chunk)
+            with self.loss.fixed_draws(self.config.seed):  # the same projections at every evaluation
+                for chunk in self.val_images.split(self.config.batch_size):
+                    chunk = chunk.to(self.device, memory_format=memory_format(self.device))
+                    with self._autocast():
+                        total += float(self.loss(self.generator(chunk), chunk)["total"]) * len(chunk)
             self.generator.train()
-            if sliced is not None:
-                sliced.set_state(saved)
             value = total / len(self.val_images)
         return distributed.broadcast_float(value, self.dist, self.device)
 
@@ -302,28 +262,57 @@ class Trainer(Resumable):
         save_image(pairs_grid(images, self.stylize(self.generator, images)), path)
         return path
 
-    def _after_step(self, losses: dict[str, float], rate: float) -> float | None:
-        cfg, step = self.config, self.step
-        val = None
-        if self.val_images is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-            val = self.validate()
-            self.best.update(val, step, self.generator)
-            self.stopped_early = self.best.should_stop
-        if not self.dist.is_main:
-            return val
-        if step % cfg.log_every == 0 or val is not None or step == cfg.steps or self.stopped_early:
-            record: dict[str, Any] = {"step": step, **losses, "lr": self.opt_g.param_groups[0]["lr"],
-                                      "steps_per_s": round(rate, 4), "seconds": round(self.seconds, 3)}
-            if val is not None:
-                record.update(val_loss=val, best_val_loss=self.best.loss, best_step=self.best.step)
-            self.run_dir.append_metrics(record)
-        if cfg.preview_every and step % cfg.preview_every == 0:
-            self.write_preview()
-        if step % cfg.checkpoint_every == 0 and step < cfg.steps and not self.stopped_early:
-            self.save_checkpoint()
+    def _due(self, every: int) -> bool:
+        """True on every ``every``-th step (never when ``every`` is 0)."""
+        return every > 0 and self.step % every == 0
+
+    def _validate_if_due(self) -> float | None:
+        if self.val_images is None or not (self._due(self.config.val_every) or self.step == self.config.steps):
+            return None
+        val = self.validate()
+        self.best.update(val, self.step, self.generator)
+        self.stopped_early = self.best.should_stop
         return val
 
+    def _log(self, losses: dict[str, float], rate: float, val: float | None) -> None:
+        record: dict[str, Any] = {"step": self.step, **losses, "lr": self.opt_g.param_groups[0]["lr"],
+                                  "steps_per_s": round(rate, 4), "seconds": round(self.seconds, 3)}
+        if val is not None:
+            record.update(val_loss=val, best_val_loss=self.best.loss, best_step=self.best.step)
+        self.run_dir.append_metrics(record)
+
+    def _after_step(self, losses: dict[str, float], rate: float) -> None:
+        cfg = self.config
+        val = self._validate_if_due()
+        if not self.dist.is_main:
+            return
+        last = self.step == cfg.steps
+        if self._due(cfg.log_every) or val is not None or last or self.stopped_early:
+            self._log(losses, rate, val)
+        if self._due(cfg.preview_every):
+            self.write_preview()
+        if self._due(cfg.checkpoint_every) and not last and not self.stopped_early:
+            self.save_checkpoint()
+
     # --- the loop ------------------------------------------------------------------------------
+
+    def _next_batch(self, loader: Iterator[Any], interrupted: Callable[[], bool]) -> torch.Tensor:
+        try:
+            images, failed = next(loader)
+        except RuntimeError:
+            if interrupted():  # Ctrl-C also stopped the DataLoader workers
+                raise KeyboardInterrupt from None
+            raise
+        self.skipped_paths.update(self.train_paths[i] for i in failed)
+        return images
+
+    def _step(self, images: torch.Tensor) -> None:
+        """One step and its counters; a checkpoint is only ever written between two of these."""
+        self._at_boundary = False
+        self.last_losses = self.train_step(images)
+        self.step += 1
+        self.samples += self.config.batch_size * self.dist.world_size
+        self._at_boundary = True
 
     def run(self, on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
         self.generator.train()
@@ -336,25 +325,13 @@ class Trainer(Resumable):
                 while self.step < self.config.steps and not self.stopped_early:
                     if loader is None:
                         loader = iter(self._loader())
-                    try:
-                        images, failed = next(loader)
-                    except RuntimeError:
-                        if interrupted():  # Ctrl-C also stopped the DataLoader workers
-                            raise KeyboardInterrupt from None
-                        raise
-                    self.skipped_paths.update(self.train_paths[i] for i in failed)
-                    self._at_boundary = False
-                    self.last_losses = self.train_step(images)
-                    self.step += 1
-                    self.samples += self.config.batch_size * self.dist.world_size
-                    self._at_boundary = True
+                    self._step(self._next_batch(loader, interrupted))
                     now = time.perf_counter()
                     self.seconds = now - clock
                     rate = (self.step - first_step) / max(now - started, 1e-9)
-                    val = self._after_step(self.last_losses, rate)
+                    self._after_step(self.last_losses, rate)
                     if on_step is not None:
-                        on_step(StepReport(self.step, self.config.steps, self.last_losses, rate,
-                                           len(self.skipped_paths), val))
+                        on_step(StepReport(self.step, self.last_losses, rate))
                     if interrupted():
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
@@ -417,4 +394,4 @@ class Trainer(Resumable):
         return meta
 
 
-__all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer", "init_architecture"]
+__all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer"]

@@ -1,30 +1,23 @@
-"""Animated GIF, WebP and PNG (APNG): every frame stylized, timing and looping kept.
+"""Animated GIF, WebP and PNG (APNG): every frame read, and written back with its timing.
 
 Pillow composes each frame over the previous ones as the file's disposal rules say, so the
 network sees the full picture of every frame. Each stylized frame is a full frame again; the
 per-frame durations, the loop count and (for GIF) the disposal methods are written back as they
-were. A static GIF is an ordinary image (:mod:`styler.pipeline`). The frames of one animation
-are held in memory (animated images are small); the output is written atomically.
+were. A static GIF is an ordinary image (:mod:`styler.inference.pipeline`). The frames of one
+animation are held in memory (animated images are small); the output is written atomically.
+Stylizing them: :func:`styler.inference.video.stylize_animation`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
-import torch
 from PIL import Image
 
-from styler.apply import join_alpha, split_alpha
-from styler.config import VideoConfig
 from styler.errors import VideoError
-from styler.fileio import temp_beside
-from styler.images import open_image, pil_to_tensor
-from styler.temporal import FrameStylizer, runs
-
-if TYPE_CHECKING:
-    from styler.apply import Stylizer
+from styler.io.files import atomic_path
+from styler.io.images import open_image
 
 _WRITERS = {".gif": "GIF", ".webp": "WEBP", ".png": "PNG"}
 _ANIMATED_INPUTS = (".gif", ".webp", ".png", ".apng")
@@ -42,7 +35,7 @@ def is_animated(path: Path) -> bool:
         return False
 
 
-def _read(src: Path) -> tuple[list[Image.Image], dict[str, Any]]:
+def read_animation(src: Path) -> tuple[list[Image.Image], dict[str, Any]]:
     """Every composed frame (RGB or RGBA) and what the writer needs to keep the timing."""
     open_image(src)  # the image pipeline's one-line errors for unreadable files
     frames, durations, disposal = [], [], []
@@ -62,10 +55,17 @@ def _read(src: Path) -> tuple[list[Image.Image], dict[str, Any]]:
     return frames, info
 
 
-def _save(frames: list[Image.Image], info: dict[str, Any], dst: Path, quality: int) -> None:
-    fmt = _WRITERS.get(dst.suffix.lower())
+def animation_format(dst: Path) -> str:
+    """Pillow's format for an animation written to ``dst``; other extensions are an error."""
+    fmt = _WRITERS.get(Path(dst).suffix.lower())
     if fmt is None:
         raise VideoError(f"{dst}: write an animation as one of {', '.join(sorted(_WRITERS))}")
+    return fmt
+
+
+def save_animation(frames: list[Image.Image], info: dict[str, Any], dst: Path, quality: int) -> None:
+    """``frames`` written atomically to ``dst`` with the timing ``info`` that :func:`read_animation` gave."""
+    fmt = animation_format(dst)
     options: dict[str, Any] = {"save_all": True, "append_images": frames[1:], "duration": info["duration"]}
     if info["loop"] is not None:
         options["loop"] = info["loop"]
@@ -75,36 +75,7 @@ def _save(frames: list[Image.Image], info: dict[str, Any], dst: Path, quality: i
     if fmt == "WEBP":
         options["quality"] = quality
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_beside(dst)
-        os.close(fd)
-        try:
+        with atomic_path(dst) as tmp:
             frames[0].save(tmp, format=fmt, **options)
-            os.replace(tmp, dst)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     except OSError as exc:
         raise VideoError(f"{dst}: cannot write ({exc.strerror or exc})") from exc
-
-
-def stylize_animation(stylizer: "Stylizer", src: Path, dst: Path, config: VideoConfig,
-                      on_frame: Callable[[int, int | None], None] | None = None, quality: int = 95) -> int:
-    """Stylize every frame of an animated image into ``dst``; returns the number of frames."""
-    frames, info = _read(src)
-    if _WRITERS.get(dst.suffix.lower()) is None:
-        raise VideoError(f"{dst}: write an animation as one of {', '.join(sorted(_WRITERS))}")
-    split = [split_alpha(frame, stylizer.config.max_size) for frame in frames]
-    pixels = [pil_to_tensor(rgb).mul_(255).round_().to(torch.uint8) for rgb, _ in split]
-    steady = FrameStylizer(stylizer, config.temporal, config)
-    if steady.needs_samples:
-        step = max(1, len(pixels) // config.stats_frames)
-        steady.share(pixels[::step][:config.stats_frames])
-    out: list[Image.Image] = []
-    for run in runs(range(len(pixels)), lambda i: True, lambda i: tuple(pixels[i].shape), config.batch_size):
-        for i, styled in zip(run, steady(torch.stack([pixels[i] for i in run]))):
-            out.append(join_alpha(styled.float().div(255), split[i][1]))
-        if on_frame:
-            on_frame(len(out), len(pixels))
-    _save(out, info, dst, quality)
-    return len(out)

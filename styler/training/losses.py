@@ -6,12 +6,15 @@ works for any feature network (ImageNet or random) and any image size.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from styler.config import LossConfig, StyleLoss
-from styler.features import FeatureExtractor
+from styler.nn.vgg import FeatureExtractor
 
 _EPS = 1e-8
 
@@ -31,25 +34,66 @@ class ContentLoss(nn.Module):
         return F.mse_loss(output, target) / (target.pow(2).mean() + _EPS)
 
 
-class GramLoss(nn.Module):
+class StyleTerm(nn.Module):
+    """A style loss composed as in crowsonkb/style-transfer-pytorch: one small module per feature
+    layer, each holding its target as buffers, averaged here. ``rng`` draws the term's random
+    choices, if it makes any; its state is checkpointed so a resumed run draws the same."""
+
+    def __init__(self, per_layer: dict[str, nn.Module], rng: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.layers = nn.ModuleDict(per_layer)
+        self.rng = rng
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(loss(features[name]) for name, loss in self.layers.items()) / len(self.layers)
+
+
+class GramLayerLoss(nn.Module):
+    """One layer of Gatys et al.'s (2016) style loss: Gram-matrix MSE relative to the target's."""
+
+    def __init__(self, style_features: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("target", gram_matrix(style_features).mean(0, keepdim=True))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        diff = gram_matrix(features) - self.target
+        return diff.pow(2).mean() / (self.target.pow(2).mean() + _EPS)
+
+
+class GramLoss(StyleTerm):
     """Gatys et al. (2016) style loss: Gram matrices at several layers, relative MSE."""
 
     def __init__(self, style_features: dict[str, torch.Tensor]) -> None:
+        super().__init__({name: GramLayerLoss(feats) for name, feats in style_features.items()})
+
+
+class SlicedLayerLoss(nn.Module):
+    """One layer of the sliced Wasserstein loss: a bank of unit directions, the style's sorted
+    projections on each (as quantiles) and the style's feature variance, all buffers."""
+
+    def __init__(self, style_features: torch.Tensor, bank_rng: torch.Generator, rng: torch.Generator,
+                 projections: int, bank_size: int, quantiles: int) -> None:
         super().__init__()
-        self.layers = tuple(style_features)
-        for name, feats in style_features.items():
-            self.register_buffer(f"gram_{name}", gram_matrix(feats).mean(0, keepdim=True))
+        self.rng, self.projections, self.bank_size = rng, projections, bank_size
+        flat = style_features[:1].float().flatten(2)[0]  # (C, HW)
+        dirs = torch.randn(flat.shape[0], bank_size, generator=bank_rng).to(flat.device)
+        dirs = dirs / dirs.norm(dim=0, keepdim=True)
+        self.register_buffer("dirs", dirs)
+        self.register_buffer("sorted", _sorted_quantiles(dirs, flat, quantiles))
+        self.register_buffer("scale", flat.var(dim=1).mean() + _EPS)
 
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        total = features[self.layers[0]].new_zeros((), dtype=torch.float32)
-        for name in self.layers:
-            target = getattr(self, f"gram_{name}")
-            diff = gram_matrix(features[name]) - target
-            total = total + diff.pow(2).mean() / (target.pow(2).mean() + _EPS)
-        return total / len(self.layers)
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        out = features.float().flatten(2)  # (N, C, HW)
+        pick = torch.randperm(self.bank_size, generator=self.rng)[: self.projections].to(out.device)
+        proj_style = self.sorted.index_select(0, pick)  # (P, Q)
+        proj_out = torch.sort(self.dirs.index_select(1, pick).T @ out, dim=-1).values  # (N, P, HW)
+        if proj_style.shape[-1] != proj_out.shape[-1]:
+            # Compare quantiles when the two have different numbers of positions.
+            proj_style = F.interpolate(proj_style[None], size=proj_out.shape[-1], mode="linear", align_corners=True)[0]
+        return (proj_out - proj_style.unsqueeze(0)).pow(2).mean() / self.scale
 
 
-class SlicedWassersteinLoss(nn.Module):
+class SlicedWassersteinLoss(StyleTerm):
     """Heitz et al., "A Sliced Wasserstein Loss for Neural Texture Synthesis" (CVPR 2021).
 
     Projects the features of each layer onto random unit directions and compares the sorted
@@ -67,38 +111,12 @@ class SlicedWassersteinLoss(nn.Module):
 
     def __init__(self, style_features: dict[str, torch.Tensor], projections: int = 64, seed: int = 0,
                  bank_size: int = 1024, quantiles: int = 4096) -> None:
-        super().__init__()
         if not 0 < projections <= bank_size:
             raise ValueError(f"projections must be in 1..bank_size ({bank_size}), got {projections}")
-        self.layers = tuple(style_features)
-        self.projections = projections
-        self.bank_size = bank_size
         bank_rng = torch.Generator().manual_seed(seed)
-        for name, feats in style_features.items():
-            flat = feats[:1].float().flatten(2)[0]  # (C, HW)
-            dirs = torch.randn(flat.shape[0], bank_size, generator=bank_rng).to(flat.device)
-            dirs = dirs / dirs.norm(dim=0, keepdim=True)
-            self.register_buffer(f"dirs_{name}", dirs)
-            self.register_buffer(f"sorted_{name}", _sorted_quantiles(dirs, flat, quantiles))
-            self.register_buffer(f"scale_{name}", flat.var(dim=1).mean() + _EPS)
-        # Draws which bank entries each call uses; its state is checkpointed for exact resume.
-        self.rng = torch.Generator().manual_seed(seed + 1)
-
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        total = features[self.layers[0]].new_zeros((), dtype=torch.float32)
-        for name in self.layers:
-            out = features[name].float().flatten(2)  # (N, C, HW)
-            pick = torch.randperm(self.bank_size, generator=self.rng)[: self.projections].to(out.device)
-            dirs = getattr(self, f"dirs_{name}").index_select(1, pick)
-            proj_style = getattr(self, f"sorted_{name}").index_select(0, pick)  # (P, Q)
-            proj_out = torch.sort(dirs.T @ out, dim=-1).values  # (N, P, HW), contiguous rows sort faster
-            if proj_style.shape[-1] != proj_out.shape[-1]:
-                # Compare quantiles when the two have different numbers of positions.
-                proj_style = F.interpolate(proj_style[None], size=proj_out.shape[-1],
-                                           mode="linear", align_corners=True)[0]
-            diff = proj_out - proj_style.unsqueeze(0)
-            total = total + diff.pow(2).mean() / getattr(self, f"scale_{name}")
-        return total / len(self.layers)
+        rng = torch.Generator().manual_seed(seed + 1)  # which bank entries each call uses
+        super().__init__({name: SlicedLayerLoss(feats, bank_rng, rng, projections, bank_size, quantiles)
+                          for name, feats in style_features.items()}, rng)
 
 
 def _sorted_quantiles(dirs: torch.Tensor, flat: torch.Tensor, quantiles: int, chunk: int = 128) -> torch.Tensor:
@@ -123,19 +141,18 @@ class TotalVariationLoss(nn.Module):
         return (dh + dw).float()
 
 
-class HingeGANLoss(nn.Module):
-    """Hinge adversarial loss (Lim & Ye 2017; Miyato et al. 2018).
+# Hinge adversarial loss (Lim & Ye 2017; Miyato et al. 2018). Chosen over LSGAN because it pairs
+# with the spectral-normalised discriminator: the discriminator stops pushing on patches it
+# already classifies with margin, which keeps it from overpowering a small generator trained on a
+# single style image.
 
-    Chosen over LSGAN because it pairs with the spectral-normalised discriminator: the
-    discriminator stops pushing on patches it already classifies with margin, which keeps it
-    from overpowering a small generator trained on a single style image.
-    """
 
-    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-        return F.relu(1.0 - real_logits.float()).mean() + F.relu(1.0 + fake_logits.float()).mean()
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return F.relu(1.0 - real_logits.float()).mean() + F.relu(1.0 + fake_logits.float()).mean()
 
-    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        return -fake_logits.float().mean()
+
+def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    return -fake_logits.float().mean()
 
 
 class PerceptualLoss(nn.Module):
@@ -154,7 +171,7 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             style_feats = {k: v for k, v in extractor(style_image).items() if k in style_layers}
         if config.style_loss is StyleLoss.SLICED:
-            self.style = SlicedWassersteinLoss(style_feats, seed=seed)
+            self.style: StyleTerm = SlicedWassersteinLoss(style_feats, seed=seed)
         else:
             self.style = GramLoss(style_feats)
         self.content = ContentLoss()
@@ -173,3 +190,22 @@ class PerceptualLoss(nn.Module):
                           + self.config.style_weight * terms["style"]
                           + self.config.tv_weight * terms["tv"])
         return terms
+
+    def draw_state(self) -> torch.Tensor | None:
+        """State of the style term's random draws (None if it makes none), for checkpoints."""
+        return self.style.rng.get_state() if self.style.rng is not None else None
+
+    def set_draw_state(self, state: torch.Tensor | None) -> None:
+        if self.style.rng is not None and state is not None:
+            self.style.rng.set_state(state)
+
+    @contextlib.contextmanager
+    def fixed_draws(self, seed: int) -> Iterator[None]:
+        """The same random draws at every evaluation, without disturbing training's."""
+        saved = self.draw_state()
+        if self.style.rng is not None:
+            self.style.rng.manual_seed(seed)
+        try:
+            yield
+        finally:
+            self.set_draw_state(saved)

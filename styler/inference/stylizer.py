@@ -1,29 +1,30 @@
-"""Single-pass stylization: the :class:`Stylizer` API that the CLI and :mod:`styler.pipeline` use.
+"""Single-pass stylization: the :class:`Stylizer` API that the CLI and :mod:`styler.inference.pipeline` use.
 
 A :class:`Stylizer` takes PIL images, (3, H, W) tensors or (N, 3, H, W) batches. Images above a
-pixel budget (or every image, with ``ApplyConfig.tile``) go through :mod:`styler.tiling`, so
+pixel budget (or every image, with ``ApplyConfig.tile``) go through :mod:`styler.inference.tiling`, so
 memory stays bounded however large the photo is.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, overload
 
 import torch
 from PIL import Image
 
-from styler.checkpoint import WeightsInfo, load_generator, resolve_weights
-from styler.config import ApplyConfig, DeviceChoice, Precision, Temporal, VideoConfig
-from styler.device import memory_format, resolve_device
-from styler.errors import ConfigError, ImageError
-from styler.guided import at_stroke_scale
-from styler.images import _to_rgb, pil_to_tensor, resize_longer, tensor_to_pil
-from styler.models import Generator
-from styler.models.generator import FastGenerator
-from styler.tiling import GlobalStatsGenerator, tiled_forward
+from styler.config import ApplyConfig, DeviceChoice, Temporal, VideoConfig
+from styler.device import autocast, compute_dtype, memory_format, resolve_device
+from styler.errors import ImageError
+from styler.inference.guided import at_stroke_scale
+from styler.inference.tiling import GlobalStatsGenerator, tiled_forward
+from styler.io.images import pil_to_tensor, split_alpha, tensor_to_pil
+from styler.io.weights import WeightsInfo, resolve_weights
+from styler.nn import Generator
+from styler.nn.fast import FastGenerator
+from styler.nn.generator import load_generator
 
 # Tile side used when an image is tiled because it exceeds ApplyConfig.max_tile_pixels.
 AUTO_TILE = 1024
@@ -31,7 +32,6 @@ AUTO_TILE = 1024
 # ITU-R BT.601 RGB <-> YCbCr (as JPEG uses), for colour preservation.
 _TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 _FROM_YCC = torch.linalg.inv(_TO_YCC)
-_DTYPES = {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
 
 def preserve_color(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
@@ -40,31 +40,6 @@ def preserve_color(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tens
     y = torch.einsum("ij,njhw->nihw", to_ycc[:1], stylized)
     cbcr = torch.einsum("ij,njhw->nihw", to_ycc[1:], original)
     return torch.einsum("ij,njhw->nihw", from_ycc, torch.cat([y, cbcr], 1)).clamp(0, 1)
-
-
-def compute_dtype(precision: Precision, device: torch.device) -> torch.dtype:
-    """The autocast dtype for ``precision`` on ``device``; fp16 is refused off CUDA."""
-    precision = Precision(precision)
-    if precision is Precision.AUTO:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if precision is Precision.FP16 and device.type != "cuda":
-        raise ConfigError(f"precision fp16 needs a CUDA GPU (half-precision kernels on {device.type} are slow "
-                          f"or missing); use --precision bf16 or fp32")
-    return _DTYPES[precision]
-
-
-def split_alpha(image: Image.Image, max_size: int | None = None) -> tuple[Image.Image, Image.Image | None]:
-    """8-bit RGB and the alpha channel (None when opaque) of any Pillow mode, downscaled to
-    ``max_size``. Palette and greyscale images with a transparent colour keep it as alpha."""
-    alpha = None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
-        image = image.convert("RGBA")
-        alpha = image.getchannel("A")
-    rgb = _to_rgb(image)
-    if max_size and max(rgb.size) > max_size:
-        rgb = resize_longer(rgb, max_size)
-        alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS) if alpha is not None else None
-    return rgb, alpha
 
 
 def join_alpha(tensor: torch.Tensor, alpha: Image.Image | None) -> Image.Image:
@@ -111,9 +86,7 @@ class Stylizer:
         return self.info.name if self.info else "styled"
 
     def _autocast(self) -> AbstractContextManager[object]:
-        if self.dtype == torch.float32:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return autocast(self.device, self.dtype)
 
     def tile_size(self, height: int, width: int) -> int | None:
         """The tile side for an image of this size, or None to run it whole."""
@@ -142,7 +115,7 @@ class Stylizer:
     def stylize_tensor(self, batch: torch.Tensor,
                        network: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> stylized batch of the same size, strength, stroke scale and
-        colour applied. ``network`` replaces the plain forward (:mod:`styler.temporal` uses it)."""
+        colour applied. ``network`` replaces the plain forward (:mod:`styler.inference.temporal` uses it)."""
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ImageError(f"expected a (N, 3, H, W) tensor, got shape {tuple(batch.shape)}")
         if self.config.strength == 0.0:
@@ -174,11 +147,11 @@ class Stylizer:
         """Stylize a stream of frames in order (a webcam, a decoder of your own) and yield each
         stylized frame as soon as its batch is done, of the kind it came in (PIL or (3, H, W)).
 
-        ``temporal`` steadies the frames (:mod:`styler.temporal`). EMA works on an endless stream;
+        ``temporal`` steadies the frames (:mod:`styler.inference.temporal`). EMA works on an endless stream;
         SHARED takes its statistics from the first ``config.stats_frames`` frames, so it suits
         a stream whose scene does not change. ``config.batch_size`` frames go through together.
         """
-        from styler.temporal import stylize_frames
+        from styler.inference.temporal import stylize_frames
 
         return stylize_frames(self, frames, Temporal(temporal), config or VideoConfig(temporal=temporal))
 
@@ -186,9 +159,9 @@ class Stylizer:
                       on_frame: Callable[[int, int | None], None] | None = None) -> int:
         """Stylize a video (or an animated GIF/WebP) file to ``dst``; returns the frames written.
 
-        Frame rate and timestamps, size, rotation and audio are kept (see :mod:`styler.video`).
+        Frame rate and timestamps, size, rotation and audio are kept (see :mod:`styler.inference.video`).
         ``on_frame(done, total)`` is called after every batch (total None when unknown).
         """
-        from styler.video import stylize_file
+        from styler.inference.video import stylize_file
 
         return stylize_file(self, Path(src), Path(dst), config or VideoConfig(), on_frame)

@@ -7,10 +7,12 @@ to ``0666 & ~umask`` before it is renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 
 def default_mode() -> int:
@@ -19,12 +21,26 @@ def default_mode() -> int:
     return 0o666 & ~umask
 
 
-def temp_beside(path: Path) -> tuple[int, str]:
-    """An open file descriptor and the name of a new temp file in ``path``'s folder."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[str]:
+    """The name of a new temp file beside ``path`` for the block to write; when the block ends
+    without an error the file is fsynced and renamed over ``path``, otherwise deleted. Every file
+    styler writes goes through here, so a crash or a ``kill -9`` leaves the old file or the new
+    complete one, never half of one (some writers re-create the file: the chmod comes after)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, default_mode())
-    return fd, tmp
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, default_mode())
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def file_sha256(path: Path) -> str:

@@ -1,0 +1,33 @@
+"""The ``styler`` command group; each command lives in its own module of :mod:`styler.cli`."""
+
+from __future__ import annotations
+
+import click
+
+from styler import __version__
+from styler.cli.apply import apply
+from styler.cli.export import export
+from styler.cli.sheet import sheet
+from styler.cli.styles import styles
+from styler.cli.train import train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="styler")
+@click.option("-q", "--quiet", is_flag=True, help="Only print errors.")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool) -> None:
+    """styler: fast neural style transfer.
+
+    \b
+    Train a small generator once per painting, then stylize images in one pass:
+      styler train --style starry.png --content-dir photos/
+      styler apply photo.jpg --style starry
+      styler apply photos/ --style starry -o out/
+      styler styles
+    """
+    ctx.obj = {"quiet": quiet}
+
+
+for command in (train, apply, export, sheet, styles):
+    main.add_command(command)

@@ -1,0 +1,170 @@
+"""``styler apply``: stylize files, folders and patterns through the batch pipeline."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from styler.cli.common import apply_config, apply_options, common_options, device_option, fail, handle_errors, \
+    print_json, progress
+from styler.config import ApplyConfig, FolderConfig, OutputFormat, Temporal, VideoConfig
+from styler.errors import StylerError
+
+_APPLY = ApplyConfig()
+_FOLDER = FolderConfig()
+_VIDEO = VideoConfig()
+
+
+def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) -> None:
+    for src, reason in summary.failed:
+        click.echo(f"failed: {src}: {reason}" if not reason.startswith(str(src)) else f"failed: {reason}", err=True)
+    if as_json:
+        print_json({"done": len(summary.done), "failed": len(summary.failed), "skipped": len(summary.skipped),
+                    "seconds": round(summary.seconds, 3), "images_per_s": round(summary.images_per_s, 3),
+                    "outputs": [str(p) for p in summary.done], "skipped_outputs": [str(p) for p in summary.skipped],
+                    "failures": [{"input": str(s), "reason": r} for s, r in summary.failed]})
+    elif not quiet:
+        _print_apply_line(summary, seconds_label)
+
+
+def _print_apply_line(summary: Any, seconds_label: str) -> None:
+    if len(summary.done) == 1 and not summary.failed and not summary.skipped:
+        click.echo(f"wrote {summary.done[0]}")
+        return
+    skipped = f", skipped {len(summary.skipped)} existing (--overwrite to redo)" if summary.skipped else ""
+    click.echo(f"done {len(summary.done)}, failed {len(summary.failed)}{skipped}, {summary.seconds:.1f}s, "
+               f"{summary.images_per_s:.2f} images/s{seconds_label}")
+
+
+def _video_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of ``apply`` for stroke size, videos and animated images."""
+    decorators = [
+        click.option("--stroke-scale", type=float, default=_APPLY.stroke_scale, show_default=True,
+                     help="Strokes S times larger: stylize at 1/S of the size, then restore the photo's detail."),
+        click.option("--temporal", type=click.Choice([t.value for t in Temporal]), default=_VIDEO.temporal.value,
+                     show_default=True, help="Videos: normalisation statistics shared by the clip's frames "
+                     "(shared), a moving average reset at scene cuts (ema), or per frame (off: flickers)."),
+        click.option("--codec", default=None, help="Video codec [default: libx264, libvpx-vp9 for .webm]."),
+        click.option("--crf", type=int, default=_VIDEO.crf, show_default=True,
+                     help="Video quality: lower is better and larger (x264: 18 looks lossless, 23 is ffmpeg's)."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _apply_moving(stylizer: Any, pairs: list[tuple[Path, Path]], config: VideoConfig, quality: int, quiet: bool,
+                  summary: Any) -> None:
+    """Videos and animated images one after the other, each with a progress bar of frames."""
+    from styler.inference.video import stylize_file
+
+    start = time.perf_counter()
+    for src, dst in pairs:
+        with contextlib.ExitStack() as stack:
+            bar: list[Callable[[int, str], None]] = []
+            begun = time.perf_counter()
+
+            def on_frame(done: int, total: int | None) -> None:
+                if not bar:
+                    bar.append(stack.enter_context(progress(total or 0, f"{src.name}", quiet)))
+                bar[0](done, f"{done / max(time.perf_counter() - begun, 1e-9):.1f} frames/s")
+
+            try:
+                stylize_file(stylizer, src, dst, config, on_frame, quality)
+                summary.done.append(dst)
+            except StylerError as exc:
+                summary.failed.append((src, str(exc)))
+    summary.seconds += time.perf_counter() - start
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--style", required=True, help="Style name in the weights folder, or a .safetensors path.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output file (one image) or folder.")
+@apply_options
+@click.option("--max-size", type=int, default=None, help="Downscale so the longer side is at most this.")
+@click.option("--recursive/--no-recursive", default=_FOLDER.recursive, show_default=True,
+              help="Search folders (and ** in patterns) recursively.")
+@click.option("--overwrite/--skip-existing", default=_FOLDER.overwrite, show_default=True,
+              help="Redo outputs that already exist, or skip them (resumes an interrupted run).")
+@click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default=_FOLDER.format.value,
+              show_default=True, help="Output format; 'same' keeps each input's extension.")
+@click.option("--quality", type=int, default=_FOLDER.quality, show_default=True, help="JPEG/WebP quality 1..100.")
+@click.option("--batch-size", type=int, default=_FOLDER.batch_size, show_default=True,
+              help="Images of the same size stylized together.")
+@click.option("--workers", type=int, default=_FOLDER.workers, show_default=True,
+              help="Decoding threads (and as many encoding threads).")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Process only slice K of N (K from 0); under torchrun RANK/WORLD_SIZE are used.")
+@click.option("--max-pixels", type=int, default=None,
+              help="Refuse images with more pixels than this [default: Pillow's limit, about 89 million].")
+@_video_options
+@device_option
+@common_options
+@click.pass_context
+@handle_errors
+def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path | None, strength: float,
+          preserve_color: bool, tile: int | None, max_tile_pixels: int, tile_stats: str, stats_size: int,
+          precision: str, max_size: int | None,
+          recursive: bool, overwrite: bool, fmt: str, quality: int, batch_size: int, workers: int,
+          shard: str | None, max_pixels: int | None, stroke_scale: float, temporal: str, codec: str | None, crf: int,
+          device: str, weights_dir: Path | None, as_json: bool) -> None:
+    """Stylize images, videos, folders or glob patterns in a single pass.
+
+    \b
+    Examples:
+      styler apply photo.jpg --style starry                 # writes photo_starry.jpg
+      styler apply photo.jpg --style starry -o art.png
+      styler apply photos/ --style starry -o out/           # mirrors the folder tree
+      styler apply "photos/**/*.jpg" --style starry -o out/ --format webp --quality 90
+      styler apply huge.tif --style starry --tile 1024      # bounded memory, same result
+      styler apply huge.tif --style starry --tile 1024 --tile-stats downscaled  # faster, approximate
+      styler apply photos/ --style starry -o out/ --shard 0/4
+      styler apply photo.jpg --style weights/mine.safetensors --strength 0.6 --preserve-color
+      styler apply big.jpg --style starry --stroke-scale 2       # strokes twice as large
+      styler apply clip.mp4 --style starry                      # clip_starry.mp4, audio kept
+      styler apply clip.mov --style starry -o out.mp4 --temporal ema --crf 20
+      styler apply loop.gif --style starry                      # every frame, timing kept
+    """
+    from styler.inference.stylizer import Stylizer
+    from styler.inference.pipeline import ApplySummary, apply_to_paths
+    from styler.inference.planning import parse_shard, plan_outputs, shard_from_env, split_existing, split_moving, \
+        take_shard
+
+    config = replace(apply_config(strength, preserve_color, tile, max_tile_pixels, tile_stats, stats_size, precision,
+                                  max_size), stroke_scale=stroke_scale)
+    video = VideoConfig(temporal=Temporal(temporal), codec=codec, crf=crf, batch_size=batch_size)
+    folder = FolderConfig(recursive=recursive, overwrite=overwrite, format=OutputFormat(fmt), quality=quality,
+                          batch_size=batch_size, workers=workers, max_pixels=max_pixels,
+                          shard=parse_shard(shard) if shard else shard_from_env())
+    stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
+    pairs, failed = plan_outputs(inputs, output, stylizer.name, folder)
+    pairs, skipped = split_existing(take_shard(pairs, folder.shard), folder.overwrite)
+    pairs, moving = split_moving(pairs)
+    quiet = ctx.obj["quiet"] or len(pairs) <= 1
+    summary = ApplySummary()
+    if pairs:
+        with progress(len(pairs), f"stylizing with {stylizer.name}", quiet) as advance:
+            start, count = time.perf_counter(), iter(range(1, len(pairs) + 1))
+
+            def on_image(src: Path, error: str | None) -> None:
+                n = next(count)
+                advance(n, f"{n / max(time.perf_counter() - start, 1e-9):.2f} images/s")
+
+            summary = apply_to_paths(stylizer, pairs, folder, on_image)
+    _apply_moving(stylizer, moving, video, folder.quality, ctx.obj["quiet"], summary)
+    summary.failed[:0] = failed
+    summary.skipped = [dst for _, dst in skipped]
+    label = f" (shard {folder.shard[0]}/{folder.shard[1]})" if folder.shard else ""
+    _report_apply(summary, label, as_json, ctx.obj["quiet"])
+    if summary.failed:
+        sys.exit(1)
+    if not summary.done and not summary.skipped:
+        fail("no images found in the given inputs")

@@ -1,0 +1,149 @@
+"""The option set and output helpers every command shares: one-line errors, JSON, progress.
+
+Only the CLI imports Click or prints. Library errors (:class:`StylerError`) become one line on
+stderr and exit code 1; usage errors exit 2 (Click's convention).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from styler.config import ApplyConfig, DeviceChoice, Precision, TileStats
+from styler.errors import StylerError
+
+_APPLY = ApplyConfig()
+
+
+def console(stderr: bool = True):
+    from rich.console import Console
+
+    # rich honours NO_COLOR itself; we pass it explicitly so the behaviour is obvious.
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one clear line and a non-zero exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except StylerError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command shares, declared once."""
+    decorators = [
+        click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=None, envvar="STYLER_WEIGHTS_DIR", show_envvar=True,
+                     help="Folder of style weights [default: ./weights]."),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout for scripts."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--device", type=click.Choice([d.value for d in DeviceChoice]),
+                        default=DeviceChoice.AUTO.value, show_default=True,
+                        help="Compute device; auto picks CUDA, then MPS, then CPU.")(func)
+
+
+def print_json(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, sort_keys=True, default=str))
+
+
+class progress:
+    """A rich progress bar (step, description, rate, ETA); silent when quiet.
+
+    When stderr is not a terminal (a log file, CI, nohup) a live bar would show nothing until
+    the end, so a plain line is printed about every 5% instead."""
+
+    def __init__(self, total: int, label: str, quiet: bool) -> None:
+        self.total, self.label, self.quiet = total, label, quiet
+
+    def _plain(self) -> Callable[[int, str], None]:
+        import time
+
+        start, every, last = time.monotonic(), max(1, self.total // 20), [0]
+
+        def update(completed: int, text: str = "") -> None:
+            if completed - last[0] < every and completed < self.total:
+                return
+            last[0] = completed
+            elapsed = time.monotonic() - start
+            eta = elapsed / max(completed, 1) * (self.total - completed)
+            click.echo(f"{self.label} {completed}/{self.total} elapsed {elapsed:.0f}s eta {eta:.0f}s {text}",
+                       err=True)
+
+        return update
+
+    def __enter__(self) -> Callable[[int, str], None]:
+        self.bar = None
+        if self.quiet:
+            return lambda completed, text="": None
+        if not console().is_terminal:
+            return self._plain()
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                            console=console())
+        self.bar.__enter__()
+        task = self.bar.add_task(self.label, total=self.total, info="")
+        return lambda completed, text="": self.bar.update(task, completed=completed, info=text)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def apply_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Per-image inference options, shared by ``apply`` and ``sheet``."""
+    decorators = [
+        click.option("--strength", type=float, default=_APPLY.strength, show_default=True,
+                     help="0 returns the input, 1 the full style."),
+        click.option("--preserve-color", is_flag=True,
+                     help="Keep the photo's colours; take only the style's luminance."),
+        click.option("--tile", type=int, default=None,
+                     help="Stylize in tiles of this many pixels a side (a multiple of 8, >= 64) to bound memory."),
+        click.option("--max-tile-pixels", type=int, default=_APPLY.max_tile_pixels, show_default=True,
+                     help="Tile images with more pixels than this automatically; 0 never tiles by itself."),
+        click.option("--tile-stats", type=click.Choice([t.value for t in TileStats]), default=_APPLY.tile_stats.value,
+                     show_default=True, help="Tiles' normalisation statistics: exact (whole image, full "
+                     "resolution; output equals the untiled pass) or downscaled (from a --stats-size copy; faster)."),
+        click.option("--stats-size", type=int, default=_APPLY.stats_size, show_default=True,
+                     help="Longer side of the downscaled copy that gives tiles their statistics "
+                     "(--tile-stats downscaled)."),
+        click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_APPLY.precision.value,
+                     show_default=True, help="auto: bf16 on CUDA, fp32 elsewhere; fp16 needs CUDA."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def apply_config(strength: float, preserve_color: bool, tile: int | None, max_tile_pixels: int, tile_stats: str,
+                 stats_size: int, precision: str, max_size: int | None = None) -> ApplyConfig:
+    return ApplyConfig(max_size=max_size, strength=strength, preserve_color=preserve_color, tile=tile,
+                       max_tile_pixels=max_tile_pixels, tile_stats=TileStats(tile_stats), stats_size=stats_size,
+                       precision=Precision(precision))

@@ -1,0 +1,226 @@
+"""``styler train``: the training options, a fresh or resumed run's inputs, the progress and summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from styler.cli.common import common_options, device_option, fail, handle_errors, print_json, progress
+from styler.config import Features, GeneratorConfig, LossConfig, OFFLINE_DEFAULTS, Precision, Preprocess, StyleLoss, \
+    TrainConfig, Upsample, default_weights_dir, defaults_for
+
+_TRAIN = TrainConfig()
+_LOSS = LossConfig()
+
+
+def _typed(config: Any, params: dict[str, Any], given: Callable[[str], bool]) -> dict[str, Any]:
+    """The fields of the dataclass ``config`` the user typed (option names are field names),
+    as the field's enum where it has one."""
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.name in params and given(f.name):
+            default = getattr(config, f.name)
+            out[f.name] = type(default)(params[f.name]) if isinstance(default, enum.Enum) else params[f.name]
+    return out
+
+
+def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any], weights_dir: Path) -> TrainConfig:
+    """``base`` with the values the user typed applied (Click's own defaults equal TrainConfig's,
+    so an untyped option keeps ``base``'s value: a resumed run's, or the loss network's recipe)."""
+    from click.core import ParameterSource
+
+    def given(key: str) -> bool:
+        if params[key] is None:
+            return False
+        source = ctx.get_parameter_source(key)
+        return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    generator = base.generator
+    if given("init_from"):
+        from styler.io.weights import init_architecture
+
+        # The new style starts from that generator, so it takes that architecture.
+        generator = init_architecture(params["init_from"], weights_dir)
+    return replace(base, **_typed(base, params, given), loss=replace(base.loss, **_typed(base.loss, params, given)),
+                   generator=replace(generator, **_typed(generator, params, given)))
+
+
+@click.command()
+@click.option("--style", "style_path", type=click.Path(path_type=Path),
+              help="The style painting (any image Pillow reads).")
+@click.option("--content-dir", type=click.Path(path_type=Path),
+              help="Folder of photos to train on (searched recursively).")
+@click.option("--name", default="", help="Style name [default: the style file's stem].")
+@click.option("--steps", type=int, default=_TRAIN.steps, show_default=True)
+@click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
+@click.option("--image-size", type=int, default=_TRAIN.image_size, show_default=True,
+              help="Training crop size in pixels (a multiple of 8).")
+@click.option("--style-size", type=int, default=_TRAIN.style_size, show_default=True,
+              help="Longer side of the style image for the style targets.")
+@click.option("--content-weight", type=float, default=_LOSS.content_weight, show_default=True)
+@click.option("--style-weight", type=float, default=_LOSS.style_weight, show_default=True)
+@click.option("--tv-weight", type=float, default=_LOSS.tv_weight,
+              show_default=f"{_LOSS.tv_weight}; {OFFLINE_DEFAULTS.loss.tv_weight} with --features random")
+@click.option("--adv-weight", type=float, default=_LOSS.adv_weight, show_default=True,
+              help="PatchGAN adversarial weight; 0 disables the discriminator.")
+@click.option("--lr", type=float, default=_TRAIN.lr, show_default=True,
+              help="Generator learning rate; cosine decay to 10% over --steps.")
+@click.option("--features", type=click.Choice([f.value for f in Features]), default=_TRAIN.features.value,
+              show_default=True, help="Loss network; 'random' needs no download but is weaker.")
+@click.option("--style-loss", type=click.Choice([k.value for k in StyleLoss]), default=_LOSS.style_loss.value,
+              show_default=f"{_LOSS.style_loss.value}; {OFFLINE_DEFAULTS.loss.style_loss.value} with --features random",
+              help="Gram matrices (Gatys) or sliced Wasserstein (Heitz) feature matching.")
+@click.option("--feature-width-divisor", type=int, default=_TRAIN.feature_width_divisor,
+              show_default=f"{_TRAIN.feature_width_divisor}; "
+                           f"{OFFLINE_DEFAULTS.feature_width_divisor} with --features random",
+              help="With --features random: divide the loss network's widths by 2, 4 or 8 (faster).")
+@click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
+              help="A VGG-16/19 weights file you have: torchvision's or a Caffe-converted .pth, "
+                   "Keras .h5, or an ONNX file holding a VGG trunk.")
+@click.option("--vgg-preprocess", type=click.Choice([p.value for p in Preprocess]),
+              default=_TRAIN.vgg_preprocess.value, show_default=True,
+              help="Input convention of --vgg-weights: auto (from the file's source), torchvision "
+                   "(RGB, ImageNet mean/std) or caffe (BGR, 0-255, mean subtracted).")
+@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
+@click.option("--workers", "num_workers", type=int, default=_TRAIN.num_workers, show_default=True,
+              help="DataLoader worker processes decoding images.")
+@click.option("--val-fraction", type=float, default=_TRAIN.val_fraction, show_default=True,
+              help="Share of the photos held out for validation (4..64 photos, at most half; 0 = none).")
+@click.option("--val-every", type=int, default=_TRAIN.val_every, show_default=True,
+              help="Validate (and keep the best generator) every N steps and at the end.")
+@click.option("--patience", type=int, default=_TRAIN.patience, show_default=True,
+              help="Stop after N validations without improvement; 0 = never (the cosine schedule "
+                   "does its best work at the end, and the best weights are kept anyway).")
+@click.option("--checkpoint-every", type=int, default=_TRAIN.checkpoint_every, show_default=True,
+              help="Write a resumable checkpoint every N steps (and on Ctrl-C).")
+@click.option("--preview-every", type=int, default=_TRAIN.preview_every, show_default=True,
+              help="Write a preview grid every N steps; 0 = never.")
+@click.option("--log-every", type=int, default=_TRAIN.log_every, show_default=True,
+              help="Append a line to metrics.jsonl every N steps.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for checkpoints, metrics and previews [default: ./runs/<name>].")
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
+              help="Continue a checkpointed run: alone with the same options, or with its run folder.")
+@click.option("--force", is_flag=True,
+              help="Resume despite changed options, or start over in a folder holding an unfinished run.")
+@click.option("--init-from", default=None, metavar="NAME_OR_FILE",
+              help="Start from an existing style's generator (transfer learning).")
+@click.option("--base-channels", type=int, default=None,
+              help=f"Generator width [default: {GeneratorConfig().base_channels}, or --init-from's].")
+@click.option("--residual-blocks", "num_residual", type=int, default=None,
+              help=f"Generator depth [default: {GeneratorConfig().num_residual}, or --init-from's].")
+@click.option("--upsample", type=click.Choice([u.value for u in Upsample]), default=None,
+              help=f"Decoder upsampling [default: {GeneratorConfig().upsample.value}, or --init-from's].")
+@click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
+              show_default=True, help="auto: bf16 on CUDA, fp32 elsewhere; fp16 needs CUDA (with loss scaling).")
+@click.option("--compile", "compile", is_flag=True, help="torch.compile the generator and loss network.")
+@device_option
+@common_options
+@click.pass_context
+@handle_errors
+def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None, vgg_weights: Path | None,
+          run_dir: Path | None, resume: str | None, force: bool, device: str,
+          weights_dir: Path | None, as_json: bool, **params: Any) -> None:
+    """Train a generator for one style painting.
+
+    \b
+    Examples:
+      styler train --style starry.png --content-dir photos/
+      styler train --style starry.png --content-dir photos/ --steps 4000 --name starry
+      styler train --style scream.jpg --content-dir photos/ --vgg-weights ~/vgg16-397923af.pth
+      styler train --style starry.png --content-dir photos/ --features random   # offline
+      styler train --resume runs/starry                     # continue after Ctrl-C or a crash
+      styler train --style wave.jpg --content-dir photos/ --init-from starry
+      torchrun --nproc_per_node=4 -m styler train --style starry.png --content-dir photos/
+    """
+    from styler.training import distributed
+    from styler.device import resolve_device
+    from styler.training.runs import default_run_dir
+    from styler.training.trainer import Trainer
+
+    config, style_path, content_dir, vgg_weights, weights_dir, resumed_dir = _run_inputs(
+        ctx, params, resume, style_path, content_dir, vgg_weights, weights_dir)
+    run_dir = run_dir or resumed_dir
+    if not Path(style_path).is_file():
+        raise click.BadParameter(f"no such file: {style_path}", param_hint="--style")
+    run_dir = run_dir or default_run_dir(config.name)
+    dist = distributed.from_env()
+    try:
+        # Build everything (data, loss network, style targets) before the bar, so a setup error
+        # is one clean line rather than a line under a half-drawn progress bar.
+        trainer = Trainer(config, style_path, content_dir, weights_dir, distributed.setup(dist, resolve_device(device)),
+                          vgg_weights=vgg_weights, run_dir=run_dir, resume=resume is not None, force=force, dist=dist)
+        _run_training(trainer, as_json, ctx.obj["quiet"] or not dist.is_main)
+    finally:
+        distributed.teardown()
+
+
+def _run_inputs(ctx: click.Context, params: dict[str, Any], resume: str | None, style_path: Path | None,
+                content_dir: Path | None, vgg_weights: Path | None, weights_dir: Path | None) -> tuple[Any, ...]:
+    """(config, style, content folder, VGG file, weights folder, run folder or None) of a fresh
+    run, or of the run folder being resumed: its run.json supplies everything not typed again."""
+    from styler.training.runs import RunDir
+
+    if resume:
+        spec = RunDir(Path(resume)).read_spec()
+        weights_dir = weights_dir or spec.weights_dir
+        return (_train_config(ctx, spec.config, params, weights_dir), style_path or spec.style,
+                content_dir or spec.content_dir, vgg_weights or spec.vgg_weights, weights_dir, Path(resume))
+    if style_path is None or content_dir is None:
+        raise click.UsageError("--style and --content-dir are required (unless --resume RUN_DIR)")
+    weights_dir = weights_dir or default_weights_dir()
+    params["name"] = params["name"] or Path(style_path).stem
+    # Start from the defaults of the chosen loss network (--features random has its own recipe).
+    base = replace(defaults_for(Features(params["features"])), name=params["name"])
+    return _train_config(ctx, base, params, weights_dir), style_path, content_dir, vgg_weights, weights_dir, None
+
+
+def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
+    config = trainer.config
+    try:
+        with progress(config.steps, "training", quiet) as advance:
+            advance(trainer.step, "resumed" if trainer.step else "")
+
+            def on_step(report) -> None:
+                shown = {k: f"{v:.3g}" for k, v in report.losses.items()
+                         if k in ("total", "content", "style", "adv", "d")}
+                if trainer.best.loss is not None:
+                    shown["val"] = f"{trainer.best.loss:.3g}"
+                advance(report.step, " ".join(f"{k}={v}" for k, v in shown.items())
+                        + f" {report.steps_per_s:.2f} it/s")
+
+            result = trainer.run(on_step)
+    except KeyboardInterrupt:
+        if not trainer.dist.is_main:
+            raise
+        fail(_interrupted_message(trainer), 130)  # after the bar has closed: the last line seen
+    if trainer.dist.is_main:
+        _report_training(result, config, as_json, quiet)
+
+
+def _interrupted_message(trainer: Any) -> str:
+    if not trainer.checkpoint_step:
+        return f"interrupted at step {trainer.step} before the first checkpoint; nothing to resume"
+    saved = ("checkpoint saved" if trainer.checkpoint_step == trainer.step
+             else f"last checkpoint at step {trainer.checkpoint_step}")
+    return f"interrupted at step {trainer.step}; {saved}, resume with: styler train --resume {trainer.run_dir.path}"
+
+
+def _report_training(result: Any, config: TrainConfig, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json({"weights": str(result.weights_path), "steps": result.steps, "seconds": round(result.seconds, 1),
+                    "losses": result.losses, "skipped_images": [str(p) for p in result.skipped_images],
+                    "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
+                    "stopped_early": result.stopped_early, "run_dir": str(result.run_dir)})
+    elif not quiet:
+        extra = f", skipped {len(result.skipped_images)} unreadable image(s)" if result.skipped_images else ""
+        best = (f"; best validation loss {result.val_loss:.4g} at step {result.best_step}"
+                if result.best_step is not None else "")
+        stop = " (stopped early: no improvement)" if result.stopped_early else ""
+        click.echo(f"saved {result.weights_path} after {result.steps} steps in {result.seconds:.0f}s{stop}{extra}"
+                   f"{best}; run folder {result.run_dir}")

@@ -1,0 +1,165 @@
+"""Videos and animated images through the network, frames in order, steadied by
+:mod:`styler.inference.temporal`.
+
+    reader thread: demux -> decode -> [items] -> main thread: runs of frames -> FrameStylizer
+                                                   -> [encode] -> writer thread: encode, mux
+
+Both queues are bounded, so memory stays flat for a clip of any length. Audio packets travel
+through the same queues in demux order and reach the writer untouched. Decoding and encoding
+(:class:`styler.io.video.Reader`, :class:`~styler.io.video.Writer`) and animated images' files
+(:mod:`styler.io.animation`) live in :mod:`styler.io`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import torch
+from PIL import Image
+
+from styler.config import VideoConfig
+from styler.errors import VideoError
+from styler.inference.pipeline import _Threads
+from styler.inference.stylizer import join_alpha
+from styler.inference.temporal import FrameStylizer, runs
+from styler.io.animation import animation_format, is_animated, read_animation, save_animation
+from styler.io.images import pil_to_tensor, split_alpha
+from styler.io.video import FORMATS, Frame, Reader, Writer, is_video_path
+
+if TYPE_CHECKING:
+    from styler.inference.stylizer import Stylizer
+
+OnFrame = Callable[[int, "int | None"], None]
+_DONE = object()
+
+
+class _Cancelled(Exception):
+    """A worker thread stops because the run is being torn down."""
+
+
+class VideoJob:
+    """One video through the threaded pipeline of the module docstring."""
+
+    def __init__(self, stylizer: "Stylizer", config: VideoConfig, on_frame: OnFrame | None) -> None:
+        self.stylizer, self.config, self.on_frame = stylizer, config, on_frame
+        self.stop = threading.Event()
+        self.threads = _Threads()
+        depth = 2 * config.batch_size + 8
+        self.decoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.encoded: queue.Queue[Any] = queue.Queue(maxsize=depth)
+
+    def _put(self, target: queue.Queue[Any], item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                return target.put(item, timeout=0.2)
+            except queue.Full:
+                self.threads.check()
+        raise _Cancelled
+
+    def _drain(self, source: queue.Queue[Any]) -> Iterator[Any]:
+        while not self.stop.is_set():
+            try:
+                item = source.get(timeout=0.2)
+            except queue.Empty:
+                self.threads.check()  # a crashed reader (a corrupt file) surfaces here
+                continue
+            if item is _DONE:
+                return
+            yield item
+        raise _Cancelled
+
+    def _read(self, reader: Reader) -> None:
+        try:
+            for item in reader.items():
+                self._put(self.decoded, item)
+            self._put(self.decoded, _DONE)
+        except _Cancelled:
+            pass  # torn down by the main thread, which raises the reason itself
+
+    def _write(self, writer: Writer) -> None:
+        try:
+            for item in self._drain(self.encoded):
+                writer.write(item)
+        except _Cancelled:
+            pass  # as in _read
+
+    def run(self, src: Path, dst: Path) -> int:
+        reader = Reader(src, self.stylizer.config.max_size)
+        try:
+            writer = Writer(dst, reader, self.config)
+            steady = FrameStylizer(self.stylizer, self.config.temporal, self.config)
+            if steady.needs_samples and (samples := reader.samples(self.config.stats_frames)):
+                steady.share(samples)
+            try:
+                self._stylize(reader, writer, steady)
+                writer.finish()
+            except BaseException as exc:
+                self.stop.set()
+                for thread in self.threads.threads:
+                    thread.join()
+                writer.abort(exc)
+                raise
+            return writer.frames
+        finally:
+            reader.close()
+
+    def _stylize(self, reader: Reader, writer: Writer, steady: FrameStylizer) -> None:
+        total, done = reader.total, 0
+        self._report(done, total)
+        self.threads.start(self._read, reader)
+        self.threads.start(self._write, writer)
+        is_frame = lambda item: isinstance(item, Frame)  # noqa: E731
+        for run in runs(self._drain(self.decoded), is_frame, lambda f: tuple(f.pixels.shape), self.config.batch_size):
+            done += self._stylize_run(run, steady)
+            self._report(done, total)
+        self._put(self.encoded, _DONE)
+        self.threads.join()
+
+    def _stylize_run(self, run: list[Any], steady: FrameStylizer) -> int:
+        """Stylize the frames of ``run`` in place and hand every item to the writer, in order;
+        returns the number of frames."""
+        frames = [item for item in run if isinstance(item, Frame)]
+        if frames:
+            for frame, pixels in zip(frames, steady(torch.stack([f.pixels for f in frames]))):
+                frame.pixels = pixels
+        for item in run:
+            self._put(self.encoded, item)
+        return len(frames)
+
+    def _report(self, done: int, total: int | None) -> None:
+        if self.on_frame:
+            self.on_frame(done, max(total, done) if total else None)
+
+
+def stylize_animation(stylizer: "Stylizer", src: Path, dst: Path, config: VideoConfig,
+                      on_frame: OnFrame | None = None, quality: int = 95) -> int:
+    """Stylize every frame of an animated image into ``dst``; returns the number of frames."""
+    frames, info = read_animation(src)
+    animation_format(dst)  # refuse a target it cannot be written to before the work
+    split = [split_alpha(frame, stylizer.config.max_size) for frame in frames]
+    pixels = [pil_to_tensor(rgb).mul_(255).round_().to(torch.uint8) for rgb, _ in split]
+    steady = FrameStylizer(stylizer, config.temporal, config)
+    if steady.needs_samples:
+        step = max(1, len(pixels) // config.stats_frames)
+        steady.share(pixels[::step][:config.stats_frames])
+    out: list[Image.Image] = []
+    for run in runs(range(len(pixels)), lambda i: True, lambda i: tuple(pixels[i].shape), config.batch_size):
+        for i, styled in zip(run, steady(torch.stack([pixels[i] for i in run]))):
+            out.append(join_alpha(styled.float().div(255), split[i][1]))
+        if on_frame:
+            on_frame(len(out), len(pixels))
+    save_animation(out, info, dst, quality)
+    return len(out)
+
+
+def stylize_file(stylizer: "Stylizer", src: Path, dst: Path, config: VideoConfig, on_frame: OnFrame | None = None,
+                 quality: int = 95) -> int:
+    """Stylize a video or an animated image ``src`` into ``dst``; returns the frames written."""
+    if not is_video_path(src) and is_animated(src):
+        return stylize_animation(stylizer, src, dst, config, on_frame, quality)
+    if not is_video_path(dst):
+        raise VideoError(f"{dst}: a video is written as one of {', '.join(sorted(FORMATS))}")
+    return VideoJob(stylizer, config, on_frame).run(src, dst)

@@ -1,0 +1,92 @@
+"""Inference fast path: the same generator with its upsample-then-convolve layers rewritten.
+
+:class:`FastGenerator` gives the outputs of :class:`styler.nn.generator.Generator` within float
+rounding, faster and in less memory (docs/performance.md); the Stylizer runs it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from styler.config import Upsample
+from styler.nn.generator import Generator, UpBlock, _padded_forward
+
+# --- Inference fast path -------------------------------------------------------------------
+#
+# ``nearest x2 upsample -> reflection pad 1 -> 3x3 conv`` equals ``replicate pad 1 -> 3x3 conv
+# with 4x the output channels -> pixel shuffle`` at the low resolution: each of the four output
+# phases sees a 3x3 low-resolution window whose weights are sums of the original taps, and a
+# reflected row next to the upsampled border is a copy of the low-resolution border row. Same
+# FLOPs, but the upsampled and padded high-resolution tensors are never built; at 1024x1024
+# that removes the two largest memory passes of the network (see docs/performance.md).
+# Bilinear x2 (align_corners=False) mixes the two nearest low-res rows 3:1, so each phase still
+# sees a 3x3 low-res window; its border rows equal a replicated low-res row, hence the
+# replication padding after bilinear upsampling in the plain network.
+
+# _PHASE[mode][a][i, j]: how much original tap j (of 3) contributes to low-res tap i for phase a.
+_PHASE = {
+    Upsample.NEAREST: torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
+                                    [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]),
+    Upsample.BILINEAR: torch.tensor([[[0.75, 0.25, 0.0], [0.25, 0.75, 0.75], [0.0, 0.0, 0.25]],
+                                     [[0.25, 0.0, 0.0], [0.75, 0.75, 0.25], [0.0, 0.25, 0.75]]]),
+}
+
+
+def subpixel_weight(weight: torch.Tensor, mode: Upsample = Upsample.NEAREST) -> torch.Tensor:
+    """(O, C, 3, 3) kernel applied after x2 upsampling -> (4*O, C, 3, 3) kernel applied before
+    :func:`torch.nn.functional.pixel_shuffle`, channels ordered as pixel_shuffle expects."""
+    phase = _PHASE[mode].to(weight)
+    # out[o, a, b, c, i, j] = sum_kl P[a, i, k] W[o, c, k, l] P[b, j, l]
+    out = torch.einsum("aik,ockl,bjl->oabcij", phase, weight, phase)
+    return out.reshape(weight.shape[0] * 4, *weight.shape[1:])
+
+
+class SubpixelConv(nn.Module):
+    """Drop-in for ``x2 upsample, pad 1, 3x3 conv`` without the upsample."""
+
+    def __init__(self, conv: nn.Conv2d, mode: Upsample = Upsample.NEAREST) -> None:
+        super().__init__()
+        if conv.kernel_size != (3, 3) or conv.stride != (1, 1):
+            raise ValueError("SubpixelConv needs a 3x3 stride-1 convolution")
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels * 4, 3, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.conv.weight.copy_(subpixel_weight(conv.weight, mode))
+            if conv.bias is not None:
+                self.conv.bias.copy_(conv.bias.repeat_interleave(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate")), 2)
+
+
+def _fast_up_block(block: UpBlock) -> nn.Sequential:
+    pad_conv, norm, act = block.conv
+    return nn.Sequential(block.reduce, SubpixelConv(pad_conv[1], block.mode), norm, act)
+
+
+class FastGenerator(nn.Module):
+    """Inference-only equivalent of a :class:`Generator` (same outputs within float rounding).
+
+    Built from a trained generator with :meth:`from_generator`; it shares no state with it and
+    has its own state_dict layout, so save and load the plain :class:`Generator` and convert
+    after loading.
+    """
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.config = generator.config
+        # The body ends with the upsample before the head; the head's SubpixelConv takes it in.
+        layers = [_fast_up_block(m) if isinstance(m, UpBlock) else m for m in list(generator.body)[:-1]]
+        self.head = SubpixelConv(generator.head[1], self.config.upsample)
+        self.body = nn.Sequential(*layers)
+
+    @classmethod
+    @torch.no_grad()
+    def from_generator(cls, generator: Generator) -> "FastGenerator":
+        import copy
+
+        return cls(copy.deepcopy(generator)).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _padded_forward(self.body, self.head, self.config, x)
