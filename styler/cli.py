@@ -197,6 +197,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               help="Continue a checkpointed run: alone with the same options, or with its run folder.")
 @click.option("--force", is_flag=True,
               help="Resume despite changed options, or start over in a folder holding an unfinished run.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing style of the same name (or hide a bundled one) and a finished run.")
 @click.option("--init-from", default=None, metavar="NAME_OR_FILE",
               help="Start from an existing style's generator (transfer learning).")
 @click.option("--base-channels", type=int, default=None,
@@ -213,7 +215,7 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.pass_context
 @handle_errors
 def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None, vgg_weights: Path | None,
-          run_dir: Path | None, resume: str | None, force: bool, device: str,
+          run_dir: Path | None, resume: str | None, force: bool, overwrite: bool, device: str,
           weights_dir: Path | None, as_json: bool, **params: Any) -> None:
     """Train a generator for one style painting.
 
@@ -254,7 +256,8 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
         # Build everything (data, loss network, style targets) before the bar, so a setup error
         # is one clean line rather than a line under a half-drawn progress bar.
         trainer = Trainer(config, style_path, content_dir, weights_dir, distributed.setup(dist, resolve_device(device)),
-                          vgg_weights=vgg_weights, run_dir=run_dir, resume=resume is not None, force=force, dist=dist)
+                          vgg_weights=vgg_weights, run_dir=run_dir, resume=resume is not None, force=force,
+                          overwrite=overwrite, dist=dist)
         _run_training(trainer, as_json, ctx.obj["quiet"] or not dist.is_main)
     finally:
         distributed.teardown()
@@ -551,40 +554,56 @@ def sheet(image: Path, output: Path, size: int, columns: int | None, strength: f
 @common_options
 @handle_errors
 def styles(weights_dir: Path | None, as_json: bool) -> None:
-    """List the trained styles in the weights folder.
+    """List your styles (the weights folder) and the bundled ones.
 
     \b
     Examples:
       styler styles
       STYLER_WEIGHTS_DIR=~/styles styler styles --json
     """
-    from styler.checkpoint import list_weights
+    from styler.checkpoint import bundled_dir, list_styles
 
     directory = weights_dir or default_weights_dir()
-    found = list_weights(directory)
-    rows = []
-    for item in found:
-        if isinstance(item, StylerError):
-            rows.append({"name": "?", "error": str(item)})
-            continue
-        meta = item.metadata
-        rows.append({"name": item.path.stem, "features": item.features, "steps": meta.get("steps", "?"),
-                     "image_size": meta.get("image_size", "?"), "created": meta.get("created_utc", "?"),
-                     "path": str(item.path)})
+    found = list_styles(directory)
+    hidden = {style.name for style in found if style.shadowed}
+    rows = [_style_row(style, style.name in hidden) for style in found]
     if as_json:
-        _print_json({"weights_dir": str(directory), "styles": rows})
+        _print_json({"weights_dir": str(directory.resolve()), "bundled_dir": str(bundled_dir()), "styles": rows})
         return
     if not rows:
         click.echo(f"no styles in {directory}; train one with 'styler train'")
         return
     from rich.table import Table
 
-    table = Table(title=f"styles in {directory}")
-    for column in ("name", "features", "steps", "image size", "created"):
+    table = Table(title=f"styles: yours in {directory}, and bundled")
+    for column in ("name", "source", "features", "steps (best)", "image size", "created"):
         table.add_column(column)
     for row in rows:
         if "error" in row:
-            table.add_row("[red]unreadable[/red]", row["error"], "", "", "")
+            table.add_row(row["name"], row["source"], f"[red]unreadable: {row['error']}[/red]", "", "", "")
         else:
-            table.add_row(row["name"], row["features"], str(row["steps"]), str(row["image_size"]), row["created"])
+            best = f" ({row['best_step']})" if row["best_step"] is not None else ""
+            table.add_row(row["name"], row["source"], row["features_source"] or row["features"],
+                          f"{row['steps_trained']}{best}",
+                          str(row["image_size"]), row["created"])
     _console(stderr=False).print(table)
+
+
+def _style_row(style: Any, hides_bundled: bool) -> dict[str, Any]:
+    """One ``styles`` row: where the style comes from, how it was trained, or why it is unreadable."""
+    from styler.checkpoint import short_reason
+
+    source = "bundled" if style.bundled else "yours"
+    if style.shadowed:
+        source = "bundled, hidden by yours"
+    elif hides_bundled and not style.bundled:
+        source = "yours, hides bundled"
+    row: dict[str, Any] = {"name": style.name, "source": source, "bundled": style.bundled,
+                           "shadowed": style.shadowed, "path": str(style.path.resolve())}
+    if style.error is not None:
+        return {**row, "error": short_reason(style.error, style.path)}
+    meta = style.info.metadata
+    return {**row, "features": style.info.features, "features_source": meta.get("features_source"),
+            # Files from before steps_trained recorded the last step as "steps".
+            "steps_trained": meta.get("steps_trained", meta.get("steps", "?")), "best_step": meta.get("best_step"),
+            "image_size": meta.get("image_size", "?"), "created": meta.get("created_utc", "?")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -38,17 +39,62 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
+def check_writable(folder: Path, option: str) -> None:
+    """``folder`` exists and is writable, or could be created: checked up front, not after training."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: {existing} is not writable")
+
+
+def check_new_style(weights_path: Path, overwrite: bool) -> None:
+    """Refuse to replace a style (or hide a bundled one) unless ``overwrite``; never write into
+    an installed package's bundled styles."""
+    from styler.checkpoint import bundled_dir, in_source_checkout
+
+    name, bundled = weights_path.stem, bundled_dir()
+    into_package = weights_path.parent.absolute().resolve() == bundled.resolve()
+    if into_package and not in_source_checkout():
+        raise ConfigError(f"{weights_path.parent} holds styler's bundled styles inside the installed package; "
+                          f"pass another --weights-dir")
+    if overwrite:
+        return
+    if weights_path.exists():
+        raise ConfigError(f"a style named {name!r} already exists ({weights_path}); pick another --name, "
+                          f"or pass --overwrite to replace it")
+    if (bundled / weights_path.name).is_file():
+        raise ConfigError(f"{name!r} is a bundled style; pick another --name, or pass --overwrite to hide it "
+                          f"with yours")
+
+
 class Resumable:
     """Checkpoint methods of the trainer; every attribute used here is set by Trainer.__init__."""
 
-    def _start(self, force: bool) -> None:
+    def _check_destination(self, resume: bool, force: bool, overwrite: bool) -> None:
+        """Before any data is read: refuse to replace a style or a finished run unless
+        ``overwrite``, to write into an installed package, or into a folder we cannot write."""
         if not self.dist.is_main:
             return
-        if self.run_dir.has_checkpoint() and not force:
-            state = self.run_dir.load_checkpoint()
-            if not state.get("finished"):
-                raise TrainingError(f"{self.run_dir.path} holds an unfinished run (step {state.get('step')}); "
-                                    f"continue it with --resume, or pass --force to start over")
+        for folder, option in ((self.weights_path.parent, "--weights-dir"), (self.run_dir.path, "--run-dir")):
+            check_writable(folder, option)
+        if not resume:
+            check_new_style(self.weights_path, overwrite)
+        if resume or not self.run_dir.has_checkpoint():
+            return
+        state = self.run_dir.load_checkpoint()
+        if not state.get("finished") and not force:
+            raise TrainingError(f"{self.run_dir.path} holds an unfinished run (step {state.get('step')}); "
+                                f"continue it with --resume, or pass --force to start over")
+        if state.get("finished") and not (force or overwrite):
+            raise TrainingError(f"{self.run_dir.path} holds a finished run (step {state.get('step')}); train "
+                                f"longer with --resume --steps N, or pass --overwrite to start over there")
+
+    def _start(self) -> None:
+        if not self.dist.is_main:
+            return
         self.run_dir.reset()
         self.run_dir.write_spec(self.spec)
 

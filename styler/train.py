@@ -99,13 +99,14 @@ class Trainer(Resumable):
     """Owns the networks, optimisers and data of one run; :meth:`run` trains and saves.
 
     ``resume`` continues the checkpoint in the run folder (its config must match unless
-    ``force``); otherwise a fresh run starts there, refusing to replace an unfinished one
-    unless ``force``.
+    ``force``); otherwise a fresh run starts there, refusing to replace an unfinished run unless
+    ``force``, and an existing style or a finished run unless ``overwrite``.
     """
 
     def __init__(self, config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
                  device: torch.device, vgg_weights: Path | None = None, *, run_dir: Path | None = None,
-                 resume: bool = False, force: bool = False, dist: DistContext | None = None) -> None:
+                 resume: bool = False, force: bool = False, overwrite: bool = False,
+                 dist: DistContext | None = None) -> None:
         self.config, self.device, self.dist = config, device, dist or DistContext()
         self.style_path = Path(style_path)
         self.name = config.name or self.style_path.stem
@@ -113,6 +114,7 @@ class Trainer(Resumable):
         self.run_dir = RunDir(run_dir if run_dir is not None else default_run_dir(self.name))
         self.spec = RunSpec(config, self.style_path.resolve(), Path(content_dir).resolve(),
                             Path(weights_dir).resolve(), Path(vgg_weights).resolve() if vgg_weights else None)
+        self._check_destination(resume, force, overwrite)
         self._load_data(content_images(content_dir))
         torch.manual_seed(config.seed)
         style = load_style_image(self.style_path, config.style_size)
@@ -128,7 +130,7 @@ class Trainer(Resumable):
         if resume:
             self._resume(force)
         else:
-            self._start(force)
+            self._start()
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -307,7 +309,7 @@ class Trainer(Resumable):
         val = None
         if self.val_images is not None and (step % cfg.val_every == 0 or step == cfg.steps):
             val = self.validate()
-            self.best.update(val, step, self.generator)
+            self.best.update(val, step, self.generator, losses)
             self.stopped_early = self.best.should_stop
         if not self.dist.is_main:
             return val
@@ -385,6 +387,8 @@ class Trainer(Resumable):
 
     def metadata(self) -> dict[str, object]:
         cfg = self.config
+        kept = self.best.state is not None  # else the last generator is the one saved
+        losses = self.best.losses if kept and self.best.losses else self.last_losses
         meta: dict[str, object] = {
             "style_name": self.name,
             "style_file": self.style_path.name,
@@ -392,7 +396,10 @@ class Trainer(Resumable):
             "features": cfg.features.value,
             "features_source": self.extractor.source.describe(),
             "vgg_weights": self.extractor.source.to_dict(),
+            # The file holds the best validated generator, not necessarily the last one.
             "steps": self.step,
+            "steps_trained": self.step,
+            "best_step": self.best.step if kept else self.step,
             "image_size": cfg.image_size,
             "batch_size": cfg.batch_size,
             "world_size": self.dist.world_size,
@@ -400,13 +407,13 @@ class Trainer(Resumable):
             "validation_images": self.val_count,
             "loss_weights": to_json(cfg.loss),
             "train_config": to_json(cfg),
-            "final_losses": {k: round(v, 6) for k, v in self.last_losses.items()},
+            "final_losses": {k: round(v, 6) for k, v in losses.items()},
             "device": self.device.type,
             "train_seconds": round(self.seconds, 1),
             "created_utc": utc_now(),
         }
         if self.best.state is not None:
-            meta.update(best_step=self.best.step, val_loss=self.best.loss, stopped_early=self.stopped_early)
+            meta.update(val_loss=self.best.loss, stopped_early=self.stopped_early)
         if cfg.init_from:
             meta["init_from"] = cfg.init_from
         if cfg.features is Features.RANDOM:
