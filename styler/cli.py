@@ -194,7 +194,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for checkpoints, metrics and previews [default: ./runs/<name>].")
 @click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
-              help="Continue a checkpointed run: alone with the same options, or with its run folder.")
+              help="Continue a checkpointed run: alone with the same options, or with its run folder; "
+                   "with a larger --steps, train a finished run longer.")
 @click.option("--force", is_flag=True,
               help="Resume despite changed options, or start over in a folder holding an unfinished run.")
 @click.option("--overwrite", is_flag=True,
@@ -226,6 +227,7 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
       styler train --style scream.jpg --content-dir photos/ --vgg-weights ~/vgg16-397923af.pth
       styler train --style starry.png --content-dir photos/ --features random   # offline
       styler train --resume runs/starry                     # continue after Ctrl-C or a crash
+      styler train --resume runs/starry --steps 4000        # train a finished run longer
       styler train --style wave.jpg --content-dir photos/ --init-from starry
       torchrun --nproc_per_node=4 -m styler train --style starry.png --content-dir photos/
     """

@@ -19,6 +19,8 @@ from styler.errors import ConfigError
 
 FORMAT_VERSION = 1
 WEIGHTS_ENV = "STYLER_WEIGHTS_DIR"
+# The generator's cosine learning-rate schedule ends at this fraction of --lr.
+LR_FLOOR = 0.1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 

@@ -8,12 +8,13 @@ import json
 import os
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 
-from styler.config import TrainConfig, from_dict, to_json
+from styler.config import LR_FLOOR, TrainConfig, from_dict, to_json
 from styler.errors import ConfigError, TrainingError
 from styler.runs import config_differences
 
@@ -76,6 +77,8 @@ class Resumable:
     def _check_destination(self, resume: bool, force: bool, overwrite: bool) -> None:
         """Before any data is read: refuse to replace a style or a finished run unless
         ``overwrite``, to write into an installed package, or into a folder we cannot write."""
+        if resume:
+            self._check_something_to_add()
         if not self.dist.is_main:
             return
         for folder, option in ((self.weights_path.parent, "--weights-dir"), (self.run_dir.path, "--run-dir")):
@@ -92,6 +95,18 @@ class Resumable:
             raise TrainingError(f"{self.run_dir.path} holds a finished run (step {state.get('step')}); train "
                                 f"longer with --resume --steps N, or pass --overwrite to start over there")
 
+    def _check_something_to_add(self) -> None:
+        """Read the checkpoint up front (every rank), so "nothing to do" is said at once."""
+        state = self._resume_state = self.run_dir.load_checkpoint()
+        step, steps = int(state["step"]), self.config.steps
+        saved_steps = from_dict(TrainConfig, json.loads(state["config"])).steps
+        if state.get("finished") and steps <= saved_steps:
+            early = " (stopped early)" if state.get("stopped_early") else ""
+            raise TrainingError(f"{self.run_dir.path} finished at step {step}{early}; nothing to add: pass a "
+                                f"larger --steps than {saved_steps} to train longer")
+        if steps <= step:
+            raise ConfigError(f"--steps {steps} is not beyond step {step}, where {self.run_dir.path} stopped")
+
     def _start(self) -> None:
         if not self.dist.is_main:
             return
@@ -99,7 +114,7 @@ class Resumable:
         self.run_dir.write_spec(self.spec)
 
     def _resume(self, force: bool) -> None:
-        state = self.run_dir.load_checkpoint()
+        state = self._resume_state
         saved = from_dict(TrainConfig, json.loads(state["config"]))
         differences = config_differences(saved, self.config)
         if differences and not force:
@@ -110,7 +125,6 @@ class Resumable:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_g.T_max = self.config.steps  # --force with new --steps stretches the schedule
         if state["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.best.load_state_dict(state["best"])
@@ -120,9 +134,26 @@ class Resumable:
         self.last_losses = dict(state["losses"])
         self.skipped_paths.update(Path(p) for p in state["skipped"])
         self._set_rng_state(state["rng"])
+        if self.run_dir.spec_path.is_file():
+            self.spec = replace(self.spec, schedule=self.run_dir.read_spec().schedule)
+        if self.config.steps != saved.steps or self.config.lr != saved.lr:
+            self._fresh_schedule(lr_changed=self.config.lr != saved.lr)
         if self.dist.is_main:
             self.run_dir.truncate_metrics(self.step)
             self.run_dir.write_spec(self.spec)
+
+    def _fresh_schedule(self, lr_changed: bool) -> None:
+        """A new cosine from here to the (new) last step: from ``--lr`` when it was changed (so it
+        really trains at that rate), else from the rate the run had reached, down to the floor.
+        Restoring the old scheduler and stretching it would leave a finished run at its floor."""
+        start = self.config.lr if lr_changed else self.opt_g.param_groups[0]["lr"]
+        floor = self.config.lr * LR_FLOOR
+        for group in self.opt_g.param_groups:
+            group["lr"] = group["initial_lr"] = start
+        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, self.config.steps - self.step, floor)
+        self.stopped_early, self.best.evals_since = False, 0  # a longer run gets its patience back
+        segment = {"from_step": self.step, "to_step": self.config.steps, "lr_start": start, "lr_end": floor}
+        self.spec = replace(self.spec, schedule=(*self.spec.schedule, segment))
 
     def _rng_state(self) -> dict[str, Any]:
         sliced = getattr(self.loss.style, "rng", None)

@@ -17,7 +17,7 @@ import torch
 
 from styler.checkpoint import WEIGHTS_SUFFIX, load_generator, read_info, resolve_weights, \
     save_generator, utc_now
-from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, Precision, TrainConfig, to_json
+from styler.config import DEFAULT_LAYERS, LR_FLOOR, Features, GeneratorConfig, Precision, TrainConfig, to_json
 from styler.device import autocast, memory_format
 from styler import distributed
 from styler.distributed import DistContext
@@ -194,7 +194,7 @@ class Trainer(Resumable):
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.d_lr, betas=(0.5, 0.999))
         # Cosine decay to 10%: large early steps find the style fast, small late steps remove
         # the residual noise without a schedule that needs tuning per run length.
-        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, cfg.steps, cfg.lr * 0.1)
+        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, cfg.steps, cfg.lr * LR_FLOOR)
 
     # --- one step ----------------------------------------------------------------------------
 

@@ -85,13 +85,13 @@ def test_ctrl_c_then_resume_from_the_run_folder(tmp_path, photo_dir, style_image
     assert result.stderr.strip().endswith("error: interrupted at step 2; checkpoint saved, resume with: "
                                           "styler train --resume runs/style")
     restore()
-    one_line_error(train("--resume", "runs/style", "--steps", 5), "steps: 4 -> 5")
+    one_line_error(train("--resume", "runs/style", "--lr", 0.002), "lr: 0.001 -> 0.002")
     one_line_error(train(*args), "unfinished run (step 2)")
     result = train("--resume", "runs/style", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 4
-    result = train(*args, "--resume")  # same options, flag form: the finished run just re-saves
-    assert result.exit_code == 0, result.output
+    # same options, flag form: the finished run has nothing to add
+    one_line_error(train(*args, "--resume"), "finished at step 4; nothing to add")
 
 
 def test_resume_keeps_the_skipped_images_count(tmp_path, photo_dir, style_image, monkeypatch):

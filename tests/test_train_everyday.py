@@ -1,6 +1,7 @@
 """`styler train` in everyday use: nothing replaced by surprise, training longer, honest metadata."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -75,3 +76,90 @@ def test_metadata_says_steps_trained_and_the_kept_generators_step_and_losses(tmp
     assert meta["steps_trained"] == 4 and meta["best_step"] == best
     assert meta["final_losses"]["total"] == pytest.approx(records[best]["total"], rel=1e-5)
     torch.manual_seed(0)
+
+
+def metrics(run):
+    return {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def cosine(start, end, done, total):
+    return end + (start - end) * (1 + math.cos(math.pi * done / total)) / 2
+
+
+def test_train_longer_extends_a_finished_run_with_a_fresh_schedule(tmp_path, photo_dir, style_image):
+    args = base(photo_dir, style_image, "--steps", 4, "--name", "x", "--log-every", 1, "--val-fraction", 0)
+    assert train(*args).exit_code == 0
+    run = tmp_path / "runs" / "x"
+    floor = metrics(run)[4]["lr"]
+    assert floor == pytest.approx(1e-4)
+    result = train("--resume", run, "--steps", 7)
+    assert result.exit_code == 0, result.output
+    records = metrics(run)
+    assert sorted(records) == list(range(1, 8))
+    spec = json.loads((run / "run.json").read_text())
+    assert spec["config"]["steps"] == 7
+    assert spec["schedule"] == [{"from_step": 4, "to_step": 7, "lr_start": pytest.approx(floor),
+                                 "lr_end": pytest.approx(1e-4)}]
+    assert read_info(tmp_path / "weights" / "x.safetensors").metadata["steps_trained"] == 7
+
+
+def test_resume_force_lr_really_trains_at_that_rate(tmp_path, photo_dir, style_image, monkeypatch):
+    args = base(photo_dir, style_image, "--steps", 4, "--name", "x", "--log-every", 1, "--val-fraction", 0)
+    assert train(*args).exit_code == 0
+    run = tmp_path / "runs" / "x"
+    one_line_error(train("--resume", run, "--steps", 8, "--lr", 0.02), "lr: 0.001 -> 0.02")
+    seen = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    result = train("--resume", run, "--steps", 8, "--lr", 0.02, "--force", "--adv-weight", 0)
+    assert result.exit_code == 0, result.output
+    assert seen[0] == pytest.approx(0.02)  # the first added step trains at --lr, not at the old floor
+    assert seen == pytest.approx([cosine(0.02, 0.002, i, 4) for i in range(4)])
+    assert json.loads((run / "run.json").read_text())["schedule"][0]["lr_start"] == 0.02
+
+
+def test_resuming_a_finished_run_with_nothing_to_add_says_so_at_once(tmp_path, photo_dir, style_image):
+    assert train(*base(photo_dir, style_image, "--steps", 2, "--name", "x")).exit_code == 0
+    photo_dir.rename(tmp_path / "gone")  # were the photos read first, this would fail on them instead
+    one_line_error(train("--resume", tmp_path / "runs" / "x"), "finished at step 2; nothing to add")
+    one_line_error(train("--resume", tmp_path / "runs" / "x", "--steps", 2), "pass a larger --steps than 2")
+
+
+def test_steps_below_the_resumed_step_is_one_line(tmp_path, photo_dir, style_image, monkeypatch):
+    from tests.test_train_cli import interrupt_at_step_2
+
+    undo = interrupt_at_step_2(monkeypatch)
+    assert train(*base(photo_dir, style_image, "--steps", 4, "--name", "x")).exit_code == 130
+    undo()
+    one_line_error(train("--resume", tmp_path / "runs" / "x", "--steps", 2), "--steps 2 is not beyond step 2")
+
+
+def test_an_extended_run_interrupted_and_resumed_matches_one_that_was_not(tmp_path, photo_dir, style_image,
+                                                                          monkeypatch):
+    from styler.train import Trainer
+
+    for name in ("a", "b"):
+        args = base(photo_dir, style_image, "--steps", 3, "--name", name, "--log-every", 1, "--val-fraction", 0)
+        assert train(*args).exit_code == 0
+    assert train("--resume", "runs/a", "--steps", 6).exit_code == 0
+    after_step = Trainer._after_step
+
+    def interrupt_at_4(self, losses, rate):
+        value = after_step(self, losses, rate)
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return value
+
+    monkeypatch.setattr(Trainer, "_after_step", interrupt_at_4)
+    assert train("--resume", "runs/b", "--steps", 6).exit_code == 130
+    monkeypatch.setattr(Trainer, "_after_step", after_step)
+    assert train("--resume", "runs/b").exit_code == 0
+    a, b = metrics(tmp_path / "runs/a"), metrics(tmp_path / "runs/b")
+    assert [a[s]["lr"] for s in range(1, 7)] == [b[s]["lr"] for s in range(1, 7)]
+    assert [a[s]["total"] for s in range(1, 7)] == [b[s]["total"] for s in range(1, 7)]
+    assert len(json.loads((tmp_path / "runs/b/run.json").read_text())["schedule"]) == 1
