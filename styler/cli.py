@@ -407,8 +407,8 @@ def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--style", required=True, help="Style name in the weights folder, or a .safetensors path.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Output file (one image) or folder.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Output file (one image) or folder (several inputs, or a trailing slash).")
 @_apply_options
 @click.option("--max-size", type=int, default=None, help="Downscale so the longer side is at most this.")
 @click.option("--recursive/--no-recursive", default=_FOLDER.recursive, show_default=True,
@@ -430,7 +430,7 @@ def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) 
 @common_options
 @click.pass_context
 @handle_errors
-def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path | None, strength: float,
+def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: str | None, strength: float,
           preserve_color: bool, tile: int | None, max_tile_pixels: int, tile_stats: str, stats_size: int,
           precision: str, max_size: int | None,
           recursive: bool, overwrite: bool, fmt: str, quality: int, batch_size: int, workers: int,
@@ -485,12 +485,15 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path
 @click.argument("style")
 @click.option("--format", "fmt", type=click.Choice([f.value for f in ExportFormat]), default="onnx",
               show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Output file [default: <style>.onnx or <style>.pt].")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Output file, or a folder (existing, or with a trailing slash) [default: <style>.onnx or "
+                   "<style>.pt].")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset version.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @common_options
 @handle_errors
-def export(style: str, fmt: str, output: Path | None, opset: int, weights_dir: Path | None, as_json: bool) -> None:
+def export(style: str, fmt: str, output: str | None, opset: int, overwrite: bool, weights_dir: Path | None,
+           as_json: bool) -> None:
     """Export a style's generator to ONNX or TorchScript (dynamic batch, height and width).
 
     \b
@@ -498,16 +501,25 @@ def export(style: str, fmt: str, output: Path | None, opset: int, weights_dir: P
     Examples:
       styler export starry                                  # writes starry.onnx
       styler export starry --format torchscript -o starry.pt
+      styler export starry -o models/                       # writes models/starry.onnx
     """
     from styler.checkpoint import load_generator, resolve_weights
     from styler.export import export_generator
 
     generator, info = load_generator(resolve_weights(style, weights_dir), "cpu")
     kind = ExportFormat(fmt)
-    target = output or Path(f"{info.path.stem}.{'onnx' if kind is ExportFormat.ONNX else 'pt'}")
+    name = Path(f"{info.path.stem}.{'onnx' if kind is ExportFormat.ONNX else 'pt'}")
+    if output is None:
+        target = name
+    elif output.endswith(("/", os.sep)) or Path(output).is_dir():
+        target = Path(output) / name
+    else:
+        target = Path(output)
+    if target.exists() and not overwrite:
+        raise StylerError(f"{target} already exists; pass --overwrite to replace it")
     path = export_generator(generator, target, kind, opset)
     if as_json:
-        _print_json({"output": str(path), "format": kind.value, "style": info.name})
+        _print_json({"output": str(path.resolve()), "format": kind.value, "style": info.name})
     else:
         click.echo(f"wrote {path}")
 

@@ -21,7 +21,7 @@ FORMAT_VERSION = 1
 WEIGHTS_ENV = "STYLER_WEIGHTS_DIR"
 # The generator's cosine learning-rate schedule ends at this fraction of --lr.
 LR_FLOOR = 0.1
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 class Features(str, enum.Enum):

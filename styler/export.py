@@ -48,8 +48,11 @@ class Exportable(nn.Module):
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return temp_beside(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return temp_beside(path)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def export_generator(generator: Generator, path: Path, fmt: ExportFormat, opset: int = 17) -> Path:
@@ -71,9 +74,12 @@ def export_generator(generator: Generator, path: Path, fmt: ExportFormat, opset:
         else:
             _export_onnx(scripted, tmp, opset)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         os.unlink(tmp)
-        raise
+        if isinstance(exc, StylerError) or not isinstance(exc, Exception):
+            raise
+        # The exporters raise many kinds of errors (unsupported operator, disk full, ...).
+        raise ExportError(f"exporting to {path} failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
     return path
 
 

@@ -26,6 +26,33 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+# Outputs carry "styler <version>" in the EXIF Software tag, so that a later run over the same
+# folder does not take them for photos (JPEG, PNG, WebP and TIFF hold EXIF; BMP does not).
+_SOFTWARE_TAG = 0x0131
+_OUTPUT_MARK = "styler"
+
+
+def mark_output(exif: bytes | None) -> bytes:
+    """The input's EXIF (if any) with the Software tag saying styler wrote the file."""
+    from styler import __version__
+
+    data = Image.Exif()
+    if exif:
+        data.load(exif)
+    data[_SOFTWARE_TAG] = f"{_OUTPUT_MARK} {__version__}"
+    return data.tobytes()
+
+
+def is_styler_output(path: Path) -> bool:
+    """Whether ``path`` is an image an earlier styler run wrote (reads the header only). A file
+    that cannot be read is not one; decoding it later reports why."""
+    try:
+        with Image.open(path) as img:
+            return str(img.getexif().get(_SOFTWARE_TAG, "")).startswith(f"{_OUTPUT_MARK} ")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return False
+
+
 def find_images(root: Path, recursive: bool = True) -> list[Path]:
     """Image files below ``root``, sorted; extensions match case-insensitively.
 

@@ -25,7 +25,7 @@ from PIL import Image
 from styler.apply import Stylizer, split_alpha
 from styler.config import FolderConfig
 from styler.errors import ImageError, StylerError
-from styler.images import open_image, save_image
+from styler.images import mark_output, open_image, save_image
 
 OnImage = Callable[[Path, "str | None"], None]
 _DONE = object()  # end-of-stream marker on a queue
@@ -85,7 +85,7 @@ def encode(item: _Item, quality: int) -> None:
         out.putalpha(item.alpha)
     if out.mode == "RGBA" and item.dst.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
         out = out.convert("RGB")
-    save_image(out, item.dst, quality=quality, exif=item.exif, icc_profile=item.icc)
+    save_image(out, item.dst, quality=quality, exif=mark_output(item.exif), icc_profile=item.icc)
 
 
 class _Threads:

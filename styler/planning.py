@@ -14,9 +14,10 @@ import zlib
 from pathlib import Path
 from typing import Sequence
 
-from styler.config import FolderConfig, OutputFormat
+from styler.config import IMAGE_EXTENSIONS, FolderConfig, OutputFormat
 from styler.errors import ConfigError
-from styler.images import find_images, is_image_path
+from styler.fileio import check_writable
+from styler.images import find_images, is_image_path, is_styler_output
 
 Pair = tuple[Path, Path]
 Failure = tuple[Path, str]
@@ -36,42 +37,108 @@ def _tree(root: Path, files: list[Path], output: Path | None, style_name: str) -
     return [(p, out_root / p.relative_to(root)) for p in files]
 
 
+def _not_outputs(files: list[Path], output: Path | None) -> list[Path]:
+    """Drop what earlier runs wrote: files inside the output folder (``-o`` within the input
+    folder) and images styler marked as its own, so rerunning a command resumes it."""
+    out = Path(output).resolve() if output else None
+    return [p for p in files if not (out is not None and p.resolve().is_relative_to(out))
+            and not is_styler_output(p)]
+
+
 def _with_format(dst: Path, fmt: OutputFormat) -> Path:
-    return dst if fmt is OutputFormat.SAME else dst.with_suffix(f".{fmt.value}")
+    if fmt is OutputFormat.SAME:
+        # GIF's 256 colours would band a stylized image: a GIF's output is a PNG.
+        return dst.with_suffix(".png") if dst.suffix.lower() == ".gif" else dst
+    return dst.with_suffix(f".{fmt.value}")
 
 
-def plan_outputs(inputs: Sequence[Path | str], output: Path | None, style_name: str,
+def output_folder(inputs: Sequence[Path | str], output: Path | str | None) -> bool:
+    """Whether ``-o`` is a folder, checked before any image is decoded: a trailing slash, an
+    existing folder, or several inputs (a folder, a glob, more than one path) make it one."""
+    if output is None:
+        return False
+    text, out = str(output), Path(output)
+    slash = text.endswith(("/", os.sep))
+    many = len(inputs) > 1 or any(Path(i).is_dir() or _MAGIC & set(str(i)) for i in inputs)
+    if not (slash or out.is_dir() or many):
+        check_writable(out.parent, "-o")
+        return False
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {text}: is a file, but the outputs need a folder; pass a folder such as "
+                          f"{out.with_suffix('')}/")
+    if many and not slash and not out.exists() and is_image_path(out):
+        raise ConfigError(f"-o {text} names one image but the inputs are several; pass a folder such as "
+                          f"{out.with_suffix('')}/")
+    check_writable(out, "-o")
+    return True
+
+
+def _unsupported(src: Path) -> str | None:
+    """Why an explicitly named file cannot be stylized, or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(src) as img:
+            animated = getattr(img, "is_animated", False)
+            fmt = img.format
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        if is_image_path(src):
+            return None  # an unreadable image: decoding it reports the reason
+        return f"not a supported image ({', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)})"
+    if animated and fmt == "GIF":
+        return "an animated GIF; only still images are supported (it would be cut to one frame)"
+    return None
+
+
+def plan_outputs(inputs: Sequence[Path | str], output: Path | str | None, style_name: str,
                  config: FolderConfig | None = None) -> tuple[list[Pair], list[Failure]]:
     """Pair every input image with its output path; bad inputs are returned as failures.
 
     One image: ``output`` or ``<stem>_<style><ext>`` beside it. A folder or glob: every image
     below it, under ``output`` (default ``<folder>_<style>``) with the same relative paths.
-    Several inputs: ``output`` is a folder.
+    Several inputs, or ``output`` ending in a slash: ``output`` is a folder. A bad ``output``
+    (a file where a folder is needed, not writable) raises :class:`ConfigError` up front.
     """
     config = config or FolderConfig()
+    folder = output_folder(inputs, output)
+    output = Path(output) if output is not None else None
     pairs: list[Pair] = []
     failures: list[Failure] = []
-    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     for item in inputs:
         src = Path(item)
         if src.is_dir():
-            pairs += _tree(src, find_images(src, config.recursive), output, style_name)
+            pairs += _tree(src, _not_outputs(find_images(src, config.recursive), output), output, style_name)
         elif src.is_file():
-            if single_file and output and not Path(output).is_dir():
-                dst = Path(output)
+            reason = _unsupported(src)
+            if reason:
+                failures.append((src, reason))
+            elif output is not None:
+                pairs.append((src, output / src.name if folder else output))
             else:
-                dst = Path(output) / src.name if output else src.with_name(f"{src.stem}_{style_name}{src.suffix}")
-            pairs.append((src, dst))
+                pairs.append((src, src.with_name(f"{src.stem}_{style_name}{src.suffix}")))
         elif _MAGIC & set(str(item)):
             root = _glob_root(str(item))
-            found = sorted(Path(p) for p in glob.glob(str(item), recursive=config.recursive)
-                           if is_image_path(Path(p)) and os.path.isfile(p))
+            found = _not_outputs(sorted(Path(p) for p in glob.glob(str(item), recursive=config.recursive)
+                                        if is_image_path(Path(p)) and os.path.isfile(p)), output)
             if not found:
                 failures.append((src, "no image files match this pattern"))
             pairs += _tree(root, found, output, style_name)
         else:
             failures.append((src, "no such file or directory"))
+    pairs, failures = _drop_animated(pairs, failures)
     return _check_pairs([(s, _with_format(d, config.format)) for s, d in pairs], failures)
+
+
+def _drop_animated(pairs: list[Pair], failures: list[Failure]) -> tuple[list[Pair], list[Failure]]:
+    """GIFs found in folders: stills are images, animated ones are refused (not cut to one frame)."""
+    kept = []
+    for src, dst in pairs:
+        reason = _unsupported(src) if src.suffix.lower() == ".gif" else None
+        if reason:
+            failures.append((src, reason))
+        else:
+            kept.append((src, dst))
+    return kept, failures
 
 
 def _check_pairs(pairs: list[Pair], failures: list[Failure]) -> tuple[list[Pair], list[Failure]]:

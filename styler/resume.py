@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import threading
 from dataclasses import replace
@@ -16,6 +15,7 @@ import torch
 
 from styler.config import LR_FLOOR, TrainConfig, from_dict, to_json
 from styler.errors import ConfigError, TrainingError
+from styler.fileio import check_writable
 from styler.runs import config_differences
 
 
@@ -38,17 +38,6 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         yield lambda: hit[0]
     finally:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-
-
-def check_writable(folder: Path, option: str) -> None:
-    """``folder`` exists and is writable, or could be created: checked up front, not after training."""
-    existing = Path(folder).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{option} {folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {folder}: {existing} is not writable")
 
 
 def check_new_style(weights_path: Path, overwrite: bool) -> None:

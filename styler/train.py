@@ -62,7 +62,7 @@ class TrainResult:
 def content_images(content_dir: Path) -> list[Path]:
     paths = find_images(Path(content_dir))
     if not paths:
-        raise DataError(f"{content_dir}: no images found (looked for jpg, jpeg, png, webp, bmp, tif "
+        raise DataError(f"{content_dir}: no images found (looked for jpg, jpeg, png, webp, bmp, tif, gif "
                         f"in all subfolders)")
     return paths
 

@@ -60,7 +60,7 @@ def test_unusable_output_folders_fail_before_training(tmp_path, photo_dir, style
                    "is a file, not a folder")
     (tmp_path / "ro").mkdir()
     real_access = os.access  # tests may run as root, who may write anywhere
-    monkeypatch.setattr("styler.resume.os.access", lambda path, mode: "ro" not in Path(path).parts and
+    monkeypatch.setattr("styler.fileio.os.access", lambda path, mode: "ro" not in Path(path).parts and
                         real_access(path, mode))
     one_line_error(train(*base(photo_dir, style_image, "--steps", 1, option, tmp_path / "ro" / "sub")),
                    "is not writable")

@@ -1,0 +1,141 @@
+"""`styler apply` and `export` in everyday use: reruns, -o file or folder, unsupported inputs."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from styler.checkpoint import save_generator
+from styler.cli import main
+from styler.config import GeneratorConfig
+from styler.images import is_styler_output
+from styler.models import Generator
+from tests.conftest import make_photo
+
+TINY = GeneratorConfig(base_channels=4, num_residual=1)
+
+
+@pytest.fixture(autouse=True)
+def demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    save_generator(tmp_path / "weights" / "demo.safetensors", Generator(TINY), {"style_name": "demo"})
+
+
+def apply(*args):
+    return CliRunner().invoke(main, ["apply", *map(str, args), "--style", "demo", "--device", "cpu"],
+                              catch_exceptions=False)
+
+
+def one_line_error(result, fragment):
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: ") and fragment in line, result.output
+
+
+def files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_output_folder_inside_the_input_folder_is_not_an_input_next_time(tmp_path):
+    make_photo(tmp_path / "t2" / "a.jpg")
+    make_photo(tmp_path / "t2" / "b.png", seed=1)
+    first = apply("t2", "-o", "t2/out/")
+    assert first.exit_code == 0, first.output
+    second = apply("t2", "-o", "t2/out/")
+    assert second.exit_code == 0, second.output
+    assert "skipped 2 existing" in second.stdout
+    assert files(tmp_path / "t2") == ["a.jpg", "b.png", "out/a.jpg", "out/b.png"]
+
+
+def test_files_styler_wrote_beside_inputs_are_not_picked_up_by_a_folder_run(tmp_path):
+    make_photo(tmp_path / "multi" / "a" / "a.jpg")
+    assert apply("multi/a/a.jpg").exit_code == 0
+    assert is_styler_output(tmp_path / "multi" / "a" / "a_demo.jpg")
+    assert not is_styler_output(tmp_path / "multi" / "a" / "a.jpg")
+    result = apply("multi/a", "--json")
+    assert result.exit_code == 0, result.output
+    assert files(tmp_path / "multi" / "a_demo") == ["a.jpg"]
+
+
+def test_trailing_slash_means_a_folder_for_one_input(tmp_path):
+    make_photo(tmp_path / "a.jpg")
+    result = apply("a.jpg", "-o", "new/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "a.jpg").is_file()
+
+
+def test_several_inputs_with_an_image_file_output_are_refused_up_front(tmp_path):
+    make_photo(tmp_path / "a.jpg")
+    make_photo(tmp_path / "b.jpg", seed=1)
+    one_line_error(apply("a.jpg", "b.jpg", "-o", "out.png"), "-o out.png names one image but the inputs are several")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_an_existing_file_as_the_output_folder_fails_before_decoding(tmp_path, monkeypatch):
+    make_photo(tmp_path / "photos" / "a.jpg")
+    (tmp_path / "taken").write_text("x")
+    decoded = []
+    monkeypatch.setattr("styler.pipeline.open_image", lambda path: decoded.append(path))
+    one_line_error(apply("photos", "-o", "taken"), "-o taken: is a file")
+    one_line_error(apply("photos", "-o", "taken/sub/"), "is a file, not a folder")
+    assert decoded == []
+
+
+def test_an_unwritable_output_folder_fails_before_decoding(tmp_path, monkeypatch):
+    import os
+
+    make_photo(tmp_path / "photos" / "a.jpg")
+    (tmp_path / "ro").mkdir()
+    real_access = os.access  # tests may run as root
+    monkeypatch.setattr("styler.fileio.os.access", lambda p, mode: not str(p).endswith("ro") and real_access(p, mode))
+    decoded = []
+    monkeypatch.setattr("styler.pipeline.open_image", lambda path: decoded.append(path))
+    one_line_error(apply("photos", "-o", "ro/out/"), "ro is not writable")
+    assert decoded == []
+
+
+def test_unsupported_inputs_are_named_as_such(tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    result = apply("clip.mp4")
+    assert result.exit_code == 1
+    assert "failed: clip.mp4: not a supported image (jpg, jpeg, png" in result.stderr
+    assert "extension" not in result.stderr
+
+
+def gif(path, frames):
+    images = [Image.new("RGB", (24, 16), colour) for colour in ("red", "blue", "green")[:frames]]
+    images[0].save(path, save_all=frames > 1, append_images=images[1:], duration=100)
+    return path
+
+
+def test_gifs_in_folders_still_ones_stylized_animated_ones_refused_with_one_line(tmp_path):
+    (tmp_path / "g").mkdir()
+    gif(tmp_path / "g" / "still.gif", 1)
+    gif(tmp_path / "g" / "moving.gif", 3)
+    result = apply("g", "-o", "out/")
+    assert result.exit_code == 1
+    assert Image.open(tmp_path / "out" / "still.png").size == (24, 16)  # GIF's palette would band: PNG
+    assert not (tmp_path / "out" / "moving.png").exists()
+    failures = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
+    assert failures == ["failed: g/moving.gif: an animated GIF; only still images are supported (it would be "
+                        "cut to one frame)"]
+    one = apply(tmp_path / "g" / "moving.gif", "-o", "m.png")
+    assert one.exit_code == 1 and "an animated GIF" in one.stderr and not (tmp_path / "m.png").exists()
+
+
+def test_export_into_a_folder_and_no_silent_overwrite(tmp_path):
+    def export(*args):
+        return CliRunner().invoke(main, ["export", "demo", "--format", "torchscript", *map(str, args)],
+                                  catch_exceptions=False)
+
+    result = export("-o", "models/", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["output"] == str(tmp_path / "models" / "demo.pt")
+    before = (tmp_path / "models" / "demo.pt").read_bytes()
+    one_line_error(export("-o", "models/"), "already exists; pass --overwrite")
+    one_line_error(export("-o", "models/demo.pt"), "already exists; pass --overwrite")
+    assert export("-o", "models", "--overwrite").exit_code == 0
+    assert (tmp_path / "models" / "demo.pt").read_bytes() != b"" and before
