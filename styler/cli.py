@@ -38,8 +38,17 @@ def _console(stderr: bool = True):
     return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
 
 
+def _json_mode() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.params.get("as_json"))
+
+
 def _fail(message: str, code: int = 1) -> None:
+    """One line on stderr; with --json also ``{"error": ...}`` on stdout, so scripts that parse
+    stdout always get an object."""
     click.echo(f"error: {message}", err=True)
+    if _json_mode():
+        _print_json({"error": message, "exit_code": code})
     sys.exit(code)
 
 
@@ -54,6 +63,10 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             _fail(str(exc))
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except click.ClickException as exc:  # a usage error found inside the command
+            if _json_mode():
+                _print_json({"error": exc.format_message(), "exit_code": exc.exit_code})
+            raise
 
     return wrapper
 
@@ -141,7 +154,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 
 
 @main.command()
-@click.option("--style", "style_path", type=click.Path(path_type=Path),
+@click.option("--style", "style_path", type=click.Path(path_type=Path), multiple=True,
+              callback=lambda ctx, param, value: _once(param, value),
               help="The style painting (any image Pillow reads).")
 @click.option("--content-dir", type=click.Path(path_type=Path),
               help="Folder of photos to train on (searched recursively).")
@@ -385,28 +399,48 @@ def _apply_config(strength: float, preserve_color: bool, tile: int | None, max_t
                        precision=Precision(precision))
 
 
-def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) -> None:
+def _once(param: click.Parameter, values: tuple[str, ...]) -> str | None:
+    """A value for an option that may be given once (Click would silently keep the last)."""
+    if len(values) > 1:
+        raise click.BadParameter(f"given {len(values)} times ({', '.join(values)}); give it once", param=param)
+    return values[0] if values else None
+
+
+def _jpeg(value: str) -> str:
+    value = value.lower()
+    return "jpg" if value == "jpeg" else value
+
+
+def _report_apply(summary: Any, skipped: list[tuple[Path, Path]], seconds_label: str, as_json: bool,
+                  quiet: bool) -> None:
     for src, reason in summary.failed:
         click.echo(f"failed: {src}: {reason}" if not reason.startswith(str(src)) else f"failed: {reason}", err=True)
     if as_json:
-        _print_json({"done": len(summary.done), "failed": len(summary.failed), "skipped": len(summary.skipped),
+        def pair(src: Path, dst: Path) -> dict[str, str]:
+            return {"input": str(Path(src).absolute()), "output": str(Path(dst).absolute())}
+
+        _print_json({"done": len(summary.done), "failed": len(summary.failed), "skipped": len(skipped),
                      "seconds": round(summary.seconds, 3), "images_per_s": round(summary.images_per_s, 3),
-                     "outputs": [str(p) for p in summary.done], "skipped_outputs": [str(p) for p in summary.skipped],
-                     "failures": [{"input": str(s), "reason": r} for s, r in summary.failed]})
+                     "outputs": [pair(s, d) for s, d in sorted(summary.pairs)],
+                     "skipped_outputs": [pair(s, d) for s, d in skipped],
+                     "failures": [{"input": str(Path(s).absolute()), "reason": r} for s, r in summary.failed]})
         return
     if quiet:
         return
-    if len(summary.done) == 1 and not summary.failed and not summary.skipped:
+    if len(summary.done) == 1 and not summary.failed and not skipped:
         click.echo(f"wrote {summary.done[0]}")
         return
-    skipped = f", skipped {len(summary.skipped)} existing (--overwrite to redo)" if summary.skipped else ""
-    click.echo(f"done {len(summary.done)}, failed {len(summary.failed)}{skipped}, {summary.seconds:.1f}s, "
-               f"{summary.images_per_s:.2f} images/s{seconds_label}")
+    existing = f", skipped {len(skipped)} existing (--overwrite to redo)" if skipped else ""
+    # A rate needs at least two images to mean anything.
+    rate = f", {summary.images_per_s:.2f} images/s" if len(summary.done) > 1 else ""
+    click.echo(f"done {len(summary.done)}, failed {len(summary.failed)}{existing}, {summary.seconds:.1f}s"
+               f"{rate}{seconds_label}")
 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--style", required=True, help="Style name in the weights folder, or a .safetensors path.")
+@click.option("--style", required=True, multiple=True, callback=lambda ctx, param, value: _once(param, value),
+              help="Style name (yours, else a bundled one), or a .safetensors path.")
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="Output file (one image) or folder (several inputs, or a trailing slash).")
 @_apply_options
@@ -415,8 +449,9 @@ def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) 
               help="Search folders (and ** in patterns) recursively.")
 @click.option("--overwrite/--skip-existing", default=_FOLDER.overwrite, show_default=True,
               help="Redo outputs that already exist, or skip them (resumes an interrupted run).")
-@click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default=_FOLDER.format.value,
-              show_default=True, help="Output format; 'same' keeps each input's extension.")
+@click.option("--format", "fmt", type=click.Choice([*(f.value for f in OutputFormat), "jpeg"], case_sensitive=False),
+              default=_FOLDER.format.value, show_default=True, callback=lambda ctx, param, value: _jpeg(value),
+              help="Output format; 'same' keeps each input's extension.")
 @click.option("--quality", type=int, default=_FOLDER.quality, show_default=True, help="JPEG/WebP quality 1..100.")
 @click.option("--batch-size", type=int, default=_FOLDER.batch_size, show_default=True,
               help="Images of the same size stylized together.")
@@ -458,8 +493,8 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: str 
                           batch_size=batch_size, workers=workers, max_pixels=max_pixels,
                           shard=parse_shard(shard) if shard else shard_from_env())
     stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
-    pairs, failed = plan_outputs(inputs, output, stylizer.name, folder)
-    pairs, skipped = split_existing(take_shard(pairs, folder.shard), folder.overwrite)
+    planned, failed = plan_outputs(inputs, output, stylizer.name, folder)
+    pairs, skipped = split_existing(take_shard(planned, folder.shard, inputs), folder.overwrite)
     quiet = ctx.obj["quiet"] or len(pairs) <= 1
     summary = ApplySummary()
     if pairs:
@@ -473,12 +508,12 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: str 
             summary = apply_to_paths(stylizer, pairs, folder, on_image)
     summary.failed[:0] = failed
     summary.skipped = [dst for _, dst in skipped]
+    if not planned and not failed:  # an empty shard of a non-empty run is fine (torchrun ranks)
+        _fail("no images found in the given inputs")
     label = f" (shard {folder.shard[0]}/{folder.shard[1]})" if folder.shard else ""
-    _report_apply(summary, label, as_json, ctx.obj["quiet"])
+    _report_apply(summary, skipped, label, as_json, ctx.obj["quiet"])
     if summary.failed:
         sys.exit(1)
-    if not summary.done and not summary.skipped:
-        _fail("no images found in the given inputs")
 
 
 @main.command()

@@ -35,6 +35,7 @@ _RGB_MODES = ("RGB", "RGBA", "RGBX", "P", "PA")  # modes whose ICC profile descr
 @dataclass
 class ApplySummary:
     done: list[Path] = field(default_factory=list)
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output) of each one done
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     seconds: float = 0.0
@@ -140,6 +141,7 @@ class Pipeline:
         with self.lock:
             if error is None:
                 self.summary.done.append(dst)
+                self.summary.pairs.append((src, dst))
             else:
                 self.summary.failed.append((src, error))
             if self.on_image is not None:

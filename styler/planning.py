@@ -189,10 +189,21 @@ def shard_from_env() -> tuple[int, int] | None:
     return parse_shard(f"{rank}/{world}")
 
 
-def take_shard(pairs: Sequence[Pair], shard: tuple[int, int] | None) -> list[Pair]:
-    """The pairs of slice K of N. A stable hash of the input path decides, so every process
-    agrees without talking to the others, and the slices do not shift when files are added."""
+def take_shard(pairs: Sequence[Pair], shard: tuple[int, int] | None,
+               inputs: Sequence[Path | str] = ()) -> list[Pair]:
+    """The pairs of slice K of N. A stable hash of each input's path relative to its input folder
+    (or glob root) decides, so every process agrees without talking to the others, even on
+    machines that mount the data elsewhere, and the slices do not shift when files are added."""
     if shard is None or shard[1] == 1:
         return list(pairs)
     k, n = shard
-    return [p for p in pairs if zlib.crc32(p[0].as_posix().encode("utf-8", "surrogateescape")) % n == k]
+    roots = sorted((Path(i) if Path(i).is_dir() else _glob_root(str(i)) for i in inputs
+                    if Path(i).is_dir() or _MAGIC & set(str(i))), key=lambda p: -len(p.parts))
+    return [p for p in pairs if zlib.crc32(_shard_key(p[0], roots).encode("utf-8", "surrogateescape")) % n == k]
+
+
+def _shard_key(src: Path, roots: Sequence[Path]) -> str:
+    for root in roots:  # the deepest root first
+        if src.is_relative_to(root):
+            return src.relative_to(root).as_posix()
+    return src.name

@@ -139,3 +139,74 @@ def test_export_into_a_folder_and_no_silent_overwrite(tmp_path):
     one_line_error(export("-o", "models/demo.pt"), "already exists; pass --overwrite")
     assert export("-o", "models", "--overwrite").exit_code == 0
     assert (tmp_path / "models" / "demo.pt").read_bytes() != b"" and before
+
+
+def test_json_pairs_inputs_with_outputs_in_absolute_paths(tmp_path):
+    make_photo(tmp_path / "in" / "a.jpg")
+    make_photo(tmp_path / "in" / "b.jpg", seed=1)
+    data = json.loads(apply("in", "-o", "out/", "--json").stdout)
+    assert data["outputs"] == [{"input": str(tmp_path / "in" / n), "output": str(tmp_path / "out" / n)}
+                               for n in ("a.jpg", "b.jpg")]
+    data = json.loads(apply("in", "-o", "out/", "--json").stdout)
+    assert data["skipped_outputs"][0] == {"input": str(tmp_path / "in" / "a.jpg"),
+                                          "output": str(tmp_path / "out" / "a.jpg")}
+
+
+@pytest.mark.parametrize("command, message", [(["apply", "a.jpg", "--style", "nope"], "no style named 'nope'"),
+                                              (["export", "nope"], "no style named 'nope'"),
+                                              (["sheet", "missing.png"], "missing.png: no such file")])
+def test_json_fatal_error_is_still_a_json_object(tmp_path, command, message):
+    make_photo(tmp_path / "a.jpg")
+    result = CliRunner().invoke(main, [*command, "--json"])
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: {message}")
+    data = json.loads(result.stdout)
+    assert data["error"].startswith(message) and data["exit_code"] == 1
+
+
+def test_json_usage_error_inside_the_command(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--json"])
+    assert result.exit_code == 2 and "--style and --content-dir are required" in json.loads(result.stdout)["error"]
+
+
+@pytest.mark.parametrize("fmt", ["JPG", "jpeg", "JPEG", "Png"])
+def test_format_accepts_any_case_and_jpeg(tmp_path, fmt):
+    make_photo(tmp_path / "in" / "a.png")
+    result = apply("in", "-o", "out/", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    suffix = ".png" if fmt.lower() == "png" else ".jpg"
+    assert (tmp_path / "out" / f"a{suffix}").is_file()
+
+
+def test_style_given_twice_is_an_error(tmp_path):
+    make_photo(tmp_path / "a.jpg")
+    result = CliRunner().invoke(main, ["apply", "a.jpg", "--style", "demo", "--style", "other"])
+    assert result.exit_code == 2 and "given 2 times (demo, other); give it once" in result.stderr
+
+
+def test_one_image_summary_has_no_meaningless_rate(tmp_path):
+    make_photo(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "bad.png").write_bytes(b"junk")
+    result = apply("in", "-o", "out/")
+    assert result.exit_code == 1
+    assert "images/s" not in result.stdout and result.stdout.startswith("done 1, failed 1")
+
+
+def test_an_empty_shard_exits_0_having_done_nothing(tmp_path):
+    make_photo(tmp_path / "in" / "only.png")
+    results = [apply("in", "-o", "out/", "--shard", f"{k}/2", "--json") for k in range(2)]
+    assert [r.exit_code for r in results] == [0, 0], [r.output for r in results]
+    assert sorted(json.loads(r.stdout)["done"] for r in results) == [0, 1]
+
+
+def test_shards_agree_across_mount_points(tmp_path):
+    from styler.planning import plan_outputs, take_shard
+
+    names = [f"d{i % 3}/p{i}.png" for i in range(12)]
+    slices = []
+    for mount in ("mnt/a/data", "other/place/data"):
+        for name in names:
+            make_photo(tmp_path / mount / name, size=(8, 8))
+        pairs, _ = plan_outputs([tmp_path / mount], tmp_path / "out", "demo")
+        slices.append([[p[0].relative_to(tmp_path / mount).as_posix() for p in
+                        take_shard(pairs, (k, 3), [tmp_path / mount])] for k in range(3)])
+    assert slices[0] == slices[1] and sorted(sum(slices[0], [])) == sorted(names)
