@@ -109,6 +109,27 @@ class Resumable:
         if differences and not force:
             raise ConfigError(f"{self.run_dir.path} was trained with other settings ({'; '.join(differences)}); "
                               f"resume with the same options, or pass --force")
+        for part in ("generator", "discriminator"):
+            if getattr(saved, part) != getattr(self.config, part):
+                raise ConfigError(f"{self.run_dir.path} has another {part} ({to_json(getattr(saved, part))}); "
+                                  f"not even --force resumes a run with another architecture: start a new run "
+                                  f"(--init-from reuses a finished style's generator)")
+        try:
+            self._load_state(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            reason = f"{type(exc).__name__}: {detail[:200]}"
+            raise TrainingError(f"{self.run_dir.checkpoint_path}: checkpoint is incomplete or does not fit this "
+                                f"run ({reason}); delete it to start over") from exc
+        if self.run_dir.spec_path.is_file():
+            self.spec = replace(self.spec, schedule=self.run_dir.read_spec().schedule)
+        if self.config.steps != saved.steps or self.config.lr != saved.lr:
+            self._fresh_schedule(lr_changed=self.config.lr != saved.lr)
+        if self.dist.is_main:
+            self.run_dir.truncate_metrics(self.step)
+            self.run_dir.write_spec(self.spec)
+
+    def _load_state(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -123,13 +144,6 @@ class Resumable:
         self.last_losses = dict(state["losses"])
         self.skipped_paths.update(Path(p) for p in state["skipped"])
         self._set_rng_state(state["rng"])
-        if self.run_dir.spec_path.is_file():
-            self.spec = replace(self.spec, schedule=self.run_dir.read_spec().schedule)
-        if self.config.steps != saved.steps or self.config.lr != saved.lr:
-            self._fresh_schedule(lr_changed=self.config.lr != saved.lr)
-        if self.dist.is_main:
-            self.run_dir.truncate_metrics(self.step)
-            self.run_dir.write_spec(self.spec)
 
     def _fresh_schedule(self, lr_changed: bool) -> None:
         """A new cosine from here to the (new) last step: from ``--lr`` when it was changed (so it

@@ -21,7 +21,7 @@ from styler.config import DEFAULT_LAYERS, LR_FLOOR, Features, GeneratorConfig, P
 from styler.device import autocast, memory_format
 from styler import distributed
 from styler.distributed import DistContext
-from styler.errors import ConfigError, DataError, TrainingError
+from styler.errors import ConfigError, DataError, StylerError, TrainingError
 from styler.fileio import file_sha256
 from styler.features import build_feature_extractor
 from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_style_image, \
@@ -70,6 +70,25 @@ def content_images(content_dir: Path) -> list[Path]:
 def init_architecture(init_from: str, weights_dir: Path) -> GeneratorConfig:
     """The generator architecture stored in the ``--init-from`` weights file."""
     return read_info(resolve_weights(init_from, weights_dir)).generator
+
+
+def _worker_failure(exc: Exception) -> Exception:
+    """DataLoader re-raises a worker's exception with the worker's whole traceback as its message:
+    keep the last line (the error itself) as one line. Errors not from a worker stay as they are."""
+    text = str(exc).strip()
+    if "DataLoader worker" not in text:
+        return exc
+    last = text.splitlines()[-1]
+    name, _, message = last.partition(": ")
+    if isinstance(exc, StylerError) and message and " " not in name:
+        return type(exc)(message)
+    return TrainingError(f"a data-loading worker failed: {last}")
+
+
+def _reraise(original: Exception, replacement: Exception) -> None:
+    if replacement is original:
+        raise original
+    raise replacement from original
 
 
 class StyleCrops:
@@ -340,13 +359,16 @@ class Trainer(Resumable):
                         loader = iter(self._loader())
                     try:
                         images, failed = next(loader)
-                    except RuntimeError:
+                    except Exception as exc:
                         if interrupted():  # Ctrl-C also stopped the DataLoader workers
                             raise KeyboardInterrupt from None
-                        raise
+                        _reraise(exc, _worker_failure(exc))
                     self.skipped_paths.update(self.train_paths[i] for i in failed)
                     self._at_boundary = False
-                    self.last_losses = self.train_step(images)
+                    try:
+                        self.last_losses = self.train_step(images)
+                    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+                        _reraise(exc, self._out_of_memory(exc))
                     self.step += 1
                     self.samples += self.config.batch_size * self.dist.world_size
                     self._at_boundary = True
@@ -364,6 +386,16 @@ class Trainer(Resumable):
                     self.save_checkpoint()
                 raise
         return self._finish()
+
+    def _out_of_memory(self, exc: Exception) -> Exception:
+        """Out of memory (CUDA's own error, or the CPU allocator's RuntimeError) as one line that
+        names the options to lower; any other error unchanged."""
+        if not isinstance(exc, torch.OutOfMemoryError) and "can't allocate memory" not in str(exc):
+            return exc
+        cfg = self.config
+        saved = f"; the last checkpoint is at step {self.checkpoint_step}" if self.checkpoint_step else ""
+        return TrainingError(f"out of memory at step {self.step + 1} on {self.device.type} with --batch-size "
+                             f"{cfg.batch_size} and --image-size {cfg.image_size}; lower one of them{saved}")
 
     def _finish(self) -> TrainResult:
         self.finished = True

@@ -210,3 +210,17 @@ def test_shards_agree_across_mount_points(tmp_path):
         slices.append([[p[0].relative_to(tmp_path / mount).as_posix() for p in
                         take_shard(pairs, (k, 3), [tmp_path / mount])] for k in range(3)])
     assert slices[0] == slices[1] and sorted(sum(slices[0], [])) == sorted(names)
+
+
+def test_export_to_an_unwritable_path_and_exporter_failures_are_one_line(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, ["export", "demo", "--format", "torchscript", "-o", "file/demo.pt"])
+    one_line_error(result, "file/demo.pt: cannot write")
+
+    def broken(scripted, target, opset):
+        raise RuntimeError("Unsupported: ONNX export of operator foo\n  with a long explanation")
+
+    monkeypatch.setattr("styler.export._export_onnx", broken)
+    result = CliRunner().invoke(main, ["export", "demo", "-o", "x.onnx"])
+    one_line_error(result, "exporting to x.onnx failed: RuntimeError: Unsupported: ONNX export of operator foo")
+    assert not (tmp_path / "x.onnx").exists() and not list(tmp_path.glob(".x.onnx*"))

@@ -163,3 +163,78 @@ def test_an_extended_run_interrupted_and_resumed_matches_one_that_was_not(tmp_pa
     assert [a[s]["lr"] for s in range(1, 7)] == [b[s]["lr"] for s in range(1, 7)]
     assert [a[s]["total"] for s in range(1, 7)] == [b[s]["total"] for s in range(1, 7)]
     assert len(json.loads((tmp_path / "runs/b/run.json").read_text())["schedule"]) == 1
+
+
+def test_force_cannot_change_the_architecture(tmp_path, photo_dir, style_image, monkeypatch):
+    from tests.test_train_cli import interrupt_at_step_2
+
+    undo = interrupt_at_step_2(monkeypatch)
+    assert train(*base(photo_dir, style_image, "--steps", 4, "--name", "x")).exit_code == 130
+    undo()
+    one_line_error(train("--resume", "runs/x", "--force", "--base-channels", 8),
+                   "has another generator")
+
+
+def test_a_checkpoint_with_missing_keys_is_one_line(tmp_path, photo_dir, style_image, monkeypatch):
+    from tests.test_train_cli import interrupt_at_step_2
+
+    undo = interrupt_at_step_2(monkeypatch)
+    assert train(*base(photo_dir, style_image, "--steps", 4, "--name", "x")).exit_code == 130
+    undo()
+    path = tmp_path / "runs" / "x" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    original = path.read_bytes()
+    first = next(iter(state["generator"]))
+    del state["generator"][first]
+    torch.save(state, path)
+    one_line_error(train("--resume", "runs/x"), "checkpoint is incomplete or does not fit this run (RuntimeError")
+    assert f'Missing key(s) in state_dict: "{first}"' in train("--resume", "runs/x").stderr
+    path.write_bytes(original)
+    state = torch.load(path, weights_only=True)
+    del state["opt_d"]
+    torch.save(state, path)
+    one_line_error(train("--resume", "runs/x"), "(KeyError")
+
+
+def test_out_of_memory_names_batch_and_image_size(photo_dir, style_image, monkeypatch):
+    from styler.train import Trainer
+
+    def oom(self, images):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(Trainer, "train_step", oom)
+    one_line_error(train(*base(photo_dir, style_image, "--steps", 2)),
+                   "out of memory at step 1 on cpu with --batch-size 2 and --image-size 32; lower one of them")
+
+
+@pytest.mark.parametrize("error, line", [("data", "error: worker says no"),
+                                         ("os", "error: a data-loading worker failed: OSError: disk gone")])
+def test_errors_inside_dataloader_workers_are_one_line(photo_dir, style_image, monkeypatch, error, line):
+    from styler.errors import DataError
+    from styler.images import ContentDataset
+
+    def fail(self, item):
+        raise DataError("worker says no") if error == "data" else OSError("disk gone")
+
+    monkeypatch.setattr(ContentDataset, "__getitem__", fail)  # inherited by the forked workers
+    args = [a if a != "0" else "1" for a in base(photo_dir, style_image, "--steps", 2)]  # --workers 1
+    result = train(*args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == line
+
+
+def test_a_read_only_cache_for_a_converted_vgg_file_is_one_line(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    from styler import features
+    from styler.config import Features, Preprocess
+    from styler.errors import FeatureWeightsError
+
+    def refuse(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: Read-only file system (os error 30)")
+
+    monkeypatch.setattr(features, "read_vgg_file", lambda path, kind, divisor: ({}, Preprocess.CAFFE))
+    monkeypatch.setattr("safetensors.torch.save_file", refuse)
+    (tmp_path / "vgg.h5").write_bytes(b"x")
+    with pytest.raises(FeatureWeightsError, match="cannot write the converted vgg.h5 into the cache .*TORCH_HOME"):
+        features._load_converted(Features.VGG16, tmp_path / "vgg.h5", 1)
