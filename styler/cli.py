@@ -6,6 +6,7 @@ line on stderr and exit code 1; usage errors exit 2 (Click's convention).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -14,7 +15,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -71,9 +72,46 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class _EchoHandler(logging.Handler):
+    """Log records on stderr through Click (so tests' captured streams see them too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def _set_logging(quiet: bool, verbose: int) -> None:
+    """-q shows errors only, -v setup steps with their times, -vv more. The logger passes
+    everything on, so the setup status can show each step even when it is not printed."""
+    logger = logging.getLogger("styler")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    handler = next((h for h in logger.handlers if isinstance(h, _EchoHandler)), None)
+    if handler is None:
+        handler = _EchoHandler()
+        logger.addHandler(handler)
+    handler.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose > 1 else
+                     logging.INFO if verbose else logging.WARNING)
+
+
+def _global_after_command(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """-q and -v given after the command name (``styler apply x.jpg -q``) mean what they mean before it."""
+    if not value:
+        return
+    obj = ctx.find_root().obj
+    if param.name == "quiet":
+        obj["quiet"] = True
+    else:
+        obj["verbose"] += value
+    _set_logging(obj["quiet"], obj["verbose"])
+
+
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command shares, declared once."""
     decorators = [
+        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_global_after_command,
+                     help="Only print errors (also accepted before the command)."),
+        click.option("-v", "--verbose", count=True, expose_value=False, callback=_global_after_command,
+                     help="More detail, repeatable (also accepted before the command)."),
         click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
                      default=None, envvar="STYLER_WEIGHTS_DIR", show_envvar=True,
                      help="Folder of style weights [default: ./weights]."),
@@ -105,8 +143,7 @@ def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
       styler apply photos/ --style starry -o out/
       styler styles
     """
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    _set_logging(quiet, verbose)
     ctx.obj = {"quiet": quiet, "verbose": verbose}
 
 
@@ -271,12 +308,35 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
     try:
         # Build everything (data, loss network, style targets) before the bar, so a setup error
         # is one clean line rather than a line under a half-drawn progress bar.
-        trainer = Trainer(config, style_path, content_dir, weights_dir, distributed.setup(dist, resolve_device(device)),
-                          vgg_weights=vgg_weights, run_dir=run_dir, resume=resume is not None, force=force,
-                          overwrite=overwrite, dist=dist)
+        with _setup_status(ctx.obj["quiet"] or as_json or not dist.is_main):
+            trainer = Trainer(config, style_path, content_dir, weights_dir,
+                              distributed.setup(dist, resolve_device(device)), vgg_weights=vgg_weights,
+                              run_dir=run_dir, resume=resume is not None, force=force, overwrite=overwrite, dist=dist)
         _run_training(trainer, as_json, ctx.obj["quiet"] or not dist.is_main)
     finally:
         distributed.teardown()
+
+
+@contextlib.contextmanager
+def _setup_status(quiet: bool) -> Iterator[None]:
+    """A spinner naming each setup step (scanning photos, loss network, style targets), which
+    take tens of seconds before the first step. Only on a terminal: a log file gets -v's lines."""
+    console = _console()
+    if quiet or not console.is_terminal:
+        yield
+        return
+
+    class Follow(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            status.update(f"preparing training: {record.getMessage()}")
+
+    handler = Follow()
+    with console.status("preparing training") as status:
+        logging.getLogger("styler").addHandler(handler)
+        try:
+            yield
+        finally:
+            logging.getLogger("styler").removeHandler(handler)
 
 
 def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:

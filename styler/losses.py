@@ -6,6 +6,8 @@ works for any feature network (ImageNet or random) and any image size.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,8 @@ from styler.config import LossConfig, StyleLoss
 from styler.features import FeatureExtractor
 
 _EPS = 1e-8
+
+log = logging.getLogger(__name__)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -74,8 +78,11 @@ class SlicedWassersteinLoss(nn.Module):
         self.projections = projections
         self.bank_size = bank_size
         bank_rng = torch.Generator().manual_seed(seed)
-        for name, feats in style_features.items():
+        for index, (name, feats) in enumerate(style_features.items(), 1):
             flat = feats[:1].float().flatten(2)[0]  # (C, HW)
+            # The slow part of setup at a large --style-size: say where it is.
+            log.debug("sorting %d style projections of %s (%d positions; layer %d of %d)", bank_size, name,
+                      flat.shape[1], index, len(style_features))
             dirs = torch.randn(flat.shape[0], bank_size, generator=bank_rng).to(flat.device)
             dirs = dirs / dirs.norm(dim=0, keepdim=True)
             self.register_buffer(f"dirs_{name}", dirs)

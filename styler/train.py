@@ -7,6 +7,7 @@ A run validates on held-out photos, keeps the best generator, checkpoints into i
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from styler.previews import loss_curve, pairs_grid
 from styler.resume import Resumable, deferred_interrupt
 from styler.runs import RunDir, RunSpec, default_run_dir
 from styler.validation import BestTracker, first_readable, load_crops, split_validation
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,6 +89,16 @@ def _worker_failure(exc: Exception) -> Exception:
     return TrainingError(f"a data-loading worker failed: {last}")
 
 
+@contextlib.contextmanager
+def timed(step: str) -> Iterator[None]:
+    """Log a setup step as it starts (debug: what the CLI's status line shows) and with its time
+    when done (info: what -v prints)."""
+    log.debug("%s...", step)
+    start = time.perf_counter()
+    yield
+    log.info("%s: %.1fs", step, time.perf_counter() - start)
+
+
 def _reraise(original: Exception, replacement: Exception) -> None:
     if replacement is original:
         raise original
@@ -134,7 +148,9 @@ class Trainer(Resumable):
         self.spec = RunSpec(config, self.style_path.resolve(), Path(content_dir).resolve(),
                             Path(weights_dir).resolve(), Path(vgg_weights).resolve() if vgg_weights else None)
         self._check_destination(resume, force, overwrite)
-        self._load_data(content_images(content_dir))
+        with timed("scanning and reading photos"):
+            self._load_data(content_images(content_dir))
+            log.info("%d training photos, %d held out for validation", len(self.train_paths), self.val_count)
         torch.manual_seed(config.seed)
         style = load_style_image(self.style_path, config.style_size)
         self._build_networks(style, vgg_weights)
@@ -168,15 +184,18 @@ class Trainer(Resumable):
     def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None) -> None:
         cfg, device = self.config, self.device
         content_layer, style_layers = DEFAULT_LAYERS[cfg.features]
-        extractor = build_feature_extractor(cfg.features, (content_layer, *style_layers),
-                                            weights_file=vgg_weights, preprocess=cfg.vgg_preprocess, seed=cfg.seed,
-                                            width_divisor=cfg.feature_width_divisor)
-        if cfg.features is Features.RANDOM:
-            extractor.calibrate(style)
+        with timed(f"loading the loss network ({cfg.features.value})"):
+            extractor = build_feature_extractor(cfg.features, (content_layer, *style_layers),
+                                                weights_file=vgg_weights, preprocess=cfg.vgg_preprocess,
+                                                seed=cfg.seed, width_divisor=cfg.feature_width_divisor)
+            if cfg.features is Features.RANDOM:
+                extractor.calibrate(style)
         fmt = memory_format(device)
         self.extractor = extractor.to(device, memory_format=fmt)
-        self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
-                                   cfg.loss, seed=cfg.seed).to(device)
+        with timed(f"preparing style targets ({cfg.loss.style_loss.value}, style image "
+                   f"{style.shape[-1]}x{style.shape[-2]})"):
+            self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
+                                       cfg.loss, seed=cfg.seed).to(device)
         self.generator = Generator(cfg.generator).to(device, memory_format=fmt)
         self.discriminator = PatchDiscriminator(cfg.discriminator).to(device, memory_format=fmt)
         self.gan = HingeGANLoss()

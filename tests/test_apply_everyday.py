@@ -224,3 +224,10 @@ def test_export_to_an_unwritable_path_and_exporter_failures_are_one_line(tmp_pat
     result = CliRunner().invoke(main, ["export", "demo", "-o", "x.onnx"])
     one_line_error(result, "exporting to x.onnx failed: RuntimeError: Unsupported: ONNX export of operator foo")
     assert not (tmp_path / "x.onnx").exists() and not list(tmp_path.glob(".x.onnx*"))
+
+
+def test_quiet_after_the_subcommand(tmp_path):
+    make_photo(tmp_path / "a.jpg")
+    result = apply("a.jpg", "-q")
+    assert result.exit_code == 0 and result.output == "" and (tmp_path / "a_demo.jpg").is_file()
+    assert apply("a.jpg", "--overwrite").stdout.startswith("wrote ")  # -q does not stick to the next run

@@ -238,3 +238,32 @@ def test_a_read_only_cache_for_a_converted_vgg_file_is_one_line(tmp_path, monkey
     (tmp_path / "vgg.h5").write_bytes(b"x")
     with pytest.raises(FeatureWeightsError, match="cannot write the converted vgg.h5 into the cache .*TORCH_HOME"):
         features._load_converted(Features.VGG16, tmp_path / "vgg.h5", 1)
+
+
+def test_verbose_after_the_command_logs_setup_steps_with_times(photo_dir, style_image):
+    result = train(*base(photo_dir, style_image, "--steps", 1, "--name", "v", "-v"))
+    assert result.exit_code == 0, result.output
+    for step in ("scanning and reading photos: ", "loading the loss network (random): ",
+                 "preparing style targets (sliced, style image 64x64): "):
+        line = next((line for line in result.stderr.splitlines() if line.startswith(step)), None)
+        assert line is not None and line.endswith("s"), result.stderr
+    assert "sorting" not in result.stderr  # per-layer detail is for -vv
+
+
+def test_quiet_after_the_command(photo_dir, style_image):
+    result = train(*base(photo_dir, style_image, "--steps", 1, "--name", "q", "-q"))
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_setup_status_follows_each_step_on_a_terminal(photo_dir, style_image, monkeypatch):
+    from rich.console import Console
+
+    from styler import cli
+
+    shown = []
+    monkeypatch.setattr(cli, "_console", lambda stderr=True: Console(force_terminal=True, file=open(os.devnull, "w")))
+    monkeypatch.setattr("rich.status.Status.update", lambda self, status=None, **kw: shown.append(status))
+    result = train(*base(photo_dir, style_image, "--steps", 1, "--name", "s"))
+    assert result.exit_code == 0, result.output
+    assert "preparing training: loading the loss network (random)..." in shown
+    assert any(s.startswith("preparing training: sorting 1024 style projections of") for s in shown)
