@@ -162,7 +162,7 @@ class Stylizer:
         ((3, H, W) or (N, 3, H, W): float in [0, 1], or uint8 in 0..255 as ``torchvision.io``
         reads them) or a numpy array ((H, W, 3) uint8, or float in [0, 1]); returns the same kind."""
         if isinstance(image, (str, os.PathLike)):
-            return self(open_image(Path(image)))
+            return self(open_image(Path(image), self.config.max_size))
         if isinstance(image, torch.Tensor):
             x = _unit_float(image)
             out = self.stylize_tensor(x[None])[0] if x.ndim == 3 else self.stylize_tensor(x)

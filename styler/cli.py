@@ -262,13 +262,16 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
               show_default=True, help="CUDA arithmetic (fp16 uses loss scaling); the CPU trains in fp32.")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the generator and loss network.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Accept style paintings and photos up to this many pixels [default: Pillow's limit, "
+                   "about 89 million]; larger ones are refused as possible decompression bombs.")
 @device_option
 @common_options
 @click.pass_context
 @handle_errors
 def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None, vgg_weights: Path | None,
-          run_dir: Path | None, resume: str | None, force: bool, overwrite: bool, device: str,
-          weights_dir: Path | None, as_json: bool, **params: Any) -> None:
+          run_dir: Path | None, resume: str | None, force: bool, overwrite: bool, max_pixels: int | None,
+          device: str, weights_dir: Path | None, as_json: bool, **params: Any) -> None:
     """Train a generator for one style painting.
 
     \b
@@ -284,8 +287,11 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
     """
     from styler import distributed
     from styler.device import resolve_device
+    from styler.pipeline import set_max_pixels
     from styler.runs import RunDir, default_run_dir
     from styler.train import Trainer
+
+    set_max_pixels(max_pixels)
 
     if resume:  # a run folder: its run.json supplies everything not typed again
         spec = RunDir(Path(resume)).read_spec()

@@ -66,10 +66,11 @@ def set_max_pixels(limit: int | None) -> None:
 def decode(src: Path, dst: Path, max_size: int | None) -> _Item:
     """Read one image: pixels, alpha, EXIF (orientation already applied) and an RGB ICC profile."""
     try:
-        image = open_image(src)
+        image = open_image(src, max_size)
     except ImageError as exc:
         if isinstance(exc.__cause__, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-            raise ImageError(f"{exc}; raise the limit with --max-pixels if you trust this file") from exc
+            raise ImageError(f"{exc}; raise the limit with --max-pixels if you trust this file, or "
+                             f"scale it down with --max-size") from exc
         raise
     exif = image.getexif()
     # A CMYK or greyscale profile would mislabel the RGB output, so only RGB profiles travel.

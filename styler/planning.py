@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 import zlib
 from pathlib import Path
 from typing import Sequence
@@ -78,9 +79,13 @@ def _unsupported(src: Path) -> str | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(src) as img:
-            animated = getattr(img, "is_animated", False)
-            fmt = img.format
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # decoding decides about size
+            with Image.open(src) as img:
+                animated = getattr(img, "is_animated", False)
+                fmt = img.format
+    except Image.DecompressionBombError:
+        return None  # an image, a huge one: decoding it says so (or --max-size shrinks it)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
         if is_image_path(src):
             return None  # an unreadable image: decoding it reports the reason

@@ -22,7 +22,7 @@ from styler.config import DEFAULT_LAYERS, LR_FLOOR, Features, GeneratorConfig, P
 from styler.device import autocast, memory_format
 from styler import distributed
 from styler.distributed import DistContext
-from styler.errors import ConfigError, DataError, StylerError, TrainingError
+from styler.errors import ConfigError, DataError, ImageError, StylerError, TrainingError
 from styler.fileio import file_sha256
 from styler.features import build_feature_extractor
 from styler.images import ContentDataset, InfiniteSampler, collate_content, find_images, load_style_image, \
@@ -99,6 +99,15 @@ def timed(step: str) -> Iterator[None]:
     log.info("%s: %.1fs", step, time.perf_counter() - start)
 
 
+def _load_style(path: Path, size: int) -> torch.Tensor:
+    try:
+        return load_style_image(path, size)
+    except ImageError as exc:
+        if "too large" not in str(exc):
+            raise
+        raise ImageError(f"{exc}; raise the limit with --max-pixels if you trust this file") from exc
+
+
 def _reraise(original: Exception, replacement: Exception) -> None:
     if replacement is original:
         raise original
@@ -152,7 +161,7 @@ class Trainer(Resumable):
             self._load_data(content_images(content_dir))
             log.info("%d training photos, %d held out for validation", len(self.train_paths), self.val_count)
         torch.manual_seed(config.seed)
-        style = load_style_image(self.style_path, config.style_size)
+        style = _load_style(self.style_path, config.style_size)
         self._build_networks(style, vgg_weights)
         if config.init_from and not resume:
             self._init_generator(Path(weights_dir))

@@ -231,3 +231,17 @@ def test_quiet_after_the_subcommand(tmp_path):
     result = apply("a.jpg", "-q")
     assert result.exit_code == 0 and result.output == "" and (tmp_path / "a_demo.jpg").is_file()
     assert apply("a.jpg", "--overwrite").stdout.startswith("wrote ")  # -q does not stick to the next run
+
+
+def test_max_size_scales_a_huge_photo_down_instead_of_refusing_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    for name in ("big.jpg", "big.png"):
+        make_photo(tmp_path / name, size=(400, 300))  # 120,000 pixels: 12x the limit
+    refused = apply("big.jpg", "-o", "r.jpg")
+    assert refused.exit_code == 1 and "--max-size" in refused.stderr and "--max-pixels" in refused.stderr
+    for name in ("big.jpg", "big.png"):
+        result = apply(name, "--max-size", 64, "-o", f"small_{name}")
+        assert result.exit_code == 0, result.output
+        assert Image.open(tmp_path / f"small_{name}").size == (64, 48)
+    one = apply("big.png", "--max-size", 200, "-o", "still.png")  # 200x150 work is over the limit too
+    assert one.exit_code == 1 and "too large" in one.stderr

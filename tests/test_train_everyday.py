@@ -267,3 +267,16 @@ def test_setup_status_follows_each_step_on_a_terminal(photo_dir, style_image, mo
     assert result.exit_code == 0, result.output
     assert "preparing training: loading the loss network (random)..." in shown
     assert any(s.startswith("preparing training: sorting 1024 style projections of") for s in shown)
+
+
+def test_huge_painting_message_names_max_pixels_and_the_flag_lets_it_train(tmp_path, photo_dir, monkeypatch):
+    from PIL import Image
+
+    from tests.conftest import make_photo
+
+    style = make_photo(tmp_path / "huge.png", size=(120, 100))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    result = train("--style", style, "--content-dir", photo_dir, *TINY, "--steps", 1)
+    one_line_error(result, "raise the limit with --max-pixels if you trust this file")
+    result = train("--style", style, "--content-dir", photo_dir, *TINY, "--steps", 1, "--max-pixels", 20_000)
+    assert result.exit_code == 0, result.output
