@@ -280,3 +280,23 @@ def test_huge_painting_message_names_max_pixels_and_the_flag_lets_it_train(tmp_p
     one_line_error(result, "raise the limit with --max-pixels if you trust this file")
     result = train("--style", style, "--content-dir", photo_dir, *TINY, "--steps", 1, "--max-pixels", 20_000)
     assert result.exit_code == 0, result.output
+
+
+def test_the_default_tv_weight_is_documented_as_off_and_is_off(photo_dir, style_image):
+    from click.testing import CliRunner
+
+    from styler.cli import main
+    from styler.config import Features, LossConfig
+    from styler.features import build_feature_extractor
+    from styler.losses import PerceptualLoss
+
+    help_text = " ".join(CliRunner().invoke(main, ["train", "--help"], terminal_width=200).output.split())
+    assert "effectively off" in help_text
+    torch.manual_seed(0)
+    extractor = build_feature_extractor(Features.RANDOM, ("relu1_1", "relu2_1"), seed=0)
+    def smooth(n):  # photo-like: neighbouring pixels close, as in real images
+        return torch.nn.functional.interpolate(torch.rand(n, 3, 4, 4), size=32, mode="bilinear")
+
+    loss = PerceptualLoss(extractor, "relu2_1", ("relu1_1",), smooth(1), LossConfig())
+    terms = loss(smooth(2), smooth(2))
+    assert LossConfig().tv_weight * terms["tv"] < 1e-5 * terms["total"]  # nothing next to the rest
