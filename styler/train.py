@@ -304,6 +304,8 @@ class Trainer(Resumable):
         self.scaler.update()
         self.sched_g.step()
         logs.update({k: float(v.detach()) for k, v in terms.items() if k != "total"})
+        # What validation measures (no adversarial term), so the loss curve compares like with like.
+        logs["perceptual"] = float(terms["total"].detach())
         logs["total"] = float(total.detach())
         return logs
 

@@ -300,3 +300,16 @@ def test_the_default_tv_weight_is_documented_as_off_and_is_off(photo_dir, style_
     loss = PerceptualLoss(extractor, "relu2_1", ("relu1_1",), smooth(1), LossConfig())
     terms = loss(smooth(2), smooth(2))
     assert LossConfig().tv_weight * terms["tv"] < 1e-5 * terms["total"]  # nothing next to the rest
+
+
+def test_loss_curve_plots_the_training_loss_validation_measures(tmp_path, photo_dir, style_image):
+    from styler.previews import curve_series
+
+    result = train(*base(photo_dir, style_image, "--steps", 2, "--name", "c", "--log-every", 1, "--val-every", 1))
+    assert result.exit_code == 0, result.output
+    records = list(metrics(tmp_path / "runs" / "c").values())
+    assert all(r["perceptual"] != r["total"] for r in records)  # the adversarial term is in total only
+    train_points, val_points = curve_series(records)
+    assert train_points == [(float(r["step"]), r["perceptual"]) for r in records]
+    assert [p[0] for p in val_points] == [1.0, 2.0]
+    assert curve_series([{"step": 1, "total": 3.0}])[0] == [(1.0, 3.0)]  # runs logged before "perceptual"
