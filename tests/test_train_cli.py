@@ -62,17 +62,17 @@ def test_run_folder_has_metrics_previews_curve_and_sheet(tmp_path, photo_dir, st
     assert meta["validation_images"] == 3 and meta["content_images"] == 3
 
 
-def interrupt_at_step_2(monkeypatch):
-    """Make training raise KeyboardInterrupt after step 2 (as Ctrl-C would); returns the undo."""
+def interrupt_at_step_2(monkeypatch, step=2):
+    """Make training raise KeyboardInterrupt after ``step`` (as Ctrl-C would); returns the undo."""
     after_step = Trainer._after_step
 
-    def interrupt_at_2(self, losses, rate):
+    def interrupt_at(self, losses, rate):
         value = after_step(self, losses, rate)
-        if self.step == 2:
+        if self.step == step:
             raise KeyboardInterrupt
         return value
 
-    monkeypatch.setattr(Trainer, "_after_step", interrupt_at_2)
+    monkeypatch.setattr(Trainer, "_after_step", interrupt_at)
     # (monkeypatch.undo() would also undo the chdir of the in_tmp fixture)
     return lambda: monkeypatch.setattr(Trainer, "_after_step", after_step)
 

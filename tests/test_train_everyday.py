@@ -141,23 +141,15 @@ def test_steps_below_the_resumed_step_is_one_line(tmp_path, photo_dir, style_ima
 
 def test_an_extended_run_interrupted_and_resumed_matches_one_that_was_not(tmp_path, photo_dir, style_image,
                                                                           monkeypatch):
-    from styler.train import Trainer
+    from tests.test_train_cli import interrupt_at_step_2
 
     for name in ("a", "b"):
         args = base(photo_dir, style_image, "--steps", 3, "--name", name, "--log-every", 1, "--val-fraction", 0)
         assert train(*args).exit_code == 0
     assert train("--resume", "runs/a", "--steps", 6).exit_code == 0
-    after_step = Trainer._after_step
-
-    def interrupt_at_4(self, losses, rate):
-        value = after_step(self, losses, rate)
-        if self.step == 4:
-            raise KeyboardInterrupt
-        return value
-
-    monkeypatch.setattr(Trainer, "_after_step", interrupt_at_4)
+    undo = interrupt_at_step_2(monkeypatch, step=4)
     assert train("--resume", "runs/b", "--steps", 6).exit_code == 130
-    monkeypatch.setattr(Trainer, "_after_step", after_step)
+    undo()
     assert train("--resume", "runs/b").exit_code == 0
     a, b = metrics(tmp_path / "runs/a"), metrics(tmp_path / "runs/b")
     assert [a[s]["lr"] for s in range(1, 7)] == [b[s]["lr"] for s in range(1, 7)]
