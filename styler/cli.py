@@ -375,10 +375,11 @@ def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
               f"styler train --resume {trainer.run_dir.path}", 130)
     if not trainer.dist.is_main:
         return
-    summary = {"weights": str(result.weights_path), "steps": result.steps, "seconds": round(result.seconds, 1),
-               "losses": result.losses, "skipped_images": [str(p) for p in result.skipped_images],
+    summary = {"weights": str(result.weights_path.absolute()), "steps": result.steps,
+               "seconds": round(result.seconds, 1), "losses": result.losses,
+               "skipped_images": [str(Path(p).absolute()) for p in result.skipped_images],
                "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
-               "stopped_early": result.stopped_early, "run_dir": str(result.run_dir)}
+               "stopped_early": result.stopped_early, "run_dir": str(Path(result.run_dir).absolute())}
     if as_json:
         _print_json(summary)
     elif not quiet:
@@ -662,7 +663,7 @@ def sheet(image: Path, output: Path, size: int, columns: int | None, strength: f
         raise WeightsError(f"no usable styles in {directory}; train one with 'styler train'")
     save_image(render_sheet(entries, columns), output)
     if as_json:
-        _print_json({"output": str(output), "styles": [label for label, _ in entries[1:]],
+        _print_json({"output": str(output.absolute()), "styles": [label for label, _ in entries[1:]],
                      "failures": [{"style": n, "reason": r} for n, r in failures]})
     else:
         click.echo(f"wrote {output} with {len(entries) - 1} style(s)")

@@ -46,7 +46,8 @@ def test_run_folder_has_metrics_previews_curve_and_sheet(tmp_path, photo_dir, st
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     run = tmp_path / "runs" / "demo"
-    assert summary["run_dir"] == "runs/demo" and summary["best_step"] in (2, 4)
+    assert summary["run_dir"] == str(tmp_path / "runs" / "demo") and summary["best_step"] in (2, 4)
+    assert summary["weights"] == str(tmp_path / "weights" / "demo.safetensors")  # --json paths are absolute
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert set(records[0]) >= {"content", "style", "tv", "adv", "d", "d_real", "d_fake", "total", "lr",
