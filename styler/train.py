@@ -142,12 +142,14 @@ class Trainer(Resumable):
 
     ``resume`` continues the checkpoint in the run folder (its config must match unless
     ``force``); otherwise a fresh run starts there, refusing to replace an unfinished run unless
-    ``force``, and an existing style or a finished run unless ``overwrite``.
+    ``force``, and (with ``overwrite=False``, as the CLI passes unless --overwrite) an existing
+    style or a finished run. A script that names its weights folder may replace what it wrote
+    before, so the library default is True; nothing ever writes into an installed package.
     """
 
     def __init__(self, config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
                  device: torch.device, vgg_weights: Path | None = None, *, run_dir: Path | None = None,
-                 resume: bool = False, force: bool = False, overwrite: bool = False,
+                 resume: bool = False, force: bool = False, overwrite: bool = True,
                  dist: DistContext | None = None) -> None:
         self.config, self.device, self.dist = config, device, dist or DistContext()
         self.style_path = Path(style_path)

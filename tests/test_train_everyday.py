@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from styler.checkpoint import bundled_dir, read_info
+from styler.config import Features
 from tests.test_train_cli import TINY, in_tmp, one_line_error, train  # noqa: F401  (in_tmp: autouse fixture)
 
 
@@ -305,3 +306,21 @@ def test_loss_curve_plots_the_training_loss_validation_measures(tmp_path, photo_
     assert train_points == [(float(r["step"]), r["perceptual"]) for r in records]
     assert [p[0] for p in val_points] == [1.0, 2.0]
     assert curve_series([{"step": 1, "total": 3.0}])[0] == [(1.0, 3.0)]  # runs logged before "perceptual"
+
+
+def test_library_callers_replace_their_own_files_but_never_the_installed_package(tmp_path, photo_dir, style_image,
+                                                                                   monkeypatch):
+    from dataclasses import replace
+
+    from styler.config import GeneratorConfig, TrainConfig
+    from styler.errors import ConfigError
+    from styler.train import Trainer
+
+    config = replace(TrainConfig(), name="lib", steps=1, image_size=32, style_size=64, batch_size=2, num_workers=0,
+                     features=Features.RANDOM, val_fraction=0, generator=GeneratorConfig(base_channels=4,
+                                                                                        num_residual=1))
+    for _ in range(2):  # a benchmark or study script rerun into the same folders
+        Trainer(config, style_image, photo_dir, tmp_path / "w", torch.device("cpu"), run_dir=tmp_path / "r").run()
+    monkeypatch.setattr("styler.checkpoint.in_source_checkout", lambda: False)
+    with pytest.raises(ConfigError, match="inside the installed package"):
+        Trainer(config, style_image, photo_dir, bundled_dir(), torch.device("cpu"), run_dir=tmp_path / "r2")
