@@ -34,6 +34,10 @@ def styles(weights_dir: Path | None, as_json: bool) -> None:
     if not rows:
         click.echo(f"no styles in {directory}; train one with 'styler train'")
         return
+    _print_table(rows, directory)
+
+
+def _print_table(rows: list[dict[str, Any]], directory: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"styles: yours in {directory}, and bundled")

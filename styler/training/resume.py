@@ -79,7 +79,11 @@ class Resumable:
             check_writable(folder, option)
         if not resume:
             check_new_style(self.weights_path, overwrite)
-        if resume or not self.run_dir.has_checkpoint():
+            self._check_run_folder(force, overwrite)
+
+    def _check_run_folder(self, force: bool, overwrite: bool) -> None:
+        """A fresh run replaces an unfinished run only with ``force``, a finished one with either."""
+        if not self.run_dir.has_checkpoint():
             return
         state = self.run_dir.load_checkpoint()
         if not state.get("finished") and not force:
@@ -108,8 +112,19 @@ class Resumable:
         self.run_dir.write_spec(self.spec)
 
     def _resume(self, force: bool) -> None:
-        state = self._resume_state
-        saved = saved_config(state)
+        saved = saved_config(self._resume_state)
+        self._check_same_run(saved, force)
+        self._load_checked(self._resume_state)
+        if self.run_dir.spec_path.is_file():
+            self.spec = replace(self.spec, schedule=self.run_dir.read_spec().schedule)
+        if self.config.steps != saved.steps or self.config.lr != saved.lr:
+            self._fresh_schedule(lr_changed=self.config.lr != saved.lr)
+        if self.dist.is_main:
+            self.run_dir.truncate_metrics(self.step)
+            self.run_dir.write_spec(self.spec)
+
+    def _check_same_run(self, saved: TrainConfig, force: bool) -> None:
+        """Other settings need ``force``; another architecture cannot be resumed at all."""
         differences = config_differences(saved, self.config)
         if differences and not force:
             raise ConfigError(f"{self.run_dir.path} was trained with other settings ({'; '.join(differences)}); "
@@ -119,6 +134,9 @@ class Resumable:
                 raise ConfigError(f"{self.run_dir.path} has another {part} ({to_json(getattr(saved, part))}); "
                                   f"not even --force resumes a run with another architecture: start a new run "
                                   f"(--init-from reuses a finished style's generator)")
+
+    def _load_checked(self, state: dict[str, Any]) -> None:
+        """:meth:`_load_state`, with a checkpoint that lacks keys or does not fit named in one line."""
         try:
             self._load_state(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
@@ -126,13 +144,6 @@ class Resumable:
             reason = f"{type(exc).__name__}: {detail[:200]}"
             raise TrainingError(f"{self.run_dir.checkpoint_path}: checkpoint is incomplete or does not fit this "
                                 f"run ({reason}); delete it to start over") from exc
-        if self.run_dir.spec_path.is_file():
-            self.spec = replace(self.spec, schedule=self.run_dir.read_spec().schedule)
-        if self.config.steps != saved.steps or self.config.lr != saved.lr:
-            self._fresh_schedule(lr_changed=self.config.lr != saved.lr)
-        if self.dist.is_main:
-            self.run_dir.truncate_metrics(self.step)
-            self.run_dir.write_spec(self.spec)
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
