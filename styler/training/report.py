@@ -63,6 +63,14 @@ def out_of_memory(exc: Exception, config: TrainConfig, step: int, device: torch.
                          f"{config.batch_size} and --image-size {config.image_size}; lower one of them{saved}")
 
 
+def not_finite(which: str, value: float, step: int, checkpoint_step: int, run_dir: Path) -> TrainingError:
+    """A loss that became NaN or infinite, and how to go on from the last good checkpoint."""
+    kept = (f"the last good checkpoint (step {checkpoint_step}) is in {run_dir}; "
+            f"resume it with --resume --force and a lower --lr or loss weights"
+            if checkpoint_step else "no checkpoint was written yet; lower --lr or the loss weights")
+    return TrainingError(f"the {which} loss became {value} at step {step + 1}; stopped: {kept}")
+
+
 def reraise(original: Exception, replacement: Exception) -> NoReturn:
     """Raise ``replacement`` chained to ``original`` (or ``original`` itself when unchanged)."""
     if replacement is original:

@@ -16,19 +16,19 @@ import torch
 
 from styler.config import DEFAULT_LAYERS, LR_FLOOR, Features, TrainConfig, to_json
 from styler.device import autocast, compute_dtype, memory_format
-from styler.errors import ConfigError, DataError, TrainingError
+from styler.errors import ConfigError
 from styler.io.files import file_sha256
-from styler.io.images import find_images, save_image
+from styler.io.images import save_image
 from styler.io.weights import WEIGHTS_SUFFIX, resolve_weights, save_generator, utc_now
 from styler.nn import Generator, PatchDiscriminator
 from styler.nn.generator import load_generator
 from styler.nn.vgg import build_feature_extractor
 from styler.training import distributed
-from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content
+from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content, content_images
 from styler.training.distributed import DistContext
 from styler.training.losses import PerceptualLoss, hinge_discriminator_loss, hinge_generator_loss
 from styler.training.previews import loss_curve, pairs_grid
-from styler.training.report import load_style, out_of_memory, reraise, timed, worker_failure
+from styler.training.report import load_style, not_finite, out_of_memory, reraise, timed, worker_failure
 from styler.training.resume import Resumable, deferred_interrupt
 from styler.training.runs import RunDir, RunSpec, default_run_dir
 from styler.training.validation import BestTracker, first_readable, load_crops, split_validation
@@ -56,14 +56,6 @@ class TrainResult:
     val_loss: float | None = None
     stopped_early: bool = False
     run_dir: Path | None = None
-
-
-def content_images(content_dir: Path) -> list[Path]:
-    paths = find_images(Path(content_dir))
-    if not paths:
-        raise DataError(f"{content_dir}: no images found (looked for jpg, jpeg, png, webp, bmp, tif, gif "
-                        f"in all subfolders)")
-    return paths
 
 
 class Trainer(Resumable):
@@ -188,13 +180,8 @@ class Trainer(Resumable):
         return autocast(self.device, self.amp_dtype)
 
     def _check_finite(self, loss: torch.Tensor, which: str) -> None:
-        bad = distributed.any_rank(not bool(torch.isfinite(loss).item()), self.dist, self.device)
-        if bad:
-            kept = (f"the last good checkpoint (step {self.checkpoint_step}) is in {self.run_dir.path}; "
-                    f"resume it with --resume --force and a lower --lr or loss weights"
-                    if self.checkpoint_step else "no checkpoint was written yet; lower --lr or the loss weights")
-            raise TrainingError(f"the {which} loss became {float(loss.detach())} at step {self.step + 1}; "
-                                f"stopped: {kept}")
+        if distributed.any_rank(not bool(torch.isfinite(loss).item()), self.dist, self.device):
+            raise not_finite(which, float(loss.detach()), self.step, self.checkpoint_step, self.run_dir.path)
 
     def train_step(self, content: torch.Tensor) -> dict[str, float]:
         """One D-step then one G-step (pix2pix order); returns the losses as floats."""
