@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from styler.inference.stylizer import Stylizer
 from styler.config import GeneratorConfig
 from styler.errors import ImageError
+from styler.inference.stylizer import Stylizer
 from styler.io.images import pil_to_tensor
 from styler.nn import Generator
 from tests.conftest import make_photo

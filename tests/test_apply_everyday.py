@@ -7,10 +7,10 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from styler.io.weights import save_generator
 from styler.cli import main
 from styler.config import GeneratorConfig
 from styler.io.images import is_styler_output
+from styler.io.weights import save_generator
 from styler.nn import Generator
 from tests.conftest import make_photo
 

@@ -7,8 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from styler.config import GeneratorConfig, Upsample
-from styler.nn import Generator
 from styler.inference.tiling import GlobalStatsGenerator
+from styler.nn import Generator
 
 ROOT = Path(__file__).resolve().parent.parent
 PERFORMANCE = " ".join((ROOT / "docs" / "performance.md").read_text().split())

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from styler.inference.stylizer import Stylizer
-from styler.io.weights import bundled_dir, list_styles, resolve_weights, save_generator
 from styler.cli import main
 from styler.config import GeneratorConfig
+from styler.inference.stylizer import Stylizer
+from styler.io.weights import bundled_dir, list_styles, resolve_weights, save_generator
 from styler.nn import Generator
 
 ROOT = Path(__file__).resolve().parent.parent
