@@ -84,10 +84,10 @@ def test_nan_weights_are_rejected(tmp_path):
 
 
 def test_resolve_by_name_and_path_and_list_available(tmp_path):
-    _, path = saved(tmp_path, "starry")
-    assert resolve_weights("starry", tmp_path) == path
+    _, path = saved(tmp_path, "mine")
+    assert resolve_weights("mine", tmp_path) == path
     assert resolve_weights(str(path), tmp_path / "elsewhere") == path
-    with pytest.raises(WeightsError, match="available: starry"):
+    with pytest.raises(WeightsError, match=r"available: matisse, mine, shipwreck, starry\)"):  # and the bundled
         resolve_weights("nope", tmp_path)
 
 

@@ -18,7 +18,12 @@ def invoke(args):
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
-def test_sheet_shows_every_style_and_skips_broken_files(tmp_path):
+def no_bundled_styles(monkeypatch, tmp_path):
+    monkeypatch.setattr("styler.checkpoint.bundled_dir", lambda: tmp_path / "no-bundled")
+
+
+def test_sheet_shows_every_style_and_skips_broken_files(tmp_path, monkeypatch):
+    no_bundled_styles(monkeypatch, tmp_path)
     for i, name in enumerate(("alpha", "beta", "gamma")):
         torch.manual_seed(i)
         save_generator(tmp_path / "w" / f"{name}.safetensors", Generator(TINY), {"style_name": name})
@@ -32,7 +37,8 @@ def test_sheet_shows_every_style_and_skips_broken_files(tmp_path):
     assert sheet.size == (2 * 40 + 3 * 8, 2 * (32 + LABEL_HEIGHT) + 3 * 8)  # original + 3 styles, 2x2
 
 
-def test_sheet_without_styles_is_one_line_error(tmp_path):
+def test_sheet_without_styles_is_one_line_error(tmp_path, monkeypatch):
+    no_bundled_styles(monkeypatch, tmp_path)
     photo = make_photo(tmp_path / "photo.png")
     result = invoke(["sheet", str(photo), "--weights-dir", str(tmp_path / "none")])
     assert result.exit_code == 1 and result.stderr.strip().startswith("error: no usable styles in")

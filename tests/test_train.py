@@ -128,7 +128,7 @@ def test_fp16_training_is_refused_on_the_cpu_as_apply_refuses_it(tmp_path, photo
 def test_resume_with_other_settings_lists_fields_unless_forced(tmp_path, photo_dir, style_image):
     trainer = make_trainer(tmp_path, photo_dir, style_image, replace(TINY, steps=2))
     trainer.run()
-    changed = replace(TINY, steps=2, lr=2e-3, loss=LossConfig(style_weight=3.0), log_every=5)
+    changed = replace(TINY, steps=3, lr=2e-3, loss=LossConfig(style_weight=3.0), log_every=5)
     with pytest.raises(ConfigError, match=r"loss\.style_weight: 5\.0 -> 3\.0; lr: 0\.001 -> 0\.002\)"):
         make_trainer(tmp_path, photo_dir, style_image, changed, resume=True)
     assert make_trainer(tmp_path, photo_dir, style_image, changed, resume=True, force=True).step == 2

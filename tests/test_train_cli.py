@@ -40,7 +40,8 @@ def test_run_folder_has_metrics_previews_curve_and_sheet(tmp_path, photo_dir, st
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     run = tmp_path / "runs" / "demo"
-    assert summary["run_dir"] == "runs/demo" and summary["best_step"] in (2, 4)
+    assert summary["run_dir"] == str(tmp_path / "runs" / "demo") and summary["best_step"] in (2, 4)
+    assert summary["weights"] == str(tmp_path / "weights" / "demo.safetensors")  # --json paths are absolute
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert set(records[0]) >= {"content", "style", "tv", "adv", "d", "d_real", "d_fake", "total", "lr",
@@ -56,17 +57,17 @@ def test_run_folder_has_metrics_previews_curve_and_sheet(tmp_path, photo_dir, st
     assert meta["validation_images"] == 3 and meta["content_images"] == 3
 
 
-def interrupt_at_step_2(monkeypatch):
-    """Make training raise KeyboardInterrupt after step 2 (as Ctrl-C would); returns the undo."""
+def interrupt_at_step_2(monkeypatch, step=2):
+    """Make training raise KeyboardInterrupt after ``step`` (as Ctrl-C would); returns the undo."""
     after_step = Trainer._after_step
 
-    def interrupt_at_2(self, losses, rate):
+    def interrupt_at(self, losses, rate):
         value = after_step(self, losses, rate)
-        if self.step == 2:
+        if self.step == step:
             raise KeyboardInterrupt
         return value
 
-    monkeypatch.setattr(Trainer, "_after_step", interrupt_at_2)
+    monkeypatch.setattr(Trainer, "_after_step", interrupt_at)
     # (monkeypatch.undo() would also undo the chdir of the in_tmp fixture)
     return lambda: monkeypatch.setattr(Trainer, "_after_step", after_step)
 
@@ -79,13 +80,13 @@ def test_ctrl_c_then_resume_from_the_run_folder(tmp_path, photo_dir, style_image
     assert result.stderr.strip().endswith("error: interrupted at step 2; checkpoint saved, resume with: "
                                           "styler train --resume runs/style")
     restore()
-    one_line_error(train("--resume", "runs/style", "--steps", 5), "steps: 4 -> 5")
+    one_line_error(train("--resume", "runs/style", "--lr", 0.002), "lr: 0.001 -> 0.002")
     one_line_error(train(*args), "unfinished run (step 2)")
     result = train("--resume", "runs/style", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 4
-    result = train(*args, "--resume")  # same options, flag form: the finished run just re-saves
-    assert result.exit_code == 0, result.output
+    # same options, flag form: the finished run has nothing to add
+    one_line_error(train(*args, "--resume"), "finished at step 4; nothing to add")
 
 
 def test_resume_keeps_the_skipped_images_count(tmp_path, photo_dir, style_image, monkeypatch):

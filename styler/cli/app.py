@@ -6,6 +6,7 @@ import click
 
 from styler import __version__
 from styler.cli.apply import apply
+from styler.cli.common import set_logging
 from styler.cli.export import export
 from styler.cli.sheet import sheet
 from styler.cli.styles import styles
@@ -15,8 +16,9 @@ from styler.cli.train import train
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="styler")
 @click.option("-q", "--quiet", is_flag=True, help="Only print errors.")
+@click.option("-v", "--verbose", count=True, help="Log setup steps with their times; -vv more detail.")
 @click.pass_context
-def main(ctx: click.Context, quiet: bool) -> None:
+def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
     """styler: fast neural style transfer.
 
     \b
@@ -26,7 +28,8 @@ def main(ctx: click.Context, quiet: bool) -> None:
       styler apply photos/ --style starry -o out/
       styler styles
     """
-    ctx.obj = {"quiet": quiet}
+    set_logging(quiet, verbose)
+    ctx.obj = {"quiet": quiet, "verbose": verbose}
 
 
 for command in (train, apply, export, sheet, styles):

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from styler.cli.common import apply_config, apply_options, common_options, device_option, fail, handle_errors, \
-    print_json, progress
+    once, print_json, progress
 from styler.config import ApplyConfig, FolderConfig, OutputFormat, Temporal, VideoConfig
 from styler.errors import StylerError
 
@@ -21,25 +21,38 @@ _FOLDER = FolderConfig()
 _VIDEO = VideoConfig()
 
 
-def _report_apply(summary: Any, seconds_label: str, as_json: bool, quiet: bool) -> None:
+def _report_apply(summary: Any, skipped: list[tuple[Path, Path]], seconds_label: str, as_json: bool,
+                  quiet: bool) -> None:
     for src, reason in summary.failed:
         click.echo(f"failed: {src}: {reason}" if not reason.startswith(str(src)) else f"failed: {reason}", err=True)
     if as_json:
-        print_json({"done": len(summary.done), "failed": len(summary.failed), "skipped": len(summary.skipped),
+        print_json({"done": len(summary.done), "failed": len(summary.failed), "skipped": len(skipped),
                     "seconds": round(summary.seconds, 3), "images_per_s": round(summary.images_per_s, 3),
-                    "outputs": [str(p) for p in summary.done], "skipped_outputs": [str(p) for p in summary.skipped],
-                    "failures": [{"input": str(s), "reason": r} for s, r in summary.failed]})
+                    "outputs": [_pair(s, d) for s, d in sorted(summary.pairs)],
+                    "skipped_outputs": [_pair(s, d) for s, d in skipped],
+                    "failures": [{"input": str(Path(s).absolute()), "reason": r} for s, r in summary.failed]})
     elif not quiet:
-        _print_apply_line(summary, seconds_label)
+        _print_apply_line(summary, len(skipped), seconds_label)
 
 
-def _print_apply_line(summary: Any, seconds_label: str) -> None:
-    if len(summary.done) == 1 and not summary.failed and not summary.skipped:
+def _pair(src: Path, dst: Path) -> dict[str, str]:
+    return {"input": str(Path(src).absolute()), "output": str(Path(dst).absolute())}
+
+
+def _print_apply_line(summary: Any, skipped: int, seconds_label: str) -> None:
+    if len(summary.done) == 1 and not summary.failed and not skipped:
         click.echo(f"wrote {summary.done[0]}")
         return
-    skipped = f", skipped {len(summary.skipped)} existing (--overwrite to redo)" if summary.skipped else ""
-    click.echo(f"done {len(summary.done)}, failed {len(summary.failed)}{skipped}, {summary.seconds:.1f}s, "
-               f"{summary.images_per_s:.2f} images/s{seconds_label}")
+    existing = f", skipped {skipped} existing (--overwrite to redo)" if skipped else ""
+    # A rate needs at least two images to mean anything.
+    rate = f", {summary.images_per_s:.2f} images/s" if len(summary.done) > 1 else ""
+    click.echo(f"done {len(summary.done)}, failed {len(summary.failed)}{existing}, {summary.seconds:.1f}s"
+               f"{rate}{seconds_label}")
+
+
+def _jpeg(value: str) -> str:
+    value = value.lower()
+    return "jpg" if value == "jpeg" else value
 
 
 def _video_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,6 +91,7 @@ def _apply_moving(stylizer: Any, pairs: list[tuple[Path, Path]], config: VideoCo
             try:
                 stylize_file(stylizer, src, dst, config, on_frame, quality)
                 summary.done.append(dst)
+                summary.pairs.append((src, dst))
             except StylerError as exc:
                 summary.failed.append((src, str(exc)))
     summary.seconds += time.perf_counter() - start
@@ -85,17 +99,19 @@ def _apply_moving(stylizer: Any, pairs: list[tuple[Path, Path]], config: VideoCo
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--style", required=True, help="Style name in the weights folder, or a .safetensors path.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Output file (one image) or folder.")
+@click.option("--style", required=True, multiple=True, callback=lambda ctx, param, value: once(param, value),
+              help="Style name (yours, else a bundled one), or a .safetensors path.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Output file (one image) or folder (several inputs, or a trailing slash).")
 @apply_options
 @click.option("--max-size", type=int, default=None, help="Downscale so the longer side is at most this.")
 @click.option("--recursive/--no-recursive", default=_FOLDER.recursive, show_default=True,
               help="Search folders (and ** in patterns) recursively.")
 @click.option("--overwrite/--skip-existing", default=_FOLDER.overwrite, show_default=True,
               help="Redo outputs that already exist, or skip them (resumes an interrupted run).")
-@click.option("--format", "fmt", type=click.Choice([f.value for f in OutputFormat]), default=_FOLDER.format.value,
-              show_default=True, help="Output format; 'same' keeps each input's extension.")
+@click.option("--format", "fmt", type=click.Choice([*(f.value for f in OutputFormat), "jpeg"], case_sensitive=False),
+              default=_FOLDER.format.value, show_default=True, callback=lambda ctx, param, value: _jpeg(value),
+              help="Output format; 'same' keeps each input's extension.")
 @click.option("--quality", type=int, default=_FOLDER.quality, show_default=True, help="JPEG/WebP quality 1..100.")
 @click.option("--batch-size", type=int, default=_FOLDER.batch_size, show_default=True,
               help="Images of the same size stylized together.")
@@ -110,7 +126,7 @@ def _apply_moving(stylizer: Any, pairs: list[tuple[Path, Path]], config: VideoCo
 @common_options
 @click.pass_context
 @handle_errors
-def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path | None, strength: float,
+def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: str | None, strength: float,
           preserve_color: bool, tile: int | None, max_tile_pixels: int, tile_stats: str, stats_size: int,
           precision: str, max_size: int | None,
           recursive: bool, overwrite: bool, fmt: str, quality: int, batch_size: int, workers: int,
@@ -145,8 +161,8 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path
                           batch_size=batch_size, workers=workers, max_pixels=max_pixels,
                           shard=parse_shard(shard) if shard else shard_from_env())
     stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
-    pairs, failed = plan_outputs(inputs, output, stylizer.name, folder)
-    pairs, skipped = split_existing(take_shard(pairs, folder.shard), folder.overwrite)
+    planned, failed = plan_outputs(inputs, output, stylizer.name, folder)
+    pairs, skipped = split_existing(take_shard(planned, folder.shard, inputs), folder.overwrite)
     pairs, moving = split_moving(pairs)
     quiet = ctx.obj["quiet"] or len(pairs) <= 1
     summary = ApplySummary()
@@ -162,9 +178,9 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: Path
     _apply_moving(stylizer, moving, video, folder.quality, ctx.obj["quiet"], summary)
     summary.failed[:0] = failed
     summary.skipped = [dst for _, dst in skipped]
+    if not planned and not failed:  # an empty shard of a non-empty run is fine (torchrun ranks)
+        fail("no images found in the given inputs")
     label = f" (shard {folder.shard[0]}/{folder.shard[1]})" if folder.shard else ""
-    _report_apply(summary, label, as_json, ctx.obj["quiet"])
+    _report_apply(summary, skipped, label, as_json, ctx.obj["quiet"])
     if summary.failed:
         sys.exit(1)
-    if not summary.done and not summary.skipped:
-        fail("no images found in the given inputs")

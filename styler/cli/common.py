@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -28,8 +29,17 @@ def console(stderr: bool = True):
     return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
 
 
+def json_mode() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.params.get("as_json"))
+
+
 def fail(message: str, code: int = 1) -> None:
+    """One line on stderr; with --json also ``{"error": ...}`` on stdout, so scripts that parse
+    stdout always get an object."""
     click.echo(f"error: {message}", err=True)
+    if json_mode():
+        print_json({"error": message, "exit_code": code})
     sys.exit(code)
 
 
@@ -44,13 +54,54 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except click.ClickException as exc:  # a usage error found inside the command
+            if json_mode():
+                print_json({"error": exc.format_message(), "exit_code": exc.exit_code})
+            raise
 
     return wrapper
+
+
+class _EchoHandler(logging.Handler):
+    """Log records on stderr through Click (so tests' captured streams see them too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def set_logging(quiet: bool, verbose: int) -> None:
+    """-q shows errors only, -v setup steps with their times, -vv more. The logger passes
+    everything on, so the setup status can show each step even when it is not printed."""
+    logger = logging.getLogger("styler")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    handler = next((h for h in logger.handlers if isinstance(h, _EchoHandler)), None)
+    if handler is None:
+        handler = _EchoHandler()
+        logger.addHandler(handler)
+    handler.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose > 1 else
+                     logging.INFO if verbose else logging.WARNING)
+
+
+def _global_after_command(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """-q and -v given after the command name (``styler apply x.jpg -q``) mean what they mean before it."""
+    if not value:
+        return
+    obj = ctx.find_root().obj
+    if param.name == "quiet":
+        obj["quiet"] = True
+    else:
+        obj["verbose"] += value
+    set_logging(obj["quiet"], obj["verbose"])
 
 
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command shares, declared once."""
     decorators = [
+        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_global_after_command,
+                     help="Only print errors (also accepted before the command)."),
+        click.option("-v", "--verbose", count=True, expose_value=False, callback=_global_after_command,
+                     help="More detail, repeatable (also accepted before the command)."),
         click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
                      default=None, envvar="STYLER_WEIGHTS_DIR", show_envvar=True,
                      help="Folder of style weights [default: ./weights]."),
@@ -65,6 +116,13 @@ def device_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--device", type=click.Choice([d.value for d in DeviceChoice]),
                         default=DeviceChoice.AUTO.value, show_default=True,
                         help="Compute device; auto picks CUDA, then MPS, then CPU.")(func)
+
+
+def once(param: click.Parameter, values: tuple[str, ...]) -> str | None:
+    """A value for an option that may be given once (Click would silently keep the last)."""
+    if len(values) > 1:
+        raise click.BadParameter(f"given {len(values)} times ({', '.join(values)}); give it once", param=param)
+    return values[0] if values else None
 
 
 def print_json(data: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ def sheet(image: Path, output: Path, size: int, columns: int | None, strength: f
         raise WeightsError(f"no usable styles in {directory}; train one with 'styler train'")
     save_image(render_sheet(entries, columns), output)
     if as_json:
-        print_json({"output": str(output), "styles": [label for label, _ in entries[1:]],
+        print_json({"output": str(output.absolute()), "styles": [label for label, _ in entries[1:]],
                     "failures": [{"style": n, "reason": r} for n, r in failures]})
     else:
         click.echo(f"wrote {output} with {len(entries) - 1} style(s)")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
-from styler.cli.common import common_options, device_option, fail, handle_errors, print_json, progress
+from styler.cli.common import common_options, console, device_option, fail, handle_errors, once, print_json, \
+    progress
 from styler.config import Features, GeneratorConfig, LossConfig, OFFLINE_DEFAULTS, Precision, Preprocess, StyleLoss, \
     TrainConfig, Upsample, default_weights_dir, defaults_for
 
@@ -51,7 +54,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 
 
 @click.command()
-@click.option("--style", "style_path", type=click.Path(path_type=Path),
+@click.option("--style", "style_path", type=click.Path(path_type=Path), multiple=True,
+              callback=lambda ctx, param, value: once(param, value),
               help="The style painting (any image Pillow reads).")
 @click.option("--content-dir", type=click.Path(path_type=Path),
               help="Folder of photos to train on (searched recursively).")
@@ -65,7 +69,10 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--content-weight", type=float, default=_LOSS.content_weight, show_default=True)
 @click.option("--style-weight", type=float, default=_LOSS.style_weight, show_default=True)
 @click.option("--tv-weight", type=float, default=_LOSS.tv_weight,
-              show_default=f"{_LOSS.tv_weight}; {OFFLINE_DEFAULTS.loss.tv_weight} with --features random")
+              show_default=f"{_LOSS.tv_weight}, effectively off; {OFFLINE_DEFAULTS.loss.tv_weight} with --features "
+                           f"random",
+              help="Total-variation weight: smooths high-frequency noise. The default is too small to act "
+                   "beside the normalised content and style terms; 1 trims noise.")
 @click.option("--adv-weight", type=float, default=_LOSS.adv_weight, show_default=True,
               help="PatchGAN adversarial weight; 0 disables the discriminator.")
 @click.option("--lr", type=float, default=_TRAIN.lr, show_default=True,
@@ -105,9 +112,12 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for checkpoints, metrics and previews [default: ./runs/<name>].")
 @click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
-              help="Continue a checkpointed run: alone with the same options, or with its run folder.")
+              help="Continue a checkpointed run: alone with the same options, or with its run folder; "
+                   "with a larger --steps, train a finished run longer.")
 @click.option("--force", is_flag=True,
               help="Resume despite changed options, or start over in a folder holding an unfinished run.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing style of the same name (or hide a bundled one) and a finished run.")
 @click.option("--init-from", default=None, metavar="NAME_OR_FILE",
               help="Start from an existing style's generator (transfer learning).")
 @click.option("--base-channels", type=int, default=None,
@@ -119,13 +129,16 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
               show_default=True, help="auto: bf16 on CUDA, fp32 elsewhere; fp16 needs CUDA (with loss scaling).")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the generator and loss network.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Accept style paintings and photos up to this many pixels [default: Pillow's limit, "
+                   "about 89 million]; larger ones are refused as possible decompression bombs.")
 @device_option
 @common_options
 @click.pass_context
 @handle_errors
 def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None, vgg_weights: Path | None,
-          run_dir: Path | None, resume: str | None, force: bool, device: str,
-          weights_dir: Path | None, as_json: bool, **params: Any) -> None:
+          run_dir: Path | None, resume: str | None, force: bool, overwrite: bool, max_pixels: int | None,
+          device: str, weights_dir: Path | None, as_json: bool, **params: Any) -> None:
     """Train a generator for one style painting.
 
     \b
@@ -135,14 +148,17 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
       styler train --style scream.jpg --content-dir photos/ --vgg-weights ~/vgg16-397923af.pth
       styler train --style starry.png --content-dir photos/ --features random   # offline
       styler train --resume runs/starry                     # continue after Ctrl-C or a crash
+      styler train --resume runs/starry --steps 4000        # train a finished run longer
       styler train --style wave.jpg --content-dir photos/ --init-from starry
       torchrun --nproc_per_node=4 -m styler train --style starry.png --content-dir photos/
     """
     from styler.training import distributed
     from styler.device import resolve_device
+    from styler.inference.pipeline import set_max_pixels
     from styler.training.runs import default_run_dir
     from styler.training.trainer import Trainer
 
+    set_max_pixels(max_pixels)
     config, style_path, content_dir, vgg_weights, weights_dir, resumed_dir = _run_inputs(
         ctx, params, resume, style_path, content_dir, vgg_weights, weights_dir)
     run_dir = run_dir or resumed_dir
@@ -153,11 +169,35 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
     try:
         # Build everything (data, loss network, style targets) before the bar, so a setup error
         # is one clean line rather than a line under a half-drawn progress bar.
-        trainer = Trainer(config, style_path, content_dir, weights_dir, distributed.setup(dist, resolve_device(device)),
-                          vgg_weights=vgg_weights, run_dir=run_dir, resume=resume is not None, force=force, dist=dist)
+        with _setup_status(ctx.obj["quiet"] or as_json or not dist.is_main):
+            trainer = Trainer(config, style_path, content_dir, weights_dir,
+                              distributed.setup(dist, resolve_device(device)), vgg_weights=vgg_weights,
+                              run_dir=run_dir, resume=resume is not None, force=force, overwrite=overwrite, dist=dist)
         _run_training(trainer, as_json, ctx.obj["quiet"] or not dist.is_main)
     finally:
         distributed.teardown()
+
+
+@contextlib.contextmanager
+def _setup_status(quiet: bool) -> Iterator[None]:
+    """A spinner naming each setup step (scanning photos, loss network, style targets), which
+    take tens of seconds before the first step. Only on a terminal: a log file gets -v's lines."""
+    out = console()
+    if quiet or not out.is_terminal:
+        yield
+        return
+
+    class Follow(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            status.update(f"preparing training: {record.getMessage()}")
+
+    handler = Follow()
+    with out.status("preparing training") as status:
+        logging.getLogger("styler").addHandler(handler)
+        try:
+            yield
+        finally:
+            logging.getLogger("styler").removeHandler(handler)
 
 
 def _run_inputs(ctx: click.Context, params: dict[str, Any], resume: str | None, style_path: Path | None,
@@ -213,10 +253,11 @@ def _interrupted_message(trainer: Any) -> str:
 
 def _report_training(result: Any, config: TrainConfig, as_json: bool, quiet: bool) -> None:
     if as_json:
-        print_json({"weights": str(result.weights_path), "steps": result.steps, "seconds": round(result.seconds, 1),
-                    "losses": result.losses, "skipped_images": [str(p) for p in result.skipped_images],
+        print_json({"weights": str(result.weights_path.absolute()), "steps": result.steps,
+                    "seconds": round(result.seconds, 1), "losses": result.losses,
+                    "skipped_images": [str(Path(p).absolute()) for p in result.skipped_images],
                     "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
-                    "stopped_early": result.stopped_early, "run_dir": str(result.run_dir)})
+                    "stopped_early": result.stopped_early, "run_dir": str(Path(result.run_dir).absolute())})
     elif not quiet:
         extra = f", skipped {len(result.skipped_images)} unreadable image(s)" if result.skipped_images else ""
         best = (f"; best validation loss {result.val_loss:.4g} at step {result.best_step}"

@@ -54,11 +54,21 @@ def export_generator(generator: Generator, path: Path, fmt: ExportFormat, opset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream; it still works here
         scripted = torch.jit.script(module)
-    with atomic_path(path) as tmp:
-        if fmt is ExportFormat.TORCHSCRIPT:
-            scripted.save(tmp)
-        else:
-            _export_onnx(scripted, tmp, opset)
+    started = False  # failing before the temp file exists means the path cannot be written
+    try:
+        with atomic_path(path) as tmp:
+            started = True
+            if fmt is ExportFormat.TORCHSCRIPT:
+                scripted.save(tmp)
+            else:
+                _export_onnx(scripted, tmp, opset)
+    except StylerError:
+        raise
+    except Exception as exc:
+        if not started:
+            raise ExportError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
+        # The exporters raise many kinds of errors (unsupported operator, disk full, ...).
+        raise ExportError(f"exporting to {path} failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
     return path
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 from styler.config import FolderConfig
 from styler.errors import ImageError, StylerError
 from styler.inference.stylizer import Stylizer
-from styler.io.images import open_image, save_image, split_alpha
+from styler.io.images import mark_output, open_image, save_image, split_alpha
 
 OnImage = Callable[[Path, "str | None"], None]
 _DONE = object()  # end-of-stream marker on a queue
@@ -35,6 +35,7 @@ _RGB_MODES = ("RGB", "RGBA", "RGBX", "P", "PA")  # modes whose ICC profile descr
 @dataclass
 class ApplySummary:
     done: list[Path] = field(default_factory=list)
+    pairs: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output) of each one done
     failed: list[tuple[Path, str]] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     seconds: float = 0.0
@@ -65,10 +66,11 @@ def set_max_pixels(limit: int | None) -> None:
 def decode(src: Path, dst: Path, max_size: int | None) -> _Item:
     """Read one image: pixels, alpha, EXIF (orientation already applied) and an RGB ICC profile."""
     try:
-        image = open_image(src)
+        image = open_image(src, max_size)
     except ImageError as exc:
         if isinstance(exc.__cause__, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-            raise ImageError(f"{exc}; raise the limit with --max-pixels if you trust this file") from exc
+            raise ImageError(f"{exc}; raise the limit with --max-pixels if you trust this file, or "
+                             f"scale it down with --max-size") from exc
         raise
     exif = image.getexif()
     # A CMYK or greyscale profile would mislabel the RGB output, so only RGB profiles travel.
@@ -85,7 +87,7 @@ def encode(item: _Item, quality: int) -> None:
         out.putalpha(item.alpha)
     if out.mode == "RGBA" and item.dst.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
         out = out.convert("RGB")
-    save_image(out, item.dst, quality=quality, exif=item.exif, icc_profile=item.icc)
+    save_image(out, item.dst, quality=quality, exif=mark_output(item.exif), icc_profile=item.icc)
 
 
 class _Threads:
@@ -140,6 +142,7 @@ class Pipeline:
         with self.lock:
             if error is None:
                 self.summary.done.append(dst)
+                self.summary.pairs.append((src, dst))
             else:
                 self.summary.failed.append((src, error))
             if self.on_image is not None:

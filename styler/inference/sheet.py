@@ -9,10 +9,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from styler.config import ApplyConfig
-from styler.errors import StylerError, WeightsError
+from styler.errors import StylerError
 from styler.inference.stylizer import Stylizer
 from styler.io.images import split_alpha
-from styler.io.weights import list_weights
+from styler.io.weights import list_styles, short_reason
 from styler.nn.generator import load_generator
 
 LABEL_HEIGHT = 22
@@ -21,21 +21,23 @@ GAP = 8
 
 def stylize_all(image: Image.Image, weights_dir: Path, device: torch.device, cell: int,
                 config: ApplyConfig | None = None) -> tuple[list[tuple[str, Image.Image]], list[tuple[str, str]]]:
-    """(label, image) for the original and every readable style in ``weights_dir``, with the
+    """(label, image) for the original and every readable style (``weights_dir``'s and the bundled ones), with the
     photo's longer side at ``cell``; plus (file, reason) for every style that failed."""
     config = config or ApplyConfig()
     rgb, _ = split_alpha(image, cell)  # the sheet is opaque; alpha would only hide the style
     entries: list[tuple[str, Image.Image]] = [("original", rgb)]
     failures: list[tuple[str, str]] = []
-    for found in list_weights(weights_dir):
-        if isinstance(found, WeightsError):
-            failures.append(("?", str(found)))
+    for style in list_styles(weights_dir):
+        if style.shadowed:
+            continue
+        if style.error is not None:
+            failures.append((style.path.name, short_reason(style.error, style.path)))
             continue
         try:
-            generator, info = load_generator(found.path, device)
-            entries.append((found.path.stem, Stylizer(generator, info, device, config)(rgb)))
+            generator, info = load_generator(style.path, device)
+            entries.append((style.name, Stylizer(generator, info, device, config)(rgb)))
         except StylerError as exc:
-            failures.append((found.path.name, str(exc)))
+            failures.append((style.path.name, short_reason(exc, style.path)))
     return entries, failures
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, overload
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from styler.config import ApplyConfig, DeviceChoice, Temporal, VideoConfig
 from styler.device import autocast, compute_dtype, memory_format, resolve_device
 from styler.errors import ImageError
 from styler.inference.guided import at_stroke_scale
 from styler.inference.tiling import GlobalStatsGenerator, tiled_forward
-from styler.io.images import pil_to_tensor, split_alpha, tensor_to_pil
+from styler.io.images import open_image, pil_to_tensor, split_alpha, tensor_to_pil
 from styler.io.weights import WeightsInfo, resolve_weights
 from styler.nn import Generator
 from styler.nn.fast import FastGenerator
@@ -53,8 +53,9 @@ def join_alpha(tensor: torch.Tensor, alpha: Image.Image | None) -> Image.Image:
 class Stylizer:
     """A loaded style. ``Stylizer.load("starry")(pil_image)`` returns the stylized image.
 
-    Accepts a PIL image (any mode; alpha is kept), a (3, H, W) tensor or a (N, 3, H, W) batch in
-    [0, 1], and returns the same kind. ``config`` sets strength, colour preservation, tiling and
+    Accepts a PIL image (any mode; alpha is kept; EXIF orientation applied), a path, a (3, H, W)
+    tensor or a (N, 3, H, W) batch (float in [0, 1] or uint8), or an (H, W, 3) numpy array, and
+    returns the same kind (a PIL image for a path). ``config`` sets strength, colour preservation, tiling and
     precision (see :class:`styler.config.ApplyConfig`).
     """
 
@@ -133,13 +134,24 @@ class Stylizer:
     def __call__(self, image: Image.Image) -> Image.Image: ...
     @overload
     def __call__(self, image: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def __call__(self, image: str | os.PathLike[str]) -> Image.Image: ...
 
     def __call__(self, image):
+        """Stylize a PIL image (EXIF orientation applied, as the CLI does), a path, a tensor
+        ((3, H, W) or (N, 3, H, W): float in [0, 1], or uint8 in 0..255 as ``torchvision.io``
+        reads them) or a numpy array ((H, W, 3) uint8, or float in [0, 1]); returns the same kind."""
+        if isinstance(image, (str, os.PathLike)):
+            return self(open_image(Path(image), self.config.max_size))
         if isinstance(image, torch.Tensor):
-            return self.stylize_tensor(image[None])[0] if image.ndim == 3 else self.stylize_tensor(image)
+            x = _unit_float(image)
+            out = self.stylize_tensor(x[None])[0] if x.ndim == 3 else self.stylize_tensor(x)
+            return out.mul(255).round_().to(torch.uint8) if image.dtype == torch.uint8 else out
+        if type(image).__module__ == "numpy":
+            return self._call_array(image)
         if not isinstance(image, Image.Image):
-            raise ImageError(f"expected a PIL image or a tensor, got {type(image).__name__}")
-        rgb, alpha = split_alpha(image, self.config.max_size)
+            raise ImageError(f"expected a PIL image, a path, a tensor or a numpy array, got {type(image).__name__}")
+        rgb, alpha = split_alpha(ImageOps.exif_transpose(image), self.config.max_size)
         return join_alpha(self.stylize_tensor(pil_to_tensor(rgb)[None])[0], alpha)
 
     def stylize_frames(self, frames: Iterable[Image.Image | torch.Tensor], temporal: Temporal = Temporal.EMA,
@@ -165,3 +177,25 @@ class Stylizer:
         from styler.inference.video import stylize_file
 
         return stylize_file(self, Path(src), Path(dst), config or VideoConfig(), on_frame)
+
+    def _call_array(self, array):  # numpy.ndarray -> numpy.ndarray of the same dtype kind
+        if array.ndim != 3 or array.shape[2] != 3:
+            raise ImageError(f"expected an (H, W, 3) array, got shape {tuple(array.shape)}")
+        out = self(torch.from_numpy(array.copy()).permute(2, 0, 1))
+        if array.dtype.kind == "f":
+            return out.permute(1, 2, 0).numpy().astype(array.dtype)
+        return out.permute(1, 2, 0).contiguous().numpy()
+
+
+def _unit_float(image: torch.Tensor) -> torch.Tensor:
+    """A float tensor in [0, 1]: uint8 is scaled from 0..255; a float tensor outside [0, 1] is an
+    error (stylizing 0..255 values as if they were 0..1 gives a near-white image, silently)."""
+    if image.dtype == torch.uint8:
+        return image.float().div_(255.0)
+    if not image.is_floating_point():
+        raise ImageError(f"expected a float tensor in [0, 1] or uint8 in 0..255, got {image.dtype}")
+    low, high = (float(v) for v in image.aminmax()) if image.numel() else (0.0, 0.0)
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise ImageError(f"tensor values span {low:.4g}..{high:.4g}, expected [0, 1]; "
+                         f"divide 0..255 data by 255 or pass a uint8 tensor")
+    return image

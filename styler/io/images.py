@@ -9,6 +9,7 @@ Everything a user hands us passes through here, so every failure becomes an
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,35 @@ _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+# Outputs carry "styler <version>" in the EXIF Software tag, so that a later run over the same
+# folder does not take them for photos (JPEG, PNG, WebP and TIFF hold EXIF; BMP does not).
+_SOFTWARE_TAG = 0x0131
+_OUTPUT_MARK = "styler"
+
+
+def mark_output(exif: bytes | None) -> bytes:
+    """The input's EXIF (if any) with the Software tag saying styler wrote the file."""
+    from styler import __version__
+
+    data = Image.Exif()
+    if exif:
+        data.load(exif)
+    data[_SOFTWARE_TAG] = f"{_OUTPUT_MARK} {__version__}"
+    return data.tobytes()
+
+
+def is_styler_output(path: Path) -> bool:
+    """Whether ``path`` is an image an earlier styler run wrote (reads the header only). A file
+    that cannot be read is not one; decoding it later reports why."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return str(img.getexif().get(_SOFTWARE_TAG, "")).startswith(f"{_OUTPUT_MARK} ")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 def find_images(root: Path, recursive: bool = True, wanted: Callable[[Path], bool] = is_image_path) -> list[Path]:
@@ -63,13 +93,34 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 25
     return image.convert("RGB")
 
 
-def open_image(path: Path) -> Image.Image:
-    """Decode ``path`` fully, EXIF orientation applied, in its own mode."""
+_OPEN_LOCK = threading.Lock()  # guards the process-wide pixel limit while one file lifts it
+
+
+def _open(path: Path, max_size: int | None) -> Image.Image:
+    """``Image.open``, with the decompression-bomb limit lifted for this file when ``max_size``
+    keeps the work under it (only the input is huge); JPEGs are then decoded at a reduced scale."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if not max_size or limit is None or max_size * max_size > limit:
+        return Image.open(path)
+    with _OPEN_LOCK:  # header only: cheap, and no other open runs without the limit meanwhile
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    if img.width * img.height > limit:
+        img.draft("RGB", (max_size, max_size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+    return img
+
+
+def open_image(path: Path, max_size: int | None = None) -> Image.Image:
+    """Decode ``path`` fully, EXIF orientation applied, in its own mode. With ``max_size`` (the
+    caller will downscale to it), an image over the pixel limit is accepted if the work is not."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with _open(path, max_size) as img:
                 img.load()
                 image = ImageOps.exif_transpose(img)
     except FileNotFoundError as exc:

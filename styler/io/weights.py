@@ -131,18 +131,82 @@ def list_weights(directory: Path | None = None) -> list[WeightsInfo | WeightsErr
     return found
 
 
+def short_reason(error: Exception, path: Path) -> str:
+    """The gist of a weights error for one table row: without the path, the first clause only."""
+    text = str(error).removeprefix(f"{path}: ")
+    return text.split(" (", 1)[0]
+
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # styler/, this file is styler/io/weights.py
+
+
+def bundled_dir() -> Path:
+    """The styles shipped inside the package (``styler/weights/``), wherever it is installed."""
+    return _PACKAGE / "weights"
+
+
+def in_source_checkout() -> bool:
+    """True when the package runs from a clone of the repository (not an installed copy)."""
+    return (_PACKAGE.parent / "pyproject.toml").is_file()
+
+
+@dataclass(frozen=True)
+class Style:
+    """One style a name can pick: the user's (weights folder) or bundled with the package."""
+
+    path: Path
+    bundled: bool
+    info: WeightsInfo | None = None
+    error: WeightsError | None = None
+    shadowed: bool = False  # a bundled style hidden by the user's style of the same name
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def _search_dirs(directory: Path | None) -> tuple[Path, Path | None]:
+    """(the user's weights folder, the bundled folder unless it is the same folder)."""
+    user = Path(directory) if directory is not None else default_weights_dir()
+    bundled = bundled_dir()
+    same = user.is_dir() and bundled.is_dir() and user.resolve() == bundled.resolve()
+    return user, None if same else bundled
+
+
+def list_styles(directory: Path | None = None) -> list[Style]:
+    """The user's styles in ``directory`` (default ``$STYLER_WEIGHTS_DIR`` or ``./weights``) and
+    the bundled ones, sorted by name; a user style hides a bundled one of the same name."""
+    user, bundled = _search_dirs(directory)
+    same = bundled is None
+    styles: list[Style] = []
+    mine = set()
+    for root, is_bundled in ((user, same), (bundled, True)):
+        if root is None or not root.is_dir():
+            continue
+        for path in sorted(root.glob(f"*{WEIGHTS_SUFFIX}")):
+            try:
+                info, error = read_info(path), None
+            except WeightsError as exc:
+                info, error = None, exc
+            styles.append(Style(path, is_bundled, info, error, shadowed=is_bundled and path.stem in mine))
+            if not is_bundled:
+                mine.add(path.stem)
+    return sorted(styles, key=lambda s: (s.name, s.bundled))
+
+
 def resolve_weights(name_or_path: str, directory: Path | None = None) -> Path:
-    """A path to an existing file is used as is; otherwise ``<directory>/<name>.safetensors``."""
+    """A path to an existing file is used as is; otherwise ``<name>.safetensors`` in the user's
+    weights folder, then among the bundled styles."""
     candidate = Path(name_or_path)
     if candidate.is_file():
         return candidate
-    directory = Path(directory) if directory is not None else default_weights_dir()
-    named = directory / f"{name_or_path}{WEIGHTS_SUFFIX}"
-    if named.is_file():
-        return named
-    available = sorted(p.stem for p in directory.glob(f"*{WEIGHTS_SUFFIX}")) if directory.is_dir() else []
+    user, bundled = _search_dirs(directory)
+    for root in (user, bundled):
+        if root is not None and (root / f"{name_or_path}{WEIGHTS_SUFFIX}").is_file():
+            return root / f"{name_or_path}{WEIGHTS_SUFFIX}"
+    available = sorted({s.name for s in list_styles(directory) if s.error is None})
     listing = ", ".join(available) if available else "none"
-    raise WeightsError(f"no style named {name_or_path!r} in {directory} (available: {listing}); "
+    raise WeightsError(f"no style named {name_or_path!r} in {user} or the bundled styles (available: {listing}); "
                        f"pass a .safetensors path or train one with 'styler train'")
 
 

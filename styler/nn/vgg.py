@@ -159,12 +159,15 @@ def _load_converted(kind: Features, path: Path, width_divisor: int) -> tuple[dic
             return load_file(str(cached)), Preprocess(meta["preprocess"]), digest
     state, flavour = read_vgg_file(path, kind.value, width_divisor)
     meta = {"kind": kind.value, "preprocess": flavour.value, "source": path.name, "sha256": digest}
+    from safetensors import SafetensorError
+
     try:
         with atomic_path(cached) as tmp:
             save_file(state, tmp, metadata=meta)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors reports I/O errors as its own type
         raise FeatureWeightsError(f"cannot write the converted {path.name} into the cache {cached.parent} "
-                                  f"({exc.strerror or exc}); set TORCH_HOME to a writable folder") from exc
+                                  f"({getattr(exc, 'strerror', None) or exc}); set TORCH_HOME to a writable "
+                                  f"folder") from exc
     return state, flavour, digest
 
 

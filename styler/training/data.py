@@ -12,7 +12,16 @@ from typing import Iterator, Sequence
 import torch
 
 from styler.errors import DataError, ImageError
-from styler.io.images import load_rgb, pil_to_tensor, resized_crop_params
+from styler.io.images import find_images, load_rgb, pil_to_tensor, resized_crop_params
+
+
+def content_images(content_dir: Path) -> list[Path]:
+    """The photos to train on: every image below ``content_dir``, or a one-line error."""
+    paths = find_images(Path(content_dir))
+    if not paths:
+        raise DataError(f"{content_dir}: no images found (looked for jpg, jpeg, png, webp, bmp, tif, gif "
+                        f"in all subfolders)")
+    return paths
 
 
 def sample_seed(seed: int, position: int) -> int:

@@ -7,6 +7,7 @@ works for any feature network (ImageNet or random) and any image size.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Iterator
 
 import torch
@@ -17,6 +18,8 @@ from styler.config import LossConfig, StyleLoss
 from styler.nn.vgg import FeatureExtractor
 
 _EPS = 1e-8
+
+log = logging.getLogger(__name__)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -115,8 +118,13 @@ class SlicedWassersteinLoss(StyleTerm):
             raise ValueError(f"projections must be in 1..bank_size ({bank_size}), got {projections}")
         bank_rng = torch.Generator().manual_seed(seed)
         rng = torch.Generator().manual_seed(seed + 1)  # which bank entries each call uses
-        super().__init__({name: SlicedLayerLoss(feats, bank_rng, rng, projections, bank_size, quantiles)
-                          for name, feats in style_features.items()}, rng)
+        layers = {}
+        for index, (name, feats) in enumerate(style_features.items(), 1):
+            # The slow part of setup at a large --style-size: say where it is.
+            log.debug("sorting %d style projections of %s (%d positions; layer %d of %d)", bank_size, name,
+                      feats.shape[-2] * feats.shape[-1], index, len(style_features))
+            layers[name] = SlicedLayerLoss(feats, bank_rng, rng, projections, bank_size, quantiles)
+        super().__init__(layers, rng)
 
 
 def _sorted_quantiles(dirs: torch.Tensor, flat: torch.Tensor, quantiles: int, chunk: int = 128) -> torch.Tensor:

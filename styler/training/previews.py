@@ -32,16 +32,24 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> list[tuple[float, fl
             if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
 
 
+def curve_series(records: Sequence[dict[str, Any]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(training, validation) points of the same quantity: the weighted content + style + TV loss.
+    The training total also holds the adversarial term, which validation leaves out (its
+    discriminator keeps changing), so it is plotted only for runs logged before "perceptual"."""
+    train = _series(records, "perceptual") or _series(records, "total")
+    return train, _series(records, "val_loss")
+
+
 def loss_curve(records: Sequence[dict[str, Any]], size: tuple[int, int] = (720, 400)) -> Image.Image:
-    """Training total loss (blue line) and validation loss (red dots) against the step."""
+    """Training loss (blue line) and validation loss (red dots), like with like, against the step."""
     width, height = size
     left, right, top, bottom = 70, 20, 30, 40
     image = Image.new("RGB", size, _BACKGROUND)
     draw = ImageDraw.Draw(image)
-    train, val = _series(records, "total"), _series(records, "val_loss")
+    train, val = curve_series(records)
     points = train + val
     draw.rectangle([left, top, width - right, height - bottom], outline=(0, 0, 0))
-    draw.text((left, 8), "loss (blue: train total, red: validation)", fill=(0, 0, 0))
+    draw.text((left, 8), "content + style + TV loss (blue: training, red: validation)", fill=(0, 0, 0))
     if not points:
         draw.text((left + 10, top + 10), "no metrics logged", fill=(0, 0, 0))
         return image

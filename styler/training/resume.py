@@ -7,13 +7,16 @@ import contextlib
 import json
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 
-from styler.config import TrainConfig, from_dict, to_json, train_config_v1
+from styler.config import LR_FLOOR, TrainConfig, from_dict, to_json, train_config_v1
 from styler.errors import ConfigError, TrainingError
+from styler.io.files import check_writable
+from styler.io.weights import bundled_dir, in_source_checkout
 from styler.training.runs import config_differences
 
 
@@ -38,34 +41,116 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
+def saved_config(state: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig a checkpoint was written with (version-1 checkpoints read by their rules)."""
+    fields = json.loads(state["config"])
+    return from_dict(TrainConfig, train_config_v1(fields) if state["version"] == 1 else fields)
+
+
+def check_new_style(weights_path: Path, overwrite: bool) -> None:
+    """Refuse to replace a style (or hide a bundled one) unless ``overwrite``; never write into
+    an installed package's bundled styles."""
+    name, bundled = weights_path.stem, bundled_dir()
+    into_package = weights_path.parent.absolute().resolve() == bundled.resolve()
+    if into_package and not in_source_checkout():
+        raise ConfigError(f"{weights_path.parent} holds styler's bundled styles inside the installed package; "
+                          f"pass another --weights-dir")
+    if overwrite:
+        return
+    if weights_path.exists():
+        raise ConfigError(f"a style named {name!r} already exists ({weights_path}); pick another --name, "
+                          f"or pass --overwrite to replace it")
+    if (bundled / weights_path.name).is_file():
+        raise ConfigError(f"{name!r} is a bundled style; pick another --name, or pass --overwrite to hide it "
+                          f"with yours")
+
+
 class Resumable:
     """Checkpoint methods of the trainer; every attribute used here is set by Trainer.__init__."""
 
-    def _start(self, force: bool) -> None:
+    def _check_destination(self, resume: bool, force: bool, overwrite: bool) -> None:
+        """Before any data is read: refuse to replace a style or a finished run unless
+        ``overwrite``, to write into an installed package, or into a folder we cannot write."""
+        if resume:
+            self._check_something_to_add()
         if not self.dist.is_main:
             return
-        if self.run_dir.has_checkpoint() and not force:
-            state = self.run_dir.load_checkpoint()
-            if not state.get("finished"):
-                raise TrainingError(f"{self.run_dir.path} holds an unfinished run (step {state.get('step')}); "
-                                    f"continue it with --resume, or pass --force to start over")
+        for folder, option in ((self.weights_path.parent, "--weights-dir"), (self.run_dir.path, "--run-dir")):
+            check_writable(folder, option)
+        if not resume:
+            check_new_style(self.weights_path, overwrite)
+            self._check_run_folder(force, overwrite)
+
+    def _check_run_folder(self, force: bool, overwrite: bool) -> None:
+        """A fresh run replaces an unfinished run only with ``force``, a finished one with either."""
+        if not self.run_dir.has_checkpoint():
+            return
+        state = self.run_dir.load_checkpoint()
+        if not state.get("finished") and not force:
+            raise TrainingError(f"{self.run_dir.path} holds an unfinished run (step {state.get('step')}); "
+                                f"continue it with --resume, or pass --force to start over")
+        if state.get("finished") and not (force or overwrite):
+            raise TrainingError(f"{self.run_dir.path} holds a finished run (step {state.get('step')}); train "
+                                f"longer with --resume --steps N, or pass --overwrite to start over there")
+
+    def _check_something_to_add(self) -> None:
+        """Read the checkpoint up front (every rank), so "nothing to do" is said at once."""
+        state = self._resume_state = self.run_dir.load_checkpoint()
+        step, steps = int(state["step"]), self.config.steps
+        saved_steps = saved_config(state).steps
+        if state.get("finished") and steps <= saved_steps:
+            early = " (stopped early)" if state.get("stopped_early") else ""
+            raise TrainingError(f"{self.run_dir.path} finished at step {step}{early}; nothing to add: pass a "
+                                f"larger --steps than {saved_steps} to train longer")
+        if steps <= step:
+            raise ConfigError(f"--steps {steps} is not beyond step {step}, where {self.run_dir.path} stopped")
+
+    def _start(self) -> None:
+        if not self.dist.is_main:
+            return
         self.run_dir.reset()
         self.run_dir.write_spec(self.spec)
 
     def _resume(self, force: bool) -> None:
-        state = self.run_dir.load_checkpoint()
-        saved_fields = json.loads(state["config"])
-        saved = from_dict(TrainConfig, train_config_v1(saved_fields) if state["version"] == 1 else saved_fields)
+        saved = saved_config(self._resume_state)
+        self._check_same_run(saved, force)
+        self._load_checked(self._resume_state)
+        if self.run_dir.spec_path.is_file():
+            self.spec = replace(self.spec, schedule=self.run_dir.read_spec().schedule)
+        if self.config.steps != saved.steps or self.config.lr != saved.lr:
+            self._fresh_schedule(lr_changed=self.config.lr != saved.lr)
+        if self.dist.is_main:
+            self.run_dir.truncate_metrics(self.step)
+            self.run_dir.write_spec(self.spec)
+
+    def _check_same_run(self, saved: TrainConfig, force: bool) -> None:
+        """Other settings need ``force``; another architecture cannot be resumed at all."""
         differences = config_differences(saved, self.config)
         if differences and not force:
             raise ConfigError(f"{self.run_dir.path} was trained with other settings ({'; '.join(differences)}); "
                               f"resume with the same options, or pass --force")
+        for part in ("generator", "discriminator"):
+            if getattr(saved, part) != getattr(self.config, part):
+                raise ConfigError(f"{self.run_dir.path} has another {part} ({to_json(getattr(saved, part))}); "
+                                  f"not even --force resumes a run with another architecture: start a new run "
+                                  f"(--init-from reuses a finished style's generator)")
+
+    def _load_checked(self, state: dict[str, Any]) -> None:
+        """:meth:`_load_state`, with a checkpoint that lacks keys or does not fit named in one line."""
+        try:
+            self._load_state(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            reason = f"{type(exc).__name__}: {detail[:200]}"
+            raise TrainingError(f"{self.run_dir.checkpoint_path}: checkpoint is incomplete or does not fit this "
+                                f"run ({reason}); delete it to start over") from exc
+
+    def _load_state(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_g.T_max = self.config.steps  # --force with new --steps stretches the schedule
         if state["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         self.best.load_state_dict(state["best"])
@@ -75,9 +160,19 @@ class Resumable:
         self.last_losses = dict(state["losses"])
         self.skipped_paths.update(Path(p) for p in state["skipped"])
         self._set_rng_state(state["rng"])
-        if self.dist.is_main:
-            self.run_dir.truncate_metrics(self.step)
-            self.run_dir.write_spec(self.spec)
+
+    def _fresh_schedule(self, lr_changed: bool) -> None:
+        """A new cosine from here to the (new) last step: from ``--lr`` when it was changed (so it
+        really trains at that rate), else from the rate the run had reached, down to the floor.
+        Restoring the old scheduler and stretching it would leave a finished run at its floor."""
+        start = self.config.lr if lr_changed else self.opt_g.param_groups[0]["lr"]
+        floor = self.config.lr * LR_FLOOR
+        for group in self.opt_g.param_groups:
+            group["lr"] = group["initial_lr"] = start
+        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, self.config.steps - self.step, floor)
+        self.stopped_early, self.best.evals_since = False, 0  # a longer run gets its patience back
+        segment = {"from_step": self.step, "to_step": self.config.steps, "lr_start": start, "lr_end": floor}
+        self.spec = replace(self.spec, schedule=(*self.spec.schedule, segment))
 
     def _rng_state(self) -> dict[str, Any]:
         return {"torch": torch.get_rng_state(),

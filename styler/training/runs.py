@@ -30,8 +30,9 @@ CHECKPOINT_FORMAT = "styler-run-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: the generator config lists upsample and input_skip
 # Options that change how a run is watched or executed but not what it computes: they may
 # differ when resuming without --force.
+# "steps" may change too: a resumed run then trains to the new length on a fresh schedule.
 RESUME_SAFE_FIELDS = frozenset({"log_every", "val_every", "patience", "checkpoint_every", "preview_every",
-                                "num_workers", "compile", "init_from"})
+                                "num_workers", "compile", "init_from", "steps"})
 
 
 def default_run_dir(name: str) -> Path:
@@ -48,11 +49,15 @@ class RunSpec:
     content_dir: Path
     weights_dir: Path
     vgg_weights: Path | None = None
+    # Learning-rate segments added by resuming with another --steps or --lr: each a fresh cosine
+    # {"from_step", "to_step", "lr_start", "lr_end"}; the run's own first cosine is not listed.
+    schedule: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": FORMAT_VERSION, "config": json.loads(to_json(self.config)), "style": str(self.style),
                 "content_dir": str(self.content_dir), "weights_dir": str(self.weights_dir),
-                "vgg_weights": str(self.vgg_weights) if self.vgg_weights else None}
+                "vgg_weights": str(self.vgg_weights) if self.vgg_weights else None,
+                "schedule": list(self.schedule)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
@@ -60,7 +65,7 @@ class RunSpec:
         config = train_config_v1(data["config"]) if data.get("version", 1) == 1 else data["config"]
         return cls(config=from_dict(TrainConfig, config), style=Path(data["style"]),
                    content_dir=Path(data["content_dir"]), weights_dir=Path(data["weights_dir"]),
-                   vgg_weights=Path(vgg) if vgg else None)
+                   vgg_weights=Path(vgg) if vgg else None, schedule=tuple(data.get("schedule", ())))
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

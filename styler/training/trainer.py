@@ -6,6 +6,7 @@ A run validates on held-out photos, keeps the best generator, checkpoints into i
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,23 +14,26 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.config import DEFAULT_LAYERS, Features, TrainConfig, to_json
+from styler.config import DEFAULT_LAYERS, LR_FLOOR, Features, TrainConfig, to_json
 from styler.device import autocast, compute_dtype, memory_format
-from styler.errors import ConfigError, DataError, TrainingError
+from styler.errors import ConfigError
 from styler.io.files import file_sha256
-from styler.io.images import find_images, load_style_image, save_image
+from styler.io.images import save_image
 from styler.io.weights import WEIGHTS_SUFFIX, resolve_weights, save_generator, utc_now
 from styler.nn import Generator, PatchDiscriminator
 from styler.nn.generator import load_generator
 from styler.nn.vgg import build_feature_extractor
 from styler.training import distributed
-from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content
+from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content, content_images
 from styler.training.distributed import DistContext
 from styler.training.losses import PerceptualLoss, hinge_discriminator_loss, hinge_generator_loss
 from styler.training.previews import loss_curve, pairs_grid
+from styler.training.report import load_style, not_finite, out_of_memory, reraise, timed, worker_failure
 from styler.training.resume import Resumable, deferred_interrupt
 from styler.training.runs import RunDir, RunSpec, default_run_dir
 from styler.training.validation import BestTracker, first_readable, load_crops, split_validation
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,26 +58,20 @@ class TrainResult:
     run_dir: Path | None = None
 
 
-def content_images(content_dir: Path) -> list[Path]:
-    paths = find_images(Path(content_dir))
-    if not paths:
-        raise DataError(f"{content_dir}: no images found (looked for jpg, jpeg, png, webp, bmp, tif "
-                        f"in all subfolders)")
-    return paths
-
-
 class Trainer(Resumable):
     """Owns the networks, optimisers and data of one run; :meth:`run` trains and saves.
 
     ``resume`` continues the checkpoint in the run folder (its config must match unless
-    ``force``); otherwise a fresh run starts there, refusing to replace an unfinished one
-    unless ``force``.
+    ``force``); otherwise a fresh run starts there, refusing to replace an unfinished run unless
+    ``force``, and (with ``overwrite=False``, as the CLI passes unless --overwrite) an existing
+    style or a finished run. A script that names its weights folder may replace what it wrote
+    before, so the library default is True; nothing ever writes into an installed package.
     """
 
     def __init__(self, config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
                  device: torch.device, vgg_weights: Path | None = None, *, run_dir: Path | None = None,
-                 resume: bool = False, force: bool = False, dist: DistContext | None = None,
-                 network: torch.nn.Module | None = None) -> None:
+                 resume: bool = False, force: bool = False, overwrite: bool = True,
+                 dist: DistContext | None = None, network: torch.nn.Module | None = None) -> None:
         self.config, self.device, self.dist = config, device, dist or DistContext()
         self.amp_dtype = compute_dtype(config.precision, device)
         self.style_path = Path(style_path)
@@ -82,9 +80,12 @@ class Trainer(Resumable):
         self.run_dir = RunDir(run_dir if run_dir is not None else default_run_dir(self.name))
         self.spec = RunSpec(config, self.style_path.resolve(), Path(content_dir).resolve(),
                             Path(weights_dir).resolve(), Path(vgg_weights).resolve() if vgg_weights else None)
-        self._load_data(content_images(content_dir))
+        self._check_destination(resume, force, overwrite)
+        with timed("scanning and reading photos"):
+            self._load_data(content_images(content_dir))
+            log.info("%d training photos, %d held out for validation", len(self.train_paths), self.val_count)
         torch.manual_seed(config.seed)
-        style = load_style_image(self.style_path, config.style_size)
+        style = load_style(self.style_path, config.style_size)
         self._build_networks(style, vgg_weights, network)
         if config.init_from and not resume:
             self._init_generator(Path(weights_dir))
@@ -97,7 +98,7 @@ class Trainer(Resumable):
         if resume:
             self._resume(force)
         else:
-            self._start(force)
+            self._start()
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -116,15 +117,18 @@ class Trainer(Resumable):
     def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None, network: torch.nn.Module | None) -> None:
         cfg, device = self.config, self.device
         content_layer, style_layers = DEFAULT_LAYERS[cfg.features]
-        extractor = build_feature_extractor(cfg.features, (content_layer, *style_layers),
-                                            weights_file=vgg_weights, preprocess=cfg.vgg_preprocess, seed=cfg.seed,
-                                            width_divisor=cfg.feature_width_divisor)
-        if cfg.features is Features.RANDOM:
-            extractor.calibrate(style)
+        with timed(f"loading the loss network ({cfg.features.value})"):
+            extractor = build_feature_extractor(cfg.features, (content_layer, *style_layers),
+                                                weights_file=vgg_weights, preprocess=cfg.vgg_preprocess,
+                                                seed=cfg.seed, width_divisor=cfg.feature_width_divisor)
+            if cfg.features is Features.RANDOM:
+                extractor.calibrate(style)
         fmt = memory_format(device)
         self.extractor = extractor.to(device, memory_format=fmt)
-        self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
-                                   cfg.loss, seed=cfg.seed).to(device)
+        with timed(f"preparing style targets ({cfg.loss.style_loss.value}, style image "
+                   f"{style.shape[-1]}x{style.shape[-2]})"):
+            self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
+                                       cfg.loss, seed=cfg.seed).to(device)
         # ``network``: another image-to-image network trained the same way (benchmarks compare one).
         self.generator = (network if network is not None else Generator(cfg.generator)).to(device, memory_format=fmt)
         self.discriminator = PatchDiscriminator(cfg.discriminator).to(device, memory_format=fmt)
@@ -157,7 +161,7 @@ class Trainer(Resumable):
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.d_lr, betas=(0.5, 0.999))
         # Cosine decay to 10%: large early steps find the style fast, small late steps remove
         # the residual noise without a schedule that needs tuning per run length.
-        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, cfg.steps, cfg.lr * 0.1)
+        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, cfg.steps, cfg.lr * LR_FLOOR)
 
     # --- one step ----------------------------------------------------------------------------
 
@@ -176,13 +180,8 @@ class Trainer(Resumable):
         return autocast(self.device, self.amp_dtype)
 
     def _check_finite(self, loss: torch.Tensor, which: str) -> None:
-        bad = distributed.any_rank(not bool(torch.isfinite(loss).item()), self.dist, self.device)
-        if bad:
-            kept = (f"the last good checkpoint (step {self.checkpoint_step}) is in {self.run_dir.path}; "
-                    f"resume it with --resume --force and a lower --lr or loss weights"
-                    if self.checkpoint_step else "no checkpoint was written yet; lower --lr or the loss weights")
-            raise TrainingError(f"the {which} loss became {float(loss.detach())} at step {self.step + 1}; "
-                                f"stopped: {kept}")
+        if distributed.any_rank(not bool(torch.isfinite(loss).item()), self.dist, self.device):
+            raise not_finite(which, float(loss.detach()), self.step, self.checkpoint_step, self.run_dir.path)
 
     def train_step(self, content: torch.Tensor) -> dict[str, float]:
         """One D-step then one G-step (pix2pix order); returns the losses as floats."""
@@ -220,6 +219,8 @@ class Trainer(Resumable):
         self.scaler.update()
         self.sched_g.step()
         logs.update({k: float(v.detach()) for k, v in terms.items() if k != "total"})
+        # What validation measures (no adversarial term), so the loss curve compares like with like.
+        logs["perceptual"] = float(terms["total"].detach())
         logs["total"] = float(total.detach())
         return logs
 
@@ -266,11 +267,11 @@ class Trainer(Resumable):
         """True on every ``every``-th step (never when ``every`` is 0)."""
         return every > 0 and self.step % every == 0
 
-    def _validate_if_due(self) -> float | None:
+    def _validate_if_due(self, losses: dict[str, float]) -> float | None:
         if self.val_images is None or not (self._due(self.config.val_every) or self.step == self.config.steps):
             return None
         val = self.validate()
-        self.best.update(val, self.step, self.generator)
+        self.best.update(val, self.step, self.generator, losses)
         self.stopped_early = self.best.should_stop
         return val
 
@@ -283,7 +284,7 @@ class Trainer(Resumable):
 
     def _after_step(self, losses: dict[str, float], rate: float) -> None:
         cfg = self.config
-        val = self._validate_if_due()
+        val = self._validate_if_due(losses)
         if not self.dist.is_main:
             return
         last = self.step == cfg.steps
@@ -299,17 +300,20 @@ class Trainer(Resumable):
     def _next_batch(self, loader: Iterator[Any], interrupted: Callable[[], bool]) -> torch.Tensor:
         try:
             images, failed = next(loader)
-        except RuntimeError:
+        except Exception as exc:
             if interrupted():  # Ctrl-C also stopped the DataLoader workers
                 raise KeyboardInterrupt from None
-            raise
+            reraise(exc, worker_failure(exc))
         self.skipped_paths.update(self.train_paths[i] for i in failed)
         return images
 
     def _step(self, images: torch.Tensor) -> None:
         """One step and its counters; a checkpoint is only ever written between two of these."""
         self._at_boundary = False
-        self.last_losses = self.train_step(images)
+        try:
+            self.last_losses = self.train_step(images)
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            reraise(exc, out_of_memory(exc, self.config, self.step, self.device, self.checkpoint_step))
         self.step += 1
         self.samples += self.config.batch_size * self.dist.world_size
         self._at_boundary = True
@@ -362,6 +366,8 @@ class Trainer(Resumable):
 
     def metadata(self) -> dict[str, object]:
         cfg = self.config
+        kept = self.best.state is not None  # else the last generator is the one saved
+        losses = self.best.losses if kept and self.best.losses else self.last_losses
         meta: dict[str, object] = {
             "style_name": self.name,
             "style_file": self.style_path.name,
@@ -369,7 +375,10 @@ class Trainer(Resumable):
             "features": cfg.features.value,
             "features_source": self.extractor.source.describe(),
             "vgg_weights": self.extractor.source.to_dict(),
+            # The file holds the best validated generator, not necessarily the last one.
             "steps": self.step,
+            "steps_trained": self.step,
+            "best_step": self.best.step if kept else self.step,
             "image_size": cfg.image_size,
             "batch_size": cfg.batch_size,
             "world_size": self.dist.world_size,
@@ -377,13 +386,13 @@ class Trainer(Resumable):
             "validation_images": self.val_count,
             "loss_weights": to_json(cfg.loss),
             "train_config": to_json(cfg),
-            "final_losses": {k: round(v, 6) for k, v in self.last_losses.items()},
+            "final_losses": {k: round(v, 6) for k, v in losses.items()},
             "device": self.device.type,
             "train_seconds": round(self.seconds, 1),
             "created_utc": utc_now(),
         }
         if self.best.state is not None:
-            meta.update(best_step=self.best.step, val_loss=self.best.loss, stopped_early=self.stopped_early)
+            meta.update(val_loss=self.best.loss, stopped_early=self.stopped_early)
         if cfg.init_from:
             meta["init_from"] = cfg.init_from
         if cfg.features is Features.RANDOM:

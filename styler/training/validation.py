@@ -67,11 +67,13 @@ class BestTracker:
     step: int = 0
     evals_since: int = 0
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    losses: dict[str, float] = field(default_factory=dict)  # the training losses of that step
 
-    def update(self, loss: float, step: int, model: torch.nn.Module) -> bool:
+    def update(self, loss: float, step: int, model: torch.nn.Module, losses: dict[str, float] | None = None) -> bool:
         """Record one evaluation; True if it is the best so far."""
         if self.loss is None or loss < self.loss:
             self.loss, self.step, self.evals_since = loss, step, 0
+            self.losses = dict(losses or {})
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             return True
         self.evals_since += 1
@@ -82,10 +84,12 @@ class BestTracker:
         return self.patience > 0 and self.evals_since >= self.patience
 
     def state_dict(self) -> dict[str, object]:
-        return {"loss": self.loss, "step": self.step, "evals_since": self.evals_since, "generator": self.state}
+        return {"loss": self.loss, "step": self.step, "evals_since": self.evals_since, "generator": self.state,
+                "losses": self.losses}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.loss = state["loss"]  # type: ignore[assignment]
         self.step = int(state["step"])  # type: ignore[arg-type]
         self.evals_since = int(state["evals_since"])  # type: ignore[arg-type]
         self.state = state["generator"]  # type: ignore[assignment]
+        self.losses = dict(state.get("losses") or {})  # type: ignore[call-overload]
