@@ -10,6 +10,8 @@ Stylizing them: :func:`styler.inference.video.stylize_animation`.
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,12 @@ def is_animated(path: Path) -> bool:
     if Path(path).suffix.lower() not in _ANIMATED_INPUTS:
         return False
     try:
-        with Image.open(path) as image:
-            return bool(getattr(image, "is_animated", False))
-    except (OSError, SyntaxError, ValueError):
-        return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return bool(getattr(image, "is_animated", False))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False  # a huge still image: the image pipeline applies --max-size / --max-pixels
 
 
 def read_animation(src: Path) -> tuple[list[Image.Image], dict[str, Any]]:
