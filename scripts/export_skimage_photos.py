@@ -19,14 +19,19 @@ TRAIN = ("rocket", "hubble_deep_field", "immunohistochemistry", "retina", "camer
          "clock", "brick", "grass", "gravel", "cell", "text", "page")
 
 
-def main(out: Path) -> None:
+def write_photos(out: Path, names: tuple[str, ...]) -> int:
+    """Write scikit-image's photos ``names`` and the stereo motorcycle pair as PNGs into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in TRAIN:
+    for name in names:
         Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(out / f"{name}.png")
     left, right, _ = data.stereo_motorcycle()
     Image.fromarray(left).save(out / "motorcycle_left.png")
     Image.fromarray(right).save(out / "motorcycle_right.png")
-    print(f"wrote {len(TRAIN) + 2} photos to {out}")
+    return len(names) + 2
+
+
+def main(out: Path) -> None:
+    print(f"wrote {write_photos(out, TRAIN)} photos to {out}")
 
 
 if __name__ == "__main__":

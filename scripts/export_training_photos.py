@@ -15,9 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
-from skimage import data
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export_skimage_photos import write_photos  # noqa: E402 (a sibling script, not a package)
 
 HELD_OUT = ("astronaut", "coffee", "chelsea", "cat", "rocket")
 SKIMAGE = ("hubble_deep_field", "immunohistochemistry", "retina", "camera", "brick", "grass", "gravel",
@@ -33,19 +34,14 @@ def mate_photos(work: Path) -> list[Path]:
 
 
 def main(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for name in SKIMAGE:
-        Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(out / f"{name}.png")
-    left, right, _ = data.stereo_motorcycle()
-    Image.fromarray(left).save(out / "motorcycle_left.png")
-    Image.fromarray(right).save(out / "motorcycle_right.png")
+    written = write_photos(out, SKIMAGE)
     with tempfile.TemporaryDirectory() as tmp:
         photos = mate_photos(Path(tmp))
         for path in photos:
             image = Image.open(path).convert("RGB")
             image.thumbnail((800, 800))
             image.save(out / f"mate_{path.stem}.jpg", quality=92)
-    print(f"wrote {len(SKIMAGE) + 2 + len(photos)} photos to {out}")
+    print(f"wrote {written + len(photos)} photos to {out}")
 
 
 if __name__ == "__main__":
