@@ -12,6 +12,7 @@ through the same queues in demux order and reach the writer untouched. Decoding 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from pathlib import Path
@@ -72,19 +73,16 @@ class VideoJob:
         raise _Cancelled
 
     def _read(self, reader: Reader) -> None:
-        try:
+        # Cancelled: the main thread tore the job down and raises the reason itself.
+        with contextlib.suppress(_Cancelled):
             for item in reader.items():
                 self._put(self.decoded, item)
             self._put(self.decoded, _DONE)
-        except _Cancelled:
-            pass  # torn down by the main thread, which raises the reason itself
 
     def _write(self, writer: Writer) -> None:
-        try:
+        with contextlib.suppress(_Cancelled):  # as in _read
             for item in self._drain(self.encoded):
                 writer.write(item)
-        except _Cancelled:
-            pass  # as in _read
 
     def run(self, src: Path, dst: Path) -> int:
         reader = Reader(src, self.stylizer.config.max_size)
