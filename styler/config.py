@@ -173,10 +173,16 @@ class LossConfig:
     tv_weight: float = 1e-4
     adv_weight: float = 0.05
     style_loss: StyleLoss = StyleLoss.GRAM
+    # Steady video: the same strokes for the photo moved by up to the generator's stride and with
+    # Gaussian noise up to this standard deviation (styler.training.losses.TemporalLoss). 0 = off.
+    temporal_weight: float = 0.0
+    temporal_noise: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("content_weight", "style_weight", "tv_weight", "adv_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "adv_weight", "temporal_weight"):
             _finite_nonneg(name, getattr(self, name))
+        _check(isinstance(self.temporal_noise, (int, float)) and 0 <= self.temporal_noise <= 0.5,
+               f"temporal noise must be between 0 and 0.5, got {self.temporal_noise!r}")
         _check(self.content_weight + self.style_weight > 0, "content and style weight cannot both be 0")
 
 
@@ -193,6 +199,9 @@ class TrainConfig:
     d_lr: float = 2e-4
     features: Features = Features.VGG16
     vgg_preprocess: Preprocess = Preprocess.AUTO
+    # Loss-network layers; empty: the network's defaults (DEFAULT_LAYERS). Names as relu3_3.
+    content_layer: str = ""
+    style_layers: tuple[str, ...] = ()
     seed: int = 0
     num_workers: int = 2
     log_every: int = 10
@@ -215,6 +224,8 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
+        # JSON (run.json, checkpoints) gives a list; a tuple keeps configs comparable and hashable.
+        object.__setattr__(self, "style_layers", tuple(self.style_layers))
         _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         _check(self.image_size >= 16, f"image size must be >= 16 pixels, got {self.image_size}")
@@ -222,6 +233,9 @@ class TrainConfig:
                f"image size must be a multiple of the generator stride {self.generator.stride}, "
                f"got {self.image_size}")
         _check(self.style_size >= 16, f"style size must be >= 16 pixels, got {self.style_size}")
+        _check(self.loss.temporal_weight == 0 or self.image_size >= 8 * self.generator.stride,
+               f"the temporal loss compares crops {self.generator.stride} px apart away from the edges: "
+               f"image size must be >= {8 * self.generator.stride} pixels with it, got {self.image_size}")
         for name in ("lr", "d_lr"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value!r}")
@@ -239,6 +253,13 @@ class TrainConfig:
             _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("patience", "preview_every"):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
+
+
+    @property
+    def loss_layers(self) -> tuple[str, tuple[str, ...]]:
+        """(content layer, style layers): the ones asked for, else the feature network's defaults."""
+        content, style = DEFAULT_LAYERS[self.features]
+        return self.content_layer or content, self.style_layers or style
 
 
 # What ``--features random`` starts from unless told otherwise: the offline recipe that won the

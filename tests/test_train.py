@@ -74,9 +74,11 @@ def test_crops_come_from_sample_position_not_global_rng(photo_dir):
     assert not torch.equal(first, dataset[(2, 12)][0])
 
 
-@pytest.mark.parametrize("workers,style_loss", [(0, StyleLoss.GRAM), (1, StyleLoss.SLICED)])
-def test_interrupt_and_resume_is_bit_for_bit(tmp_path, photo_dir, style_image, workers, style_loss):
-    config = replace(TINY, num_workers=workers, loss=LossConfig(style_loss=style_loss))
+@pytest.mark.parametrize("workers,style_loss,temporal", [(0, StyleLoss.GRAM, 0.0), (1, StyleLoss.SLICED, 0.0),
+                                                          (0, StyleLoss.GRAM, 10.0)])
+def test_interrupt_and_resume_is_bit_for_bit(tmp_path, photo_dir, style_image, workers, style_loss, temporal):
+    config = replace(TINY, num_workers=workers, loss=LossConfig(style_loss=style_loss, temporal_weight=temporal),
+                     image_size=64 if temporal else TINY.image_size)
     straight = make_trainer(tmp_path / "a", photo_dir, style_image, config)
     straight.run()
 

@@ -145,6 +145,11 @@ def test_upsample_choice_is_recorded(tmp_path, photo_dir, style_image):
     (["--adv-weight", "-1"], "adv_weight must be a finite number >= 0"),
     (["--tv-weight", "inf"], "tv_weight must be a finite number >= 0"),
     (["--base-channels", "0"], "base_channels must be 1..256"),
+    (["--temporal-weight", "-2"], "temporal_weight must be a finite number >= 0"),
+    (["--temporal-noise", "0.8"], "temporal noise must be between 0 and 0.5"),
+    (["--temporal-weight", "5"], "image size must be >= 64 pixels with it"),
+    (["--style-layers", "relu1_1,relu9_9"], "unknown random layer(s): relu9_9"),
+    (["--content-layer", "conv9"], "unknown random layer(s): conv9"),
 ])
 def test_bad_numbers_give_one_line(photo_dir, style_image, extra, message):
     one_line_error(train("--style", style_image, "--content-dir", photo_dir, *TINY, *extra), message)
@@ -191,3 +196,14 @@ def test_torchrun_two_processes_on_gloo(tmp_path, photo_dir, style_image):
     metrics = (tmp_path / "runs" / "ddp" / "metrics.jsonl").read_text().splitlines()
     steps = [json.loads(line)["step"] for line in metrics]
     assert steps == [1, 2]
+
+
+def test_loss_layers_are_chosen_recorded_and_kept_on_resume(photo_dir, style_image):
+    args = ["--style", style_image, "--content-dir", photo_dir, "--steps", 2, "--checkpoint-every", 1,
+            "--name", "layers", "--content-layer", "relu2_1", "--style-layers", "relu1_1, relu2_1,relu5_1", *TINY]
+    assert train(*args).exit_code == 0
+    config = read_info(Path("weights/layers.safetensors")).metadata["train_config"]
+    assert config["content_layer"] == "relu2_1" and config["style_layers"] == ["relu1_1", "relu2_1", "relu5_1"]
+    # A resumed run reads them back from run.json (a list there) and finds nothing changed.
+    result = train("--resume", "runs/layers", "--steps", 3)
+    assert result.exit_code == 0, result.output

@@ -75,6 +75,11 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
                    "beside the normalised content and style terms; 1 trims noise.")
 @click.option("--adv-weight", type=float, default=_LOSS.adv_weight, show_default=True,
               help="PatchGAN adversarial weight; 0 disables the discriminator.")
+@click.option("--temporal-weight", type=float, default=_LOSS.temporal_weight, show_default=True,
+              help="Steady video: ask for the same strokes when the photo moves by a few pixels or gains "
+                   "sensor noise (Gupta et al. 2017); 0 = off. The bundled styles use 10.")
+@click.option("--temporal-noise", type=float, default=_LOSS.temporal_noise, show_default=True,
+              help="Largest standard deviation of the noise the temporal loss adds (0-1 pixel scale).")
 @click.option("--lr", type=float, default=_TRAIN.lr, show_default=True,
               help="Generator learning rate; cosine decay to 10% over --steps.")
 @click.option("--features", type=click.Choice([f.value for f in Features]), default=_TRAIN.features.value,
@@ -93,6 +98,14 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               default=_TRAIN.vgg_preprocess.value, show_default=True,
               help="Input convention of --vgg-weights: auto (from the file's source), torchvision "
                    "(RGB, ImageNet mean/std) or caffe (BGR, 0-255, mean subtracted).")
+@click.option("--content-layer", default=_TRAIN.content_layer, metavar="LAYER",
+              help="Loss-network layer of the content loss, e.g. relu3_3 [default: relu2_2 for vgg16, "
+                   "relu3_1 for vgg19 and random].")
+@click.option("--style-layers", default=",".join(_TRAIN.style_layers), metavar="LAYER,...",
+              callback=lambda ctx, param, value: tuple(filter(None, (v.strip() for v in value.split(",")))),
+              help="Comma-separated layers of the style loss, e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1 "
+                   "(Gatys et al.) [default: relu1_2..relu4_3 for vgg16 (Johnson et al.), relu1_1..relu4_1 "
+                   "for vgg19 and random].")
 @click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
 @click.option("--workers", "num_workers", type=int, default=_TRAIN.num_workers, show_default=True,
               help="DataLoader worker processes decoding images.")
@@ -228,7 +241,7 @@ def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
 
             def on_step(report) -> None:
                 shown = {k: f"{v:.3g}" for k, v in report.losses.items()
-                         if k in ("total", "content", "style", "adv", "d")}
+                         if k in ("total", "content", "style", "adv", "temporal", "d")}
                 if trainer.best.loss is not None:
                     shown["val"] = f"{trainer.best.loss:.3g}"
                 advance(report.step, " ".join(f"{k}={v}" for k, v in shown.items())

@@ -149,6 +149,46 @@ class TotalVariationLoss(nn.Module):
         return (dh + dw).float()
 
 
+class TemporalLoss(nn.Module):
+    """Steady strokes under small motion and sensor noise, for video.
+
+    A feed-forward generator redraws its strokes when the photo moves by a fraction of its
+    stride or gains a little noise, which is what makes a stylized video flicker even with
+    shared normalisation statistics (docs/performance.md). Following Gupta et al.,
+    "Characterizing and Improving Stability in Neural Style Transfer" (ICCV 2017), the batch is
+    stylized twice: as it is and moved by a random (dy, dx) in 0..``max_shift`` with Gaussian
+    noise of a random strength up to ``noise``. The loss is the mean absolute difference between
+    the second output and the first moved the same way, away from the edges. Departures: a
+    known synthetic translation instead of optical flow between real frames (no video data or
+    flow network is needed, and shifts up to the generator's stride cover every sampling phase
+    of its strided layers), and L1 instead of their squared error, to match the flicker measure
+    (mean absolute difference). Draws are a function of (seed, step), so a resumed run repeats them.
+    """
+
+    def __init__(self, max_shift: int, noise: float, margin: int, seed: int = 0) -> None:
+        super().__init__()
+        self.max_shift, self.noise, self.margin, self.seed = max_shift, noise, margin, seed
+
+    def moved(self, content: torch.Tensor, step: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``content`` moved up-left by a random (dy, dx) (the far edges reflected back in, so
+        the size stays and both versions go through the generator as one batch) plus noise."""
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        dy, dx = (int(v) for v in torch.randint(0, self.max_shift + 1, (2,), generator=gen))
+        moved = F.pad(content[..., dy:, dx:], (0, dx, 0, dy), mode="reflect") if dy or dx else content
+        sigma = torch.rand((content.shape[0], 1, 1, 1), generator=gen) * self.noise
+        noise = torch.randn((content.shape[0], *content.shape[1:]), generator=gen) * sigma
+        return (moved + noise.to(content.device, content.dtype)).clamp(0, 1), (dy, dx)
+
+    def forward(self, output: torch.Tensor, moved_output: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
+        dy, dx = shift
+        h, w = output.shape[-2:]
+        m = self.margin
+        # moved_output[y, x] shows what output[y + dy, x + dx] shows.
+        ref = output[..., dy + m:h - m, dx + m:w - m]
+        out = moved_output[..., m:h - m - dy, m:w - m - dx]
+        return (out.float() - ref.float()).abs().mean()
+
+
 # Hinge adversarial loss (Lim & Ye 2017; Miyato et al. 2018). Chosen over LSGAN because it pairs
 # with the spectral-normalised discriminator: the discriminator stops pushing on patches it
 # already classifies with margin, which keeps it from overpowering a small generator trained on a

@@ -14,7 +14,7 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.config import DEFAULT_LAYERS, LR_FLOOR, Features, TrainConfig, to_json
+from styler.config import LR_FLOOR, Features, TrainConfig, to_json
 from styler.device import autocast, compute_dtype, memory_format
 from styler.errors import ConfigError
 from styler.io.files import file_sha256
@@ -26,7 +26,7 @@ from styler.nn.vgg import build_feature_extractor
 from styler.training import distributed
 from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content, content_images
 from styler.training.distributed import DistContext
-from styler.training.losses import PerceptualLoss, hinge_discriminator_loss, hinge_generator_loss
+from styler.training.losses import PerceptualLoss, TemporalLoss, hinge_discriminator_loss, hinge_generator_loss
 from styler.training.previews import loss_curve, pairs_grid
 from styler.training.report import load_style, not_finite, out_of_memory, reraise, timed, worker_failure
 from styler.training.resume import Resumable, deferred_interrupt
@@ -116,7 +116,7 @@ class Trainer(Resumable):
 
     def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None, network: torch.nn.Module | None) -> None:
         cfg, device = self.config, self.device
-        content_layer, style_layers = DEFAULT_LAYERS[cfg.features]
+        content_layer, style_layers = cfg.loss_layers
         with timed(f"loading the loss network ({cfg.features.value})"):
             extractor = build_feature_extractor(cfg.features, (content_layer, *style_layers),
                                                 weights_file=vgg_weights, preprocess=cfg.vgg_preprocess,
@@ -129,6 +129,9 @@ class Trainer(Resumable):
                    f"{style.shape[-1]}x{style.shape[-2]})"):
             self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
                                        cfg.loss, seed=cfg.seed).to(device)
+        stride = cfg.generator.stride
+        # Margin: two strides, past the reflected strip and most of the edge effects of padding.
+        self.temporal = TemporalLoss(stride, cfg.loss.temporal_noise, 2 * stride, cfg.seed)
         # ``network``: another image-to-image network trained the same way (benchmarks compare one).
         self.generator = (network if network is not None else Generator(cfg.generator)).to(device, memory_format=fmt)
         self.discriminator = PatchDiscriminator(cfg.discriminator).to(device, memory_format=fmt)
@@ -187,9 +190,14 @@ class Trainer(Resumable):
         """One D-step then one G-step (pix2pix order); returns the losses as floats."""
         cfg = self.config.loss
         content = content.to(self.device, non_blocking=True, memory_format=memory_format(self.device))
-        use_gan = cfg.adv_weight > 0
+        use_gan, use_temporal = cfg.adv_weight > 0, cfg.temporal_weight > 0
         with self._autocast():
-            fake = self.g_model(content)
+            if use_temporal:
+                # One forward of both versions: one DDP synchronisation, as for the discriminator.
+                moved, shift = self.temporal.moved(content, self.step)
+                fake, fake_moved = self.g_model(torch.cat([content, moved])).chunk(2)
+            else:
+                fake = self.g_model(content)
         logs: dict[str, float] = {}
         if use_gan:
             real = self.style_crops.sample(content.shape[0], self.step).to(self.device)
@@ -212,6 +220,9 @@ class Trainer(Resumable):
                 terms["adv"] = hinge_generator_loss(self.discriminator(fake))
                 self.discriminator.requires_grad_(True)
                 total = total + cfg.adv_weight * terms["adv"]
+            if use_temporal:
+                terms["temporal"] = self.temporal(fake, fake_moved, shift)
+                total = total + cfg.temporal_weight * terms["temporal"]
         self._check_finite(total, "generator")
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
