@@ -4,7 +4,8 @@
 # network, scikit-image's photos (pip) and Debian's mate-backgrounds nature photos (apt-get
 # download) as training photos. CPU, one thread per style.
 # Usage: scripts/train_bundled.sh [starry|shipwreck|matisse ...]   (default: all three, in parallel;
-# about 80 min for the three together on 2 cores, then 7-20 min for the shipwreck's second stage)
+# about 80 min for the three together on 2 cores, then 7-20 min for the shipwreck's second stage,
+# then about 15 min for the video variants, two at a time)
 # Same seed, settings and photos give the same weights on the same machine; float rounding can
 # differ across CPUs and thread counts.
 set -euo pipefail
@@ -34,3 +35,16 @@ if [[ " ${names[*]} " == *" shipwreck "* ]]; then
     --workers 0 --val-every 50 --checkpoint-every 100 --preview-every 0 --device cpu \
     --weights-dir weights --run-dir runs/bundled/shipwreck_finish --force --overwrite
 fi
+# Video variants (<name>-video): 200 steps from each style with the temporal loss, so strokes stay
+# put when the picture moves by a few pixels or gains noise (docs/bundled-styles.md, "Video variants").
+declare -A EXTRA=([starry]="" [shipwreck]="--content-weight 5" [matisse]="")
+for n in "${names[@]}"; do
+  # shellcheck disable=SC2086  # EXTRA holds options
+  python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n-video" \
+    --init-from "weights/$n.safetensors" ${EXTRA[$n]} \
+    --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
+    --steps 200 --lr 5e-4 --temporal-weight 10 --image-size 128 --style-size 256 --batch-size 4 --seed 1 \
+    --workers 0 --val-every 50 --checkpoint-every 50 --preview-every 0 --device cpu \
+    --weights-dir weights --run-dir "runs/bundled/$n-video" --force --overwrite &
+done
+wait

@@ -102,3 +102,13 @@ def test_training_with_it_steadies_the_generator_under_sub_stride_shifts(tmp_pat
         trainer.run()
         flicker[weight] = shift_flicker(trainer.generator, photo)
     assert flicker[50.0] < 0.7 * flicker[0.0], flicker  # 0.55x here after 12 steps
+
+
+def test_validation_ranks_checkpoints_with_the_temporal_term(tmp_path, photo_dir, style_image):
+    values = {}
+    for weight in (0.0, 10.0):
+        config = replace(SMALL, loss=replace(SMALL.loss, temporal_weight=weight))
+        trainer = Trainer(config, style_image, photo_dir, tmp_path / f"w{weight}", CPU, run_dir=tmp_path / f"r{weight}")
+        values[weight] = (trainer.validate(), trainer.validate())
+    assert values[10.0][0] == values[10.0][1]  # the same draws at every evaluation
+    assert values[10.0][0] > values[0.0][0] + 0.01  # same generator (same seed), plus 10 x the temporal term

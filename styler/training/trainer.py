@@ -250,8 +250,9 @@ class Trainer(Resumable):
 
     @torch.no_grad()
     def validate(self) -> float:
-        """Weighted content + style + TV loss on the fixed validation crops (not the adversarial
-        term: it depends on a discriminator that keeps changing, so it cannot rank checkpoints)."""
+        """Weighted content + style + TV (+ temporal) loss on the fixed validation crops; not the
+        adversarial term: it depends on a discriminator that keeps changing, so it cannot rank
+        checkpoints."""
         assert self.val_images is not None
         value = 0.0
         if self.dist.is_main:
@@ -261,10 +262,20 @@ class Trainer(Resumable):
                 for chunk in self.val_images.split(self.config.batch_size):
                     chunk = chunk.to(self.device, memory_format=memory_format(self.device))
                     with self._autocast():
-                        total += float(self.loss(self.generator(chunk), chunk)["total"]) * len(chunk)
+                        total += self._validation_loss(chunk) * len(chunk)
             self.generator.train()
             value = total / len(self.val_images)
         return distributed.broadcast_float(value, self.dist, self.device)
+
+    def _validation_loss(self, chunk: torch.Tensor) -> float:
+        weight = self.config.loss.temporal_weight
+        if weight == 0:
+            return float(self.loss(self.generator(chunk), chunk)["total"])
+        # The temporal term too, or the best checkpoint would be picked against it; the draws of
+        # step 0 every time, so evaluations compare like with like.
+        moved, shift = self.temporal.moved(chunk, 0)
+        out, out_moved = self.generator(torch.cat([chunk, moved])).chunk(2)
+        return float(self.loss(out, chunk)["total"] + weight * self.temporal(out, out_moved, shift))
 
     def write_preview(self) -> Path | None:
         if self.preview_images is None:
