@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--features", choices=[f.value for f in Features], default="random")
     p.add_argument("--adv-weight", type=float, default=LossConfig().adv_weight)
+    p.add_argument("--temporal-weight", type=float, default=LossConfig().temporal_weight,
+                   help="> 0: time the steps with the temporal loss (a second generator pass)")
     p.add_argument("--content-dir", type=Path, default=REPO / "runs" / "photos")
     p.add_argument("--style", type=Path, default=REPO / "samples" / "styles" / "starry_night.jpg")
     p.add_argument("--style-size", type=int, default=256)
@@ -107,7 +109,8 @@ def timed_steps(t: Trainer, batches, steps: int) -> dict[str, float]:
 def bench_size(size: int, args: argparse.Namespace, device: torch.device, weights_dir: Path) -> dict[str, object]:
     config = TrainConfig(steps=args.steps * 2 + 2, batch_size=args.batch_size, image_size=size,
                          style_size=args.style_size, features=Features(args.features),
-                         num_workers=args.workers, loss=LossConfig(adv_weight=args.adv_weight))
+                         num_workers=args.workers,
+                         loss=LossConfig(adv_weight=args.adv_weight, temporal_weight=args.temporal_weight))
     trainer = Trainer(config, args.style, args.content_dir, weights_dir, device)
     trainer.generator.train()
     trainer.discriminator.train()

@@ -32,11 +32,11 @@ import torch
 from PIL import Image
 from skimage import data
 
-from styler.apply import Stylizer
 from styler.config import Features, Preprocess
-from styler.features import build_feature_extractor
-from styler.images import load_rgb, pil_to_tensor, resize_longer, tensor_to_pil
-from styler.losses import ContentLoss, GramLoss
+from styler.inference.stylizer import Stylizer
+from styler.io.images import load_rgb, pil_to_tensor, resize_longer, tensor_to_pil
+from styler.nn.vgg import build_feature_extractor
+from styler.training.losses import ContentLoss, GramLoss
 
 REPO = Path(__file__).resolve().parents[1]
 STYLES = {"starry": "starry_night.jpg", "shipwreck": "shipwreck.jpg", "matisse": "woman-with-hat-matisse.jpg"}

@@ -1,7 +1,8 @@
 """Gallery for the README: each held-out photo next to its stylization in every bundled style.
 
-Usage: python scripts/make_gallery.py [-o samples/gallery.jpg] [--size 320]
+Usage: python scripts/make_gallery.py [-o samples/gallery.jpg] [--size 320] [--with-video]
 The top row shows the paintings; the first column the photos (none of them used in training).
+The -video variants (the same paintings, steadier on video) are left out unless --with-video.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from styler.apply import Stylizer
-from styler.checkpoint import list_weights
-from styler.images import load_rgb
+from styler.inference.stylizer import Stylizer
+from styler.io.images import load_rgb
+from styler.io.weights import list_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,8 +31,10 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "samples/gallery.jpg")
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--weights-dir", type=Path, default=ROOT / "weights")
+    parser.add_argument("--with-video", action="store_true", help="also the -video variants")
     args = parser.parse_args()
-    infos = [i for i in list_weights(args.weights_dir) if not isinstance(i, Exception)]
+    infos = [i for i in list_weights(args.weights_dir)
+             if not isinstance(i, Exception) and (args.with_video or not i.name.endswith("-video"))]
     photos = sorted((ROOT / "samples/content").glob("*.jpg"))
     s, label = args.size, 36
     grid = Image.new("RGB", ((len(infos) + 1) * s, (len(photos) + 1) * s + label), "white")

@@ -9,14 +9,18 @@ from PIL import Image
 
 from styler.apply import Stylizer
 from styler.checkpoint import list_weights
+from styler.io.weights import read_info
 from styler.images import pil_to_tensor
 from styler.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLED = ("starry", "shipwreck", "matisse")
+STILL = ("starry", "shipwreck", "matisse")
+# Video variants: the same styles fine-tuned with the temporal loss (docs/bundled-styles.md).
+BUNDLED = (*STILL, *(f"{name}-video" for name in STILL))
 
 
 PAINTINGS = {"starry": "starry_night.jpg", "shipwreck": "shipwreck.jpg", "matisse": "woman-with-hat-matisse.jpg"}
+PAINTINGS.update({f"{name}-video": painting for name, painting in PAINTINGS.items()})
 
 
 def test_bundled_styles_load_and_say_how_they_were_trained():
@@ -47,13 +51,10 @@ def _luminance(image: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.avg_pool2d(lum[None, None], 4).flatten()
 
 
-@pytest.mark.parametrize("name", BUNDLED)
-def test_bundled_style_paints_a_held_out_photo_and_keeps_the_scene(name):
-    """Colours move most of the way to the painting's, and the photo's layout stays.
-
-    On these photos the new styles bring the colour-histogram distance to the painting to
-    0.28-0.54 of the photo's own; the random-feature styles they replaced, which looked like
-    colour filters, stayed at 0.58-0.84, so 0.57 on the mean of two photos tells them apart."""
+def _histogram_ratio(name: str) -> float:
+    """Colour-histogram distance of the stylized photos to the painting over the photos' own
+    (mean over two held-out photos; 0: the painting's colours, 1: the photo's); asserts that the
+    photo's layout stays."""
     painting = Image.open(ROOT / "samples/styles" / PAINTINGS[name]).convert("RGB").resize((192, 128))
     target = _colour_histogram(pil_to_tensor(painting))
     stylizer = Stylizer.load(ROOT / "weights" / f"{name}.safetensors", device="cpu")
@@ -65,7 +66,48 @@ def test_bundled_style_paints_a_held_out_photo_and_keeps_the_scene(name):
         x, y = pil_to_tensor(photo), pil_to_tensor(out)
         ratios.append(float((_colour_histogram(y) - target).abs().sum() / (_colour_histogram(x) - target).abs().sum()))
         assert torch.corrcoef(torch.stack([_luminance(x), _luminance(y)]))[0, 1] > 0.5  # the scene stays
-    assert sum(ratios) / len(ratios) < 0.57, ratios
+    return sum(ratios) / len(ratios)
+
+
+@pytest.mark.parametrize("name", STILL)
+def test_bundled_style_paints_a_held_out_photo_and_keeps_the_scene(name):
+    """Colours move most of the way to the painting's, and the photo's layout stays.
+
+    On these photos the new styles bring the colour-histogram distance to the painting to
+    0.43-0.51 of the photo's own; the random-feature styles they replaced, which looked like
+    colour filters, stayed at 0.58-0.84, so 0.57 tells them apart."""
+    assert _histogram_ratio(name) < 0.57
+
+
+@pytest.mark.parametrize("name", STILL)
+def test_video_variant_keeps_its_paintings_colours(name):
+    """The temporal fine-tune softens strokes and may pull colours back toward the photo, but
+    not far: measured 0.49 vs 0.51 (starry), 0.43 vs 0.43 (shipwreck), 0.58 vs 0.46 (matisse,
+    paler pinks and greens; docs/bundled-styles.md)."""
+    assert _histogram_ratio(f"{name}-video") < _histogram_ratio(name) + 0.15
+
+
+def _shift_flicker(stylizer: Stylizer, photo: torch.Tensor, shift: int = 3) -> float:
+    """Mean absolute difference between the stylized photo and the stylized photo moved ``shift`` px
+    (aligned back), away from the edges: what a slow pan makes flicker."""
+    w = photo.shape[-1] - 8
+    with torch.no_grad():
+        a = stylizer(photo[None, ..., :w])[0]
+        b = stylizer(photo[None, ..., shift:shift + w])[0]
+    return float((b[:, 8:-8, 8:-8 - shift] - a[:, 8:-8, 8 + shift:-8]).abs().mean())
+
+
+@pytest.mark.parametrize("name", STILL)
+def test_video_variant_keeps_its_strokes_where_the_still_style_redraws_them(name):
+    """A 3 px shift (not a multiple of the generator's stride) redraws the still styles' strokes;
+    the video variants, trained with the temporal loss, change clearly less (the shipwreck, trained
+    closer to the photo, flickers least to begin with and gains least)."""
+    photo = pil_to_tensor(Image.open(ROOT / "samples/content/chelsea.jpg").convert("RGB").resize((264, 200)))
+    still = _shift_flicker(Stylizer.load(ROOT / "weights" / f"{name}.safetensors", device="cpu"), photo)
+    video = _shift_flicker(Stylizer.load(ROOT / "weights" / f"{name}-video.safetensors", device="cpu"), photo)
+    assert video < 0.8 * still, (video, still)  # here: 0.49x starry, 0.74x shipwreck, 0.57x matisse
+    info = read_info(ROOT / "weights" / f"{name}-video.safetensors")
+    assert info.metadata["loss_weights"]["temporal_weight"] > 0 and info.metadata["init_from"] == f"weights/{name}.safetensors"
 
 
 def test_readme_main_command(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from styler.io.weights import bundled_dir, list_styles, resolve_weights, save_ge
 from styler.nn import Generator
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLED = {"starry", "shipwreck", "matisse"}
+BUNDLED = {"starry", "shipwreck", "matisse", "starry-video", "shipwreck-video", "matisse-video"}
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
 
 

@@ -77,7 +77,7 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               help="PatchGAN adversarial weight; 0 disables the discriminator.")
 @click.option("--temporal-weight", type=float, default=_LOSS.temporal_weight, show_default=True,
               help="Steady video: ask for the same strokes when the photo moves by a few pixels or gains "
-                   "sensor noise (Gupta et al. 2017); 0 = off. The bundled styles use 10.")
+                   "sensor noise (Gupta et al. 2017); 0 = off. The bundled -video styles use 10.")
 @click.option("--temporal-noise", type=float, default=_LOSS.temporal_noise, show_default=True,
               help="Largest standard deviation of the noise the temporal loss adds (0-1 pixel scale).")
 @click.option("--lr", type=float, default=_TRAIN.lr, show_default=True,
