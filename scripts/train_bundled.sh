@@ -14,11 +14,16 @@ PHOTOS=runs/photos
 [ -d "$PHOTOS" ] || python scripts/export_training_photos.py "$PHOTOS"
 VGG=$(python scripts/fetch_vgg16.py runs/vgg)
 declare -A STYLE=([starry]=starry_night.jpg [shipwreck]=shipwreck.jpg [matisse]=woman-with-hat-matisse.jpg)
+# Starry Night uses Gatys et al.'s style layers (up to relu5_1): bolder, thicker strokes and small
+# swirling dabs than Johnson et al.'s (the vgg16 default), the study in docs/bundled-styles.md.
+GATYS=relu1_1,relu2_1,relu3_1,relu4_1,relu5_1
+declare -A LAYERS=([starry]="--style-layers $GATYS" [shipwreck]="" [matisse]="")
 STEPS=${STEPS:-800}
 export OMP_NUM_THREADS=1 STYLER_OFFLINE=1
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(starry shipwreck matisse)
 for n in "${names[@]}"; do
-  python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n" \
+  # shellcheck disable=SC2086  # LAYERS holds options
+  python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n" ${LAYERS[$n]} \
     --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
     --steps "$STEPS" --image-size 128 --style-size 256 --batch-size 4 --seed 0 --workers 0 \
     --val-every 100 --checkpoint-every 100 --preview-every 200 --device cpu \
@@ -41,7 +46,7 @@ declare -A EXTRA=([starry]="" [shipwreck]="--content-weight 5" [matisse]="")
 for n in "${names[@]}"; do
   # shellcheck disable=SC2086  # EXTRA holds options
   python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n-video" \
-    --init-from "weights/$n.safetensors" ${EXTRA[$n]} \
+    --init-from "weights/$n.safetensors" ${EXTRA[$n]} ${LAYERS[$n]} \
     --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
     --steps 200 --lr 5e-4 --temporal-weight 10 --image-size 128 --style-size 256 --batch-size 4 --seed 1 \
     --workers 0 --val-every 50 --checkpoint-every 50 --preview-every 0 --device cpu \
