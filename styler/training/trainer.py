@@ -19,13 +19,14 @@ from styler.device import autocast, compute_dtype, memory_format
 from styler.errors import ConfigError
 from styler.io.files import file_sha256
 from styler.io.images import save_image
-from styler.io.weights import WEIGHTS_SUFFIX, resolve_weights, save_generator, utc_now
+from styler.io.weights import WEIGHTS_SUFFIX, resolve_weights, save_generator
 from styler.nn import Generator, PatchDiscriminator
 from styler.nn.generator import load_generator
 from styler.nn.vgg import build_feature_extractor
 from styler.training import distributed
 from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content, content_images
 from styler.training.distributed import DistContext
+from styler.training.facts import weights_metadata
 from styler.training.losses import PerceptualLoss, TemporalLoss, hinge_discriminator_loss, hinge_generator_loss
 from styler.training.previews import loss_curve, pairs_grid
 from styler.training.report import load_style, not_finite, out_of_memory, reraise, timed, worker_failure
@@ -376,7 +377,7 @@ class Trainer(Resumable):
         if self.dist.is_main:
             self.save_checkpoint()
             final = final.to(self.device).eval()
-            save_generator(self.weights_path, final, self.metadata())
+            save_generator(self.weights_path, final, weights_metadata(self))
             save_image(loss_curve(self.run_dir.read_metrics()), self.run_dir.loss_curve_path)
             if self.preview_images is not None:
                 images = self.preview_images[:16]
@@ -385,44 +386,6 @@ class Trainer(Resumable):
         return TrainResult(self.weights_path, self.step, self.seconds, self.last_losses,
                            sorted(self.skipped_paths), self.best.step if self.best.state is not None else None,
                            self.best.loss, self.stopped_early, self.run_dir.path)
-
-    def metadata(self) -> dict[str, object]:
-        cfg = self.config
-        kept = self.best.state is not None  # else the last generator is the one saved
-        losses = self.best.losses if kept and self.best.losses else self.last_losses
-        meta: dict[str, object] = {
-            "style_name": self.name,
-            "style_file": self.style_path.name,
-            "style_sha256": self.style_sha256,
-            "features": cfg.features.value,
-            "features_source": self.extractor.source.describe(),
-            "vgg_weights": self.extractor.source.to_dict(),
-            # The file holds the best validated generator, not necessarily the last one.
-            "steps": self.step,
-            "steps_trained": self.step,
-            "best_step": self.best.step if kept else self.step,
-            "image_size": cfg.image_size,
-            "batch_size": cfg.batch_size,
-            "world_size": self.dist.world_size,
-            "content_images": len(self.train_paths),
-            "validation_images": self.val_count,
-            "loss_weights": to_json(cfg.loss),
-            "train_config": to_json(cfg),
-            "final_losses": {k: round(v, 6) for k, v in losses.items()},
-            "device": self.device.type,
-            "train_seconds": round(self.seconds, 1),
-            "created_utc": utc_now(),
-        }
-        if self.best.state is not None:
-            meta.update(val_loss=self.best.loss, stopped_early=self.stopped_early)
-        if cfg.init_from:
-            meta["init_from"] = cfg.init_from
-        if cfg.features is Features.RANDOM:
-            meta["features_note"] = ("trained with random (not ImageNet) VGG features; "
-                                     "expect weaker stylization")
-        elif self.extractor.source.note:
-            meta["features_note"] = self.extractor.source.note
-        return meta
 
 
 __all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer"]

@@ -1,0 +1,53 @@
+"""What a trained generator's weights file says about its run: the style, the loss network and
+the weights it came from (ImageNet file and hash, or random features, said plainly), the
+configuration, the kept step and losses, and where it started from."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from styler.config import Features, to_json
+from styler.io.weights import utc_now
+
+if TYPE_CHECKING:  # only for the annotation: the Trainer imports this module
+    from styler.training.trainer import Trainer
+
+
+def weights_metadata(trainer: Trainer) -> dict[str, object]:
+    """The metadata :func:`styler.io.weights.save_generator` writes for ``trainer``'s run."""
+    cfg = trainer.config
+    kept = trainer.best.state is not None  # else the last generator is the one saved
+    losses = trainer.best.losses if kept and trainer.best.losses else trainer.last_losses
+    meta: dict[str, object] = {
+        "style_name": trainer.name,
+        "style_file": trainer.style_path.name,
+        "style_sha256": trainer.style_sha256,
+        "features": cfg.features.value,
+        "features_source": trainer.extractor.source.describe(),
+        "vgg_weights": trainer.extractor.source.to_dict(),
+        # The file holds the best validated generator, not necessarily the last one.
+        "steps": trainer.step,
+        "steps_trained": trainer.step,
+        "best_step": trainer.best.step if kept else trainer.step,
+        "image_size": cfg.image_size,
+        "batch_size": cfg.batch_size,
+        "world_size": trainer.dist.world_size,
+        "content_images": len(trainer.train_paths),
+        "validation_images": trainer.val_count,
+        "loss_weights": to_json(cfg.loss),
+        "train_config": to_json(cfg),
+        "final_losses": {k: round(v, 6) for k, v in losses.items()},
+        "device": trainer.device.type,
+        "train_seconds": round(trainer.seconds, 1),
+        "created_utc": utc_now(),
+    }
+    if trainer.best.state is not None:
+        meta.update(val_loss=trainer.best.loss, stopped_early=trainer.stopped_early)
+    if cfg.init_from:
+        meta["init_from"] = cfg.init_from
+    if cfg.features is Features.RANDOM:
+        meta["features_note"] = ("trained with random (not ImageNet) VGG features; "
+                                 "expect weaker stylization")
+    elif trainer.extractor.source.note:
+        meta["features_note"] = trainer.extractor.source.note
+    return meta
