@@ -163,3 +163,23 @@ def test_stylize_video_api_reports_progress(tmp_path):
                                                 on_frame=lambda done, total: seen.append((done, total)))
     assert n == 10 and seen[0] == (0, 10) and seen[-1] == (10, 10)
     assert probe(tmp_path / "out.mov")["frames"] == 10
+
+
+def test_a_video_with_a_still_style_suggests_its_video_variant(tmp_path):
+    from click.testing import CliRunner
+
+    from styler.cli import main
+
+    src = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+
+    def apply(style, *global_options):
+        return CliRunner().invoke(main, [*global_options, "apply", str(src), "--style", style, "--device", "cpu",
+                                         "--overwrite", "--weights-dir", str(tmp_path / "none")],
+                                  catch_exceptions=False)
+
+    result = apply("starry")
+    assert result.exit_code == 0, result.output
+    assert "tip: starry-video is trained for video" in result.stderr
+    for style, options in (("starry-video", ()), ("starry", ("-q",))):
+        result = apply(style, *options)
+        assert result.exit_code == 0 and "tip:" not in result.stderr, result.output

@@ -97,6 +97,19 @@ def _apply_moving(stylizer: Any, pairs: list[tuple[Path, Path]], config: VideoCo
     summary.seconds += time.perf_counter() - start
 
 
+def _suggest_video_variant(style: str, weights_dir: Path | None) -> None:
+    """A video with a still style that has a ``-video`` variant (trained with the temporal loss,
+    about half the flicker): say so once, on stderr, since the output is still written."""
+    from styler.io.weights import list_styles
+
+    variant = f"{style}-video"
+    if Path(style).is_file() or style.endswith("-video"):
+        return
+    if any(s.name == variant and s.error is None for s in list_styles(weights_dir)):
+        click.echo(f"tip: {variant} is trained for video, with strokes that flicker less: --style {variant}",
+                   err=True)
+
+
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--style", required=True, multiple=True, callback=lambda ctx, param, value: once(param, value),
@@ -164,6 +177,8 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: str 
     planned, failed = plan_outputs(inputs, output, stylizer.name, folder)
     pairs, skipped = split_existing(take_shard(planned, folder.shard, inputs), folder.overwrite)
     pairs, moving = split_moving(pairs)
+    if moving and not (ctx.obj["quiet"] or as_json):
+        _suggest_video_variant(style, weights_dir)
     quiet = ctx.obj["quiet"] or len(pairs) <= 1
     summary = ApplySummary()
     if pairs:
