@@ -172,12 +172,16 @@ class TemporalLoss(nn.Module):
     def moved(self, content: torch.Tensor, step: int) -> tuple[torch.Tensor, tuple[int, int]]:
         """``content`` moved up-left by a random (dy, dx) (the far edges reflected back in, so
         the size stays and both versions go through the generator as one batch) plus noise."""
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        seed = self.seed * 1_000_003 + step
+        gen = torch.Generator().manual_seed(seed)
         dy, dx = (int(v) for v in torch.randint(0, self.max_shift + 1, (2,), generator=gen))
         moved = F.pad(content[..., dy:, dx:], (0, dx, 0, dy), mode="reflect") if dy or dx else content
-        sigma = torch.rand((content.shape[0], 1, 1, 1), generator=gen) * self.noise
-        noise = torch.randn((content.shape[0], *content.shape[1:]), generator=gen) * sigma
-        return (moved + noise.to(content.device, content.dtype)).clamp(0, 1), (dy, dx)
+        # The noise is drawn where the batch lives (no full-batch host tensor and copy every step
+        # on a GPU); on the CPU the same generator goes on, which the bundled -video styles used.
+        on_device = gen if content.device.type == "cpu" else torch.Generator(device=content.device).manual_seed(seed)
+        sigma = torch.rand((content.shape[0], 1, 1, 1), generator=on_device, device=content.device) * self.noise
+        noise = torch.randn(content.shape, generator=on_device, device=content.device) * sigma
+        return (moved + noise.to(content.dtype)).clamp(0, 1), (dy, dx)
 
     def forward(self, output: torch.Tensor, moved_output: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
         dy, dx = shift
