@@ -90,6 +90,17 @@ def test_bench_apply_runs_at_a_tiny_size(capsys):
         assert row["styler_max_abs_diff_vs_fp32"] <= FAST_ATOL
 
 
+def test_bench_apply_base_channels_sets_the_generators_width(capsys):
+    """Doubling the width costs about 4x the FLOPs (most convolutions are width x width)."""
+    from benchmarks import bench_apply
+
+    args = ["--sizes", "32", "--repeats", "1", "--threads", "1", "--json", "--no-plain", "--no-baseline"]
+    bench_apply.main([*args, "--base-channels", "8"])
+    bench_apply.main([*args, "--base-channels", "16"])
+    narrow, wide = _json_lines(capsys.readouterr().out)
+    assert 3.0 < wide["styler_gflop"] / narrow["styler_gflop"] < 4.2
+
+
 def conv_gflop_from_shapes(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
     """2 x multiply-adds of every convolution, from its weight and output shapes (on the meta
     device): an independent count to check the benchmark's flop counter against."""
