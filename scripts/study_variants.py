@@ -52,7 +52,7 @@ def main() -> None:
     print("| variant | content | style | 3 px shift flicker (levels) |\n| --- | --- | --- | --- |")
     for name, spec in (v.split("=", 1) for v in args.variants):
         path, _, scale = spec.partition("@")
-        stylizer = Stylizer.load(path, device="cpu", config=ApplyConfig(stroke_scale=float(scale or 1)))
+        stylizer = Stylizer.load(path, config=ApplyConfig(stroke_scale=float(scale or 1)))
         with torch.no_grad():
             results = {stem: stylizer(photo).clamp(0, 1) for stem, photo in photos.items()}
         scores = [scorer.score(photos[stem], out) for stem, out in results.items()]
