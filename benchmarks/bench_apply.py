@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-baseline", action="store_true", help="skip TransformerNet (speedup is then null)")
     p.add_argument("--base-channels", type=int, default=GeneratorConfig().base_channels,
                    help="styler generator width (the bundled styles' default; wider costs about its square)")
+    p.add_argument("--downsamples", type=int, choices=range(1, 5), default=GeneratorConfig().num_downsamples,
+                   help="halvings before the residual blocks (3: blocks at 1/8; 2: at 1/4, same FLOPs, more memory traffic)")
     p.add_argument("--json", action="store_true", help="one JSON object per size on stdout")
     args = p.parse_args(argv)
     args.sizes = args.sizes or [parse_size(s) for s in DEFAULT_SIZES]
@@ -158,7 +160,7 @@ def bench_size(hw: tuple[int, int], nets: dict[str, Callable], models: dict[str,
 
 def build(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, Callable], dict[str, torch.nn.Module]]:
     torch.manual_seed(0)
-    plain = Generator(GeneratorConfig(base_channels=args.base_channels)).eval()
+    plain = Generator(GeneratorConfig(base_channels=args.base_channels, num_downsamples=args.downsamples)).eval()
     models: dict[str, torch.nn.Module] = {"styler": FastGenerator.from_generator(plain)}
     if not args.no_plain:
         models["plain"] = plain

@@ -108,20 +108,26 @@ class GeneratorConfig:
     # however the loss is weighted (FIELD.md runs b-d); weights files from before this field
     # existed used it and load with it.
     input_skip: bool = False
+    # Halvings between the input and the residual blocks (the first is the pixel-unshuffle stem):
+    # 3 puts them at 1/8 (fast, large strokes); 2 at 1/4 with half the channels, the same FLOPs in
+    # the blocks but a finer grid, so small detail (faces, lattices) survives (Johnson et al.'s
+    # layout is 1/4; docs/bundled-styles.md, "Stride").
+    num_downsamples: int = 3
 
     def __post_init__(self) -> None:
         _check(isinstance(self.upsample, Upsample), f"upsample must be an Upsample, got {self.upsample!r}")
+        _check(1 <= self.num_downsamples <= 4, f"num_downsamples must be 1..4, got {self.num_downsamples}")
         _check(1 <= self.base_channels <= 256, f"base_channels must be 1..256, got {self.base_channels}")
         _check(0 <= self.num_residual <= 16, f"num_residual must be 0..16, got {self.num_residual}")
 
-    # Layout settings that no option could reach (a 3x3 stem, a pixel-unshuffle stem and three
-    # halvings): files list them, so readers accept them at these values and refuse others.
-    RETIRED = {"num_downsamples": 3, "stem_kernel": 3, "pixel_unshuffle": True}
+    # Layout settings that no option could reach (a 3x3 stem, a pixel-unshuffle stem): files
+    # list them, so readers accept them at these values and refuse others.
+    RETIRED = {"stem_kernel": 3, "pixel_unshuffle": True}
 
     @property
     def stride(self) -> int:
-        """Inputs are padded internally to a multiple of this (three halvings)."""
-        return 8
+        """Inputs are padded internally to a multiple of this (one per halving)."""
+        return 2 ** self.num_downsamples
 
 
 # Generator fields that version-1 files (weights, run.json, checkpoints) may predate, with the

@@ -53,6 +53,7 @@ def test_subpixel_weight_equals_upsample_then_conv(mode, pad):
     GeneratorConfig(),
     GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.NEAREST),
     GeneratorConfig(base_channels=4, num_residual=1, antialias=True),
+    GeneratorConfig(base_channels=4, num_residual=1, num_downsamples=2),
 ])
 @pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 3, 37, 53)])
 def test_fast_generator_gives_the_plain_images(config, shape):
@@ -99,6 +100,18 @@ def test_bench_apply_base_channels_sets_the_generators_width(capsys):
     bench_apply.main([*args, "--base-channels", "16"])
     narrow, wide = _json_lines(capsys.readouterr().out)
     assert 3.0 < wide["styler_gflop"] / narrow["styler_gflop"] < 4.2
+
+
+def test_bench_apply_downsamples_moves_the_blocks_at_about_the_same_flops(capsys):
+    """Blocks at 1/4 with half the channels cost what blocks at 1/8 do; the encoder and decoder
+    lose a level, so the whole network costs a little less."""
+    from benchmarks import bench_apply
+
+    args = ["--sizes", "64", "--repeats", "1", "--threads", "1", "--json", "--no-plain", "--no-baseline"]
+    bench_apply.main([*args, "--downsamples", "3"])
+    bench_apply.main([*args, "--downsamples", "2"])
+    coarse, fine = _json_lines(capsys.readouterr().out)
+    assert 0.7 < fine["styler_gflop"] / coarse["styler_gflop"] < 1.0
 
 
 def conv_gflop_from_shapes(model: torch.nn.Module, shape: tuple[int, ...]) -> float:

@@ -14,10 +14,10 @@ from styler.nn import Generator
 SIZES = [(48, 64), (37, 53), (12, 7)]  # not a multiple of the stride 8; narrower than a pad
 
 
-@pytest.fixture(params=[False, True], ids=["tanh-output", "input-skip"])
+@pytest.fixture(params=[{}, {"input_skip": True}, {"num_downsamples": 2}], ids=["tanh-output", "input-skip", "stride-4"])
 def weights(tmp_path, request):
     torch.manual_seed(0)
-    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, input_skip=request.param)).eval()
+    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, **request.param)).eval()
     with torch.no_grad():
         for p in g.parameters():
             p.add_(torch.randn_like(p) * 0.1)

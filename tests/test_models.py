@@ -9,9 +9,10 @@ TINY = GeneratorConfig(base_channels=4, num_residual=1)
 
 
 SMOOTH = GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.BILINEAR, antialias=True)
+FINE = GeneratorConfig(base_channels=4, num_residual=1, num_downsamples=2)  # residual blocks at 1/4
 
 
-@pytest.mark.parametrize("config", [TINY, SMOOTH])
+@pytest.mark.parametrize("config", [TINY, SMOOTH, FINE])
 @pytest.mark.parametrize("h,w", [(64, 64), (37, 53), (1, 1), (3, 130), (65, 7)])
 def test_generator_keeps_any_size(h, w, config):
     g = Generator(config)
@@ -27,7 +28,7 @@ def test_generator_has_no_transposed_convolutions():
     assert any(isinstance(m, nn.ReflectionPad2d) for m in g.modules())
 
 
-@pytest.mark.parametrize("config", [TINY, SMOOTH])
+@pytest.mark.parametrize("config", [TINY, SMOOTH, FINE])
 def test_generator_gradients_reach_every_parameter(config):
     g = Generator(config)
     g(torch.rand(1, 3, 64, 64)).square().mean().backward()
@@ -46,7 +47,19 @@ def test_generator_config_validation():
 
     with pytest.raises(ConfigError, match="base_channels"):
         GeneratorConfig(base_channels=0)
+    with pytest.raises(ConfigError, match="num_downsamples must be 1..4, got 5"):
+        GeneratorConfig(num_downsamples=5)
 
+
+@pytest.mark.parametrize("halvings,stride,lowest", [(3, 8, (64, 8)), (2, 4, (32, 16)), (1, 2, (16, 32))])
+def test_downsamples_set_the_stride_and_the_grid_of_the_residual_blocks(halvings, stride, lowest):
+    g = Generator(GeneratorConfig(base_channels=16, num_residual=1, num_downsamples=halvings))
+    assert g.config.stride == stride
+    _, residual, _ = g.stages()
+    shapes = []
+    residual[0].register_forward_hook(lambda m, i, o: shapes.append(o.shape) and None)
+    g(torch.rand(1, 3, 64, 64))
+    assert tuple(shapes[0][1:3]) == lowest  # channels double per halving after the stem
 
 def test_retired_layout_fields_are_read_at_their_one_value_and_refused_otherwise():
     from styler.config import from_dict
@@ -54,6 +67,9 @@ def test_retired_layout_fields_are_read_at_their_one_value_and_refused_otherwise
 
     stored = {"base_channels": 4, "num_downsamples": 3, "stem_kernel": 3, "pixel_unshuffle": True}
     assert from_dict(GeneratorConfig, stored) == GeneratorConfig(base_channels=4)
+    # Files that predate num_downsamples were all built with three halvings.
+    assert from_dict(GeneratorConfig, {"base_channels": 4}).stride == 8
+    assert from_dict(GeneratorConfig, {**stored, "num_downsamples": 2}).stride == 4
     with pytest.raises(ConfigError, match="stem_kernel=9 is a layout styler no longer builds"):
         from_dict(GeneratorConfig, {**stored, "stem_kernel": 9})
 

@@ -65,7 +65,8 @@ def test_exact_statistics_make_tiles_equal_the_plain_forward(size, capsys):
 @pytest.mark.parametrize("config", [GeneratorConfig(base_channels=4, num_residual=0),
                                     GeneratorConfig(base_channels=4, upsample=Upsample.NEAREST),
                                     GeneratorConfig(base_channels=4, antialias=True),
-                                    GeneratorConfig(base_channels=4, input_skip=True)])
+                                    GeneratorConfig(base_channels=4, input_skip=True),
+                                    GeneratorConfig(base_channels=4, num_downsamples=2)])
 def test_exact_statistics_on_other_layouts(config):
     g, x = generator(config, spread=0.3), photo(90, 75)
     with torch.no_grad():

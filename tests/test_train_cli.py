@@ -127,6 +127,19 @@ def test_random_features_start_from_the_offline_recipe(tmp_path, photo_dir, styl
     assert (config.loss.style_loss.value, config.feature_width_divisor, config.loss.tv_weight) == ("gram", 1, 0.5)
 
 
+def test_downsamples_choice_is_recorded_and_sets_the_crop_multiple(tmp_path, photo_dir, style_image):
+    result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "fine",
+                   "--downsamples", "2", *TINY[:2], "--image-size", "36", *TINY[4:])  # 36: a multiple of 4, not 8
+    assert result.exit_code == 0, result.output
+    info = read_info(tmp_path / "weights" / "fine.safetensors")
+    assert info.generator.num_downsamples == 2 and info.metadata["generator_config"]["num_downsamples"] == 2
+    # --init-from takes the architecture, halvings included.
+    result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "fine2",
+                   "--init-from", "fine", *TINY[:2], "--image-size", "36", *TINY[4:-4])
+    assert result.exit_code == 0, result.output
+    assert read_info(tmp_path / "weights" / "fine2.safetensors").generator.stride == 4
+
+
 def test_upsample_choice_is_recorded(tmp_path, photo_dir, style_image):
     result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "bl",
                    "--upsample", "bilinear", *TINY)
@@ -145,6 +158,7 @@ def test_upsample_choice_is_recorded(tmp_path, photo_dir, style_image):
     (["--adv-weight", "-1"], "adv_weight must be a finite number >= 0"),
     (["--tv-weight", "inf"], "tv_weight must be a finite number >= 0"),
     (["--base-channels", "0"], "base_channels must be 1..256"),
+    (["--downsamples", "2", "--image-size", "34"], "multiple of the generator stride 4"),
     (["--temporal-weight", "-2"], "temporal_weight must be a finite number >= 0"),
     (["--temporal-noise", "0.8"], "temporal noise must be between 0 and 0.5"),
     (["--temporal-weight", "5"], "image size must be >= 64 pixels with it"),

@@ -10,6 +10,8 @@ Deliberate departures, all for speed on CPUs and small GPUs (see docs/performanc
     the FLOPs at full resolution).
   * Half the channels (16-32-64 instead of 32-64-128), with the 5 residual blocks at 1/8
     resolution instead of 1/4 (a pixel-unshuffle stem and one more downsampling step).
+    ``GeneratorConfig.num_downsamples=2`` puts them at Johnson's 1/4 with 32 channels: the same
+    FLOPs in the blocks, a finer grid for small detail, half the reach.
   * Upsampling is bilinear (default) or nearest-neighbour x2 followed by a 3x3 convolution,
     never a transposed convolution (Odena et al., "Deconvolution and Checkerboard Artifacts",
     Distill 2016). Johnson et al. and Odena et al. use nearest; in offline training it painted a
@@ -106,13 +108,13 @@ class UpBlock(nn.Module):
 
 
 def _encoder(cfg: GeneratorConfig) -> tuple[list[nn.Module], int]:
-    """The downsampling layers and their output channels: a pixel-unshuffle stem, then two
-    strided convolutions (each mirrored by an UpBlock)."""
+    """The downsampling layers and their output channels: a pixel-unshuffle stem, then
+    ``num_downsamples - 1`` strided convolutions (each mirrored by an UpBlock)."""
     c = cfg.base_channels
     # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
     # resolution except the head, which is where most of the memory traffic was.
     layers: list[nn.Module] = [*([Blur(3)] if cfg.antialias else []), nn.PixelUnshuffle(2), ConvNormAct(12, c)]
-    for _ in range(2):
+    for _ in range(cfg.num_downsamples - 1):
         if cfg.antialias:
             layers.append(Blur(c))
         layers.append(ConvNormAct(c, c * 2, 3, stride=2))
@@ -130,7 +132,7 @@ class Generator(nn.Module):
         layers, c = _encoder(cfg)
         self._stage_sizes = (len(layers), cfg.num_residual)
         layers.extend(ResidualBlock(c) for _ in range(cfg.num_residual))
-        for _ in range(2):
+        for _ in range(cfg.num_downsamples - 1):
             layers.append(UpBlock(c, c // 2, cfg.upsample))
             c //= 2
         # The pixel-unshuffle stem is undone by a plain upsample before the head.
