@@ -257,6 +257,8 @@ def test_train_records_the_features_source(tmp_path, photo_dir, style_image):
     meta = read_info(tmp_path / "w" / "a.safetensors").metadata
     assert meta["features_source"].startswith("vgg16 (caffe, vgg16-00b39a1b.pth ")
     assert meta["vgg_weights"]["preprocess"] == "caffe"
+    # ImageNet features start from the bundled styles' layout: residual blocks at 1/4.
+    assert meta["generator_config"]["num_downsamples"] == 2
     result = runner.invoke(main, [*common, "--name", "b", "--run-dir", str(tmp_path / "rb"),
                                   "--vgg-preprocess", "torchvision"])
     assert result.exit_code == 0, result.output

@@ -14,8 +14,8 @@ import click
 
 from styler.cli.common import common_options, console, device_option, fail, handle_errors, once, print_json, \
     progress
-from styler.config import Features, GeneratorConfig, LossConfig, OFFLINE_DEFAULTS, Precision, Preprocess, StyleLoss, \
-    TrainConfig, Upsample, default_weights_dir, defaults_for
+from styler.config import Features, GeneratorConfig, IMAGENET_GENERATOR, LossConfig, OFFLINE_DEFAULTS, Precision, \
+    Preprocess, StyleLoss, TrainConfig, Upsample, default_weights_dir, defaults_for
 
 _TRAIN = TrainConfig()
 _LOSS = LossConfig()
@@ -63,7 +63,7 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--steps", type=int, default=_TRAIN.steps, show_default=True)
 @click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
 @click.option("--image-size", type=int, default=_TRAIN.image_size, show_default=True,
-              help="Training crop size in pixels (a multiple of the generator stride, 8 by default).")
+              help="Training crop size in pixels (a multiple of the generator stride, 2^--downsamples).")
 @click.option("--style-size", type=int, default=_TRAIN.style_size, show_default=True,
               help="Longer side of the style image for the style targets.")
 @click.option("--content-weight", type=float, default=_LOSS.content_weight, show_default=True)
@@ -138,9 +138,10 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--residual-blocks", "num_residual", type=int, default=None,
               help=f"Generator depth [default: {GeneratorConfig().num_residual}, or --init-from's].")
 @click.option("--downsamples", "num_downsamples", type=click.IntRange(1, 4), default=None,
-              help=f"Halvings before the residual blocks: 3 = blocks at 1/8 (fast, large strokes), 2 = at "
-                   f"1/4 (finer detail, same FLOPs) [default: {GeneratorConfig().num_downsamples}, or "
-                   f"--init-from's].")
+              help=f"Halvings before the residual blocks: 3 = blocks at 1/8 (large strokes, small detail "
+                   f"lost), 2 = at 1/4 (finer detail, same FLOPs) [default: "
+                   f"{IMAGENET_GENERATOR.num_downsamples} with VGG features, "
+                   f"{OFFLINE_DEFAULTS.generator.num_downsamples} with random ones, or --init-from's].")
 @click.option("--upsample", type=click.Choice([u.value for u in Upsample]), default=None,
               help=f"Decoder upsampling [default: {GeneratorConfig().upsample.value}, or --init-from's].")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
