@@ -111,7 +111,7 @@ class GeneratorConfig:
     # Halvings between the input and the residual blocks (the first is the pixel-unshuffle stem):
     # 3 puts them at 1/8 (fast, large strokes); 2 at 1/4 with half the channels, the same FLOPs in
     # the blocks but a finer grid, so small detail (faces, lattices) survives (Johnson et al.'s
-    # layout is 1/4; docs/bundled-styles.md, "Stride").
+    # layout is 1/4; docs/bundled-styles.md, "Round 3").
     num_downsamples: int = 3
 
     def __post_init__(self) -> None:
