@@ -91,21 +91,24 @@ def cosine(start, end, done, total):
     return end + (start - end) * (1 + math.cos(math.pi * done / total)) / 2
 
 
-def test_train_longer_extends_a_finished_run_with_a_fresh_schedule(tmp_path, photo_dir, style_image):
+def test_train_longer_continues_the_cosine_planned_for_the_new_length(tmp_path, photo_dir, style_image):
     args = base(photo_dir, style_image, "--steps", 4, "--name", "x", "--log-every", 1, "--val-fraction", 0)
     assert train(*args).exit_code == 0
     run = tmp_path / "runs" / "x"
     floor = metrics(run)[4]["lr"]
     assert floor == pytest.approx(1e-4)
-    result = train("--resume", run, "--steps", 7)
+    result = train("--resume", run, "--steps", 8)
     assert result.exit_code == 0, result.output
     records = metrics(run)
-    assert sorted(records) == list(range(1, 8))
+    assert sorted(records) == list(range(1, 9))
+    # Steps 5-8 learn at the rates of an 8-step cosine from the start, not at the 4-step run's floor.
+    assert [records[s]["lr"] for s in range(5, 9)] == pytest.approx([cosine(1e-3, 1e-4, s, 8) for s in range(5, 9)])
+    assert records[5]["lr"] > 3 * floor
     spec = json.loads((run / "run.json").read_text())
-    assert spec["config"]["steps"] == 7
-    assert spec["schedule"] == [{"from_step": 4, "to_step": 7, "lr_start": pytest.approx(floor),
+    assert spec["config"]["steps"] == 8
+    assert spec["schedule"] == [{"from_step": 4, "to_step": 8, "lr_start": pytest.approx(cosine(1e-3, 1e-4, 4, 8)),
                                  "lr_end": pytest.approx(1e-4)}]
-    assert read_info(tmp_path / "weights" / "x.safetensors").metadata["steps_trained"] == 7
+    assert read_info(tmp_path / "weights" / "x.safetensors").metadata["steps_trained"] == 8
 
 
 def test_resume_force_lr_really_trains_at_that_rate(tmp_path, photo_dir, style_image, monkeypatch):
@@ -123,9 +126,9 @@ def test_resume_force_lr_really_trains_at_that_rate(tmp_path, photo_dir, style_i
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
     result = train("--resume", run, "--steps", 8, "--lr", 0.02, "--force", "--adv-weight", 0)
     assert result.exit_code == 0, result.output
-    assert seen[0] == pytest.approx(0.02)  # the first added step trains at --lr, not at the old floor
-    assert seen == pytest.approx([cosine(0.02, 0.002, i, 4) for i in range(4)])
-    assert json.loads((run / "run.json").read_text())["schedule"][0]["lr_start"] == 0.02
+    # The added steps train on the 8-step cosine of the new --lr, not at the old floor.
+    assert seen == pytest.approx([cosine(0.02, 0.002, i, 8) for i in range(4, 8)])
+    assert json.loads((run / "run.json").read_text())["schedule"][0]["lr_start"] == pytest.approx(0.011)
 
 
 def test_resuming_a_finished_run_with_nothing_to_add_says_so_at_once(tmp_path, photo_dir, style_image):

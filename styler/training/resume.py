@@ -18,6 +18,7 @@ from styler.errors import ConfigError, TrainingError
 from styler.io.files import check_writable
 from styler.io.weights import bundled_dir, in_source_checkout
 from styler.training.runs import config_differences
+from styler.training.schedule import cosine_schedule
 
 
 @contextlib.contextmanager
@@ -118,7 +119,7 @@ class Resumable:
         if self.run_dir.spec_path.is_file():
             self.spec = replace(self.spec, schedule=self.run_dir.read_spec().schedule)
         if self.config.steps != saved.steps or self.config.lr != saved.lr:
-            self._fresh_schedule(lr_changed=self.config.lr != saved.lr)
+            self._fresh_schedule()
         if self.dist.is_main:
             self.run_dir.truncate_metrics(self.step)
             self.run_dir.write_spec(self.spec)
@@ -161,17 +162,14 @@ class Resumable:
         self.skipped_paths.update(Path(p) for p in state["skipped"])
         self._set_rng_state(state["rng"])
 
-    def _fresh_schedule(self, lr_changed: bool) -> None:
-        """A new cosine from here to the (new) last step: from ``--lr`` when it was changed (so it
-        really trains at that rate), else from the rate the run had reached, down to the floor.
-        Restoring the old scheduler and stretching it would leave a finished run at its floor."""
-        start = self.config.lr if lr_changed else self.opt_g.param_groups[0]["lr"]
-        floor = self.config.lr * LR_FLOOR
-        for group in self.opt_g.param_groups:
-            group["lr"] = group["initial_lr"] = start
-        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, self.config.steps - self.step, floor)
+    def _fresh_schedule(self) -> None:
+        """The cosine the run would have followed had it been planned for the new ``steps`` (and
+        ``lr``) from the start, at the current step: a finished run extended to more steps goes
+        back up to that schedule's rate instead of training on at the floor it had reached."""
+        self.sched_g = cosine_schedule(self.opt_g, self.config.lr, self.config.steps, self.step)
         self.stopped_early, self.best.evals_since = False, 0  # a longer run gets its patience back
-        segment = {"from_step": self.step, "to_step": self.config.steps, "lr_start": start, "lr_end": floor}
+        segment = {"from_step": self.step, "to_step": self.config.steps, "lr_start": self.opt_g.param_groups[0]["lr"],
+                   "lr_end": self.config.lr * LR_FLOOR}
         self.spec = replace(self.spec, schedule=(*self.spec.schedule, segment))
 
     def _rng_state(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.config import LR_FLOOR, Features, TrainConfig, to_json
+from styler.config import Features, TrainConfig, to_json
 from styler.device import autocast, compute_dtype, memory_format
 from styler.errors import ConfigError
 from styler.io.files import file_sha256
@@ -32,6 +32,7 @@ from styler.training.previews import loss_curve, pairs_grid
 from styler.training.report import load_style, not_finite, out_of_memory, reraise, timed, worker_failure
 from styler.training.resume import Resumable, deferred_interrupt
 from styler.training.runs import RunDir, RunSpec, default_run_dir
+from styler.training.schedule import cosine_schedule
 from styler.training.validation import BestTracker, first_readable, load_crops, split_validation
 
 log = logging.getLogger(__name__)
@@ -163,9 +164,7 @@ class Trainer(Resumable):
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr)
         # pix2pix / CycleGAN optimiser settings for the discriminator.
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.d_lr, betas=(0.5, 0.999))
-        # Cosine decay to 10%: large early steps find the style fast, small late steps remove
-        # the residual noise without a schedule that needs tuning per run length.
-        self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, cfg.steps, cfg.lr * LR_FLOOR)
+        self.sched_g = cosine_schedule(self.opt_g, cfg.lr, cfg.steps)
 
     # --- one step ----------------------------------------------------------------------------
 
