@@ -224,7 +224,13 @@ class TrainConfig:
     preview_every: int = 200
     precision: Precision = Precision.AUTO
     compile: bool = False
+    # "" trains from scratch; a style name or weights file starts from that generator; HEAD_START
+    # from the painter's head start (what defaults_for gives every ImageNet-feature run).
     init_from: str = ""
+    # Wall-clock seconds for the whole run, setup included; 0 = off. With a budget, the trainer
+    # measures its step time and sets ``steps`` (and the validation cadence) to fit, and stops at
+    # the deadline if the machine slows down (styler.training.budget).
+    budget_seconds: float = 0.0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -257,6 +263,8 @@ class TrainConfig:
                f"val fraction must be between 0 and 0.5, got {self.val_fraction!r}")
         for name in ("val_every", "checkpoint_every"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _check(isinstance(self.budget_seconds, (int, float)) and math.isfinite(self.budget_seconds)
+               and self.budget_seconds >= 0, f"budget must be a finite number of seconds >= 0, got {self.budget_seconds!r}")
         for name in ("patience", "preview_every"):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
 
@@ -281,11 +289,40 @@ OFFLINE_DEFAULTS = TrainConfig(features=Features.RANDOM, feature_width_divisor=2
 IMAGENET_GENERATOR = GeneratorConfig(num_downsamples=2)
 
 
+# The painter's head start: a generator pre-trained across many paintings, shipped in the package
+# (styler/weights/pretrained/); every ImageNet-feature style starts from it unless told otherwise.
+HEAD_START = "head-start"
+# ``--init-from none``: train from scratch.
+NO_INIT = "none"
+
+
 def defaults_for(features: Features) -> TrainConfig:
-    """The default training configuration for a loss network."""
+    """The default training configuration for a loss network: ImageNet features start from the
+    head start, random features (another layout, other losses) from scratch."""
     if features is Features.RANDOM:
         return OFFLINE_DEFAULTS
-    return TrainConfig(features=features, generator=IMAGENET_GENERATOR)
+    return TrainConfig(features=features, generator=IMAGENET_GENERATOR, init_from=HEAD_START)
+
+
+@dataclass(frozen=True)
+class BudgetRecipe:
+    """What ``styler train --budget`` picks for the machine it runs on (options the user types win):
+    crops and painting size as the bundled styles were trained on a CPU, larger crops on a GPU
+    where a step costs little, and how the measured time is spent."""
+
+    cpu_image_size: int = 128
+    gpu_image_size: int = 256
+    style_size: int = 256
+    validations: int = 8  # validations over the run (the best validated generator is kept)
+    # Of the time left after setup and the step-time probe, the share planned for steps; the
+    # rest absorbs checkpoints, previews and a machine that slows down.
+    safety: float = 0.92
+    probe_steps: int = 2  # timed steps after one warm-up step; their updates are undone
+
+
+BUDGET = BudgetRecipe()
+# A first preview this early shows that training works, minutes before the regular ones.
+FIRST_PREVIEW_STEP = 20
 
 
 class OutputFormat(str, enum.Enum):

@@ -243,11 +243,11 @@ def test_a_read_only_cache_for_a_converted_vgg_file_is_one_line(tmp_path, monkey
 def test_verbose_after_the_command_logs_setup_steps_with_times(photo_dir, style_image):
     result = train(*base(photo_dir, style_image, "--steps", 1, "--name", "v", "-v"))
     assert result.exit_code == 0, result.output
-    for step in ("scanning and reading photos: ", "loading the loss network (random): ",
-                 "preparing style targets (sliced, style image 64x64): "):
+    for step in ("reading the photos: ", "loading the loss network (random): ",
+                 "preparing the painting's statistics (64x64 px): "):
         line = next((line for line in result.stderr.splitlines() if line.startswith(step)), None)
         assert line is not None and line.endswith("s"), result.stderr
-    assert "sorting" not in result.stderr  # per-layer detail is for -vv
+    assert "layer 1 of" not in result.stderr  # per-layer detail is for -vv
 
 
 def test_quiet_after_the_command(photo_dir, style_image):
@@ -265,7 +265,24 @@ def test_setup_status_follows_each_step_on_a_terminal(photo_dir, style_image, mo
     result = train(*base(photo_dir, style_image, "--steps", 1, "--name", "s"))
     assert result.exit_code == 0, result.output
     assert "preparing training: loading the loss network (random)..." in shown
-    assert any(s.startswith("preparing training: sorting 1024 style projections of") for s in shown)
+    assert "preparing training: preparing the painting's statistics (64x64 px)..." in shown
+    assert not any("relu" in s or "layer" in s for s in shown)  # the user's words, not the loss's internals
+
+
+def test_verbose_lines_print_above_the_setup_spinner_not_into_it(photo_dir, style_image, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    train_command = importlib.import_module("styler.cli.train")
+    screen = io.StringIO()
+    monkeypatch.setattr(train_command, "console", lambda stderr=True: Console(force_terminal=True, file=screen,
+                                                                              width=80))
+    result = train(*base(photo_dir, style_image, "--steps", 1, "--name", "s", "-v"))
+    assert result.exit_code == 0, result.output
+    # The spinner's console prints them (rich moves the spinner below each line); none goes around it.
+    assert "loading the loss network (random): " in screen.getvalue()
+    assert "loading the loss network (random): " not in result.stderr
 
 
 def test_huge_painting_message_names_max_pixels_and_the_flag_lets_it_train(tmp_path, photo_dir, monkeypatch):

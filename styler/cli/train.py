@@ -12,10 +12,10 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from styler.cli.common import common_options, console, device_option, fail, handle_errors, once, print_json, \
-    progress
-from styler.config import Features, GeneratorConfig, IMAGENET_GENERATOR, LossConfig, OFFLINE_DEFAULTS, Precision, \
-    Preprocess, StyleLoss, TrainConfig, Upsample, default_weights_dir, defaults_for
+from styler.cli.common import common_options, console, device_option, fail, handle_errors, once, print_json
+from styler.config import BUDGET, HEAD_START, IMAGENET_GENERATOR, NO_INIT, OFFLINE_DEFAULTS, Features, \
+    GeneratorConfig, LossConfig, Precision, Preprocess, StyleLoss, TrainConfig, Upsample, default_weights_dir, \
+    defaults_for
 
 _TRAIN = TrainConfig()
 _LOSS = LossConfig()
@@ -44,7 +44,7 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
         return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
     generator = base.generator
-    if given("init_from"):
+    if given("init_from") and params["init_from"] != NO_INIT:
         from styler.io.weights import init_architecture
 
         # The new style starts from that generator, so it takes that architecture.
@@ -61,6 +61,10 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               help="Folder of photos to train on (searched recursively).")
 @click.option("--name", default="", help="Style name [default: the style file's stem].")
 @click.option("--steps", type=int, default=_TRAIN.steps, show_default=True)
+@click.option("--budget", default=None, metavar="DURATION",
+              help="Train the best style this much wall time buys on this machine, setup included "
+                   "(90s, 5m, 1h): measures a step, then picks the steps, crop and painting size. "
+                   "Not with --steps.")
 @click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
 @click.option("--image-size", type=int, default=_TRAIN.image_size, show_default=True,
               help="Training crop size in pixels (a multiple of the generator stride, 2^--downsamples).")
@@ -132,7 +136,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--overwrite", is_flag=True,
               help="Replace an existing style of the same name (or hide a bundled one) and a finished run.")
 @click.option("--init-from", default=None, metavar="NAME_OR_FILE",
-              help="Start from an existing style's generator (transfer learning).")
+              help=f"Start from an existing style's generator, or '{NO_INIT}' to start from scratch "
+                   f"[default: the painter's head start with VGG features, scratch with random ones].")
 @click.option("--base-channels", type=int, default=None,
               help=f"Generator width [default: {GeneratorConfig().base_channels}, or --init-from's].")
 @click.option("--residual-blocks", "num_residual", type=int, default=None,
@@ -156,29 +161,36 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @handle_errors
 def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None, vgg_weights: Path | None,
           run_dir: Path | None, resume: str | None, force: bool, overwrite: bool, max_pixels: int | None,
-          device: str, weights_dir: Path | None, as_json: bool, **params: Any) -> None:
+          device: str, weights_dir: Path | None, as_json: bool, budget: str | None, **params: Any) -> None:
     """Train a generator for one style painting.
 
     \b
     Examples:
-      styler train --style starry.png --content-dir photos/
-      styler train --style starry.png --content-dir photos/ --steps 4000 --name starry
-      styler train --style scream.jpg --content-dir photos/ --vgg-weights ~/vgg16-397923af.pth
-      styler train --style starry.png --content-dir photos/ --features random   # offline
-      styler train --resume runs/starry                     # continue after Ctrl-C or a crash
-      styler train --resume runs/starry --steps 4000        # train a finished run longer
-      styler train --style wave.jpg --content-dir photos/ --init-from starry
-      torchrun --nproc_per_node=4 -m styler train --style starry.png --content-dir photos/
+      styler train --style starry.png --content-dir photos/ --budget 5m
+      styler train --style starry.png --content-dir photos/ --steps 4000
+      styler train --style scream.jpg --content-dir photos/ \\
+          --vgg-weights ~/vgg16-397923af.pth
+      styler train --style starry.png --content-dir photos/ --features random
+      styler train --resume runs/starry          # after Ctrl-C or a crash
+      styler train --resume runs/starry --steps 4000   # train longer
+      styler train --style wave.jpg --content-dir photos/ --init-from none
+      torchrun --nproc_per_node=4 -m styler train --style starry.png \\
+          --content-dir photos/
     """
+    import time
+
+    started = time.perf_counter()
     from styler.training import distributed
     from styler.device import resolve_device
     from styler.inference.pipeline import set_max_pixels
     from styler.training.runs import default_run_dir
     from styler.training.trainer import Trainer
 
+    budget_s = _budget_seconds(ctx, budget, resume)
     set_max_pixels(max_pixels)
+    target = resolve_device(device)
     config, style_path, content_dir, vgg_weights, weights_dir, resumed_dir = _run_inputs(
-        ctx, params, resume, style_path, content_dir, vgg_weights, weights_dir)
+        ctx, params, resume, style_path, content_dir, vgg_weights, weights_dir, budget_s, target)
     run_dir = run_dir or resumed_dir
     if not Path(style_path).is_file():
         raise click.BadParameter(f"no such file: {style_path}", param_hint="--style")
@@ -188,38 +200,74 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
         # Build everything (data, loss network, style targets) before the bar, so a setup error
         # is one clean line rather than a line under a half-drawn progress bar.
         with _setup_status(ctx.obj["quiet"] or as_json or not dist.is_main):
-            trainer = Trainer(config, style_path, content_dir, weights_dir,
-                              distributed.setup(dist, resolve_device(device)), vgg_weights=vgg_weights,
-                              run_dir=run_dir, resume=resume is not None, force=force, overwrite=overwrite, dist=dist)
+            trainer = Trainer(config, style_path, content_dir, weights_dir, distributed.setup(dist, target),
+                              vgg_weights=vgg_weights, run_dir=run_dir, resume=resume is not None, force=force,
+                              overwrite=overwrite, dist=dist, started=started)
         _run_training(trainer, as_json, ctx.obj["quiet"] or not dist.is_main)
     finally:
         distributed.teardown()
 
 
+def _budget_seconds(ctx: click.Context, budget: str | None, resume: str | None) -> float:
+    """``--budget`` in seconds (0 without it); its conflicts said before any work starts."""
+    from click.core import ParameterSource
+
+    if budget is None:
+        return 0.0
+    if ctx.get_parameter_source("steps") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--budget picks the number of steps itself: give --budget or --steps, not both")
+    if resume is not None:
+        raise click.UsageError("--budget plans a new run; a resumed run keeps its own plan "
+                               "(train a finished run longer with --resume RUN_DIR --steps N)")
+    from styler.errors import ConfigError
+    from styler.training.budget import parse_duration
+
+    try:
+        return parse_duration(budget)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--budget") from None
+
+
 @contextlib.contextmanager
 def _setup_status(quiet: bool) -> Iterator[None]:
-    """A spinner naming each setup step (scanning photos, loss network, style targets), which
-    take tens of seconds before the first step. Only on a terminal: a log file gets -v's lines."""
+    """A spinner naming each setup step (reading the photos, the loss network, the painting's
+    statistics), which take tens of seconds before the first step. Only on a terminal: a log file
+    gets -v's lines. -v's lines print above the spinner instead of running into it."""
     out = console()
     if quiet or not out.is_terminal:
         yield
         return
+    logger = logging.getLogger("styler")
+    echo = [h for h in logger.handlers if not isinstance(h, logging.NullHandler)]
 
     class Follow(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            status.update(f"preparing training: {record.getMessage()}")
+            if record.name == STEP_LOGGER and record.levelno == logging.DEBUG:
+                status.update(f"preparing training: {record.getMessage()}")
+            if any(record.levelno >= level for level in levels):
+                status.console.print(record.getMessage(), markup=False, highlight=False)
 
     handler = Follow()
+    levels = [h.level for h in echo]
     with out.status("preparing training") as status:
-        logging.getLogger("styler").addHandler(handler)
+        for h in echo:
+            h.setLevel(logging.CRITICAL + 1)  # Follow prints them, above the spinner
+        logger.addHandler(handler)
         try:
             yield
         finally:
-            logging.getLogger("styler").removeHandler(handler)
+            logger.removeHandler(handler)
+            for h, level in zip(echo, levels):
+                h.setLevel(level)
+
+
+# The logger of the setup steps (styler.training.report.timed): what the spinner names.
+STEP_LOGGER = "styler.training.report"
 
 
 def _run_inputs(ctx: click.Context, params: dict[str, Any], resume: str | None, style_path: Path | None,
-                content_dir: Path | None, vgg_weights: Path | None, weights_dir: Path | None) -> tuple[Any, ...]:
+                content_dir: Path | None, vgg_weights: Path | None, weights_dir: Path | None, budget_s: float,
+                device: Any) -> tuple[Any, ...]:
     """(config, style, content folder, VGG file, weights folder, run folder or None) of a fresh
     run, or of the run folder being resumed: its run.json supplies everything not typed again."""
     from styler.training.runs import RunDir
@@ -235,30 +283,83 @@ def _run_inputs(ctx: click.Context, params: dict[str, Any], resume: str | None, 
     params["name"] = params["name"] or Path(style_path).stem
     # Start from the defaults of the chosen loss network (--features random has its own recipe).
     base = replace(defaults_for(Features(params["features"])), name=params["name"])
-    return _train_config(ctx, base, params, weights_dir), style_path, content_dir, vgg_weights, weights_dir, None
+    if budget_s:
+        # The machine's recipe; whatever the user typed still wins in _train_config.
+        size = BUDGET.gpu_image_size if device.type == "cuda" else BUDGET.cpu_image_size
+        base = replace(base, budget_seconds=budget_s, image_size=size, style_size=BUDGET.style_size)
+    config = _train_config(ctx, base, params, weights_dir)
+    _check_head_start(config)
+    return config, style_path, content_dir, vgg_weights, weights_dir, None
+
+
+def _check_head_start(config: TrainConfig) -> None:
+    """Generator options that the head start's architecture cannot take: said before any work."""
+    if config.init_from != HEAD_START:
+        return
+    from styler.io.weights import init_architecture
+
+    if init_architecture(HEAD_START) != config.generator:
+        raise click.UsageError(f"the generator options ask for another architecture than the painter's head start "
+                               f"has; add --init-from {NO_INIT} to train that architecture from scratch")
 
 
 def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
+    from styler.cli.train_progress import TrainProgress
+
     config = trainer.config
+    if not quiet and not as_json:
+        _say_start(trainer)
     try:
-        with progress(config.steps, "training", quiet) as advance:
-            advance(trainer.step, "resumed" if trainer.step else "")
+        with TrainProgress(config.steps, trainer.step, quiet or as_json, trainer._deadline()) as bar:
+            predicted = [False]
 
             def on_step(report) -> None:
-                shown = {k: f"{v:.3g}" for k, v in report.losses.items()
-                         if k in ("total", "content", "style", "adv", "temporal", "d")}
-                if trainer.best.loss is not None:
-                    shown["val"] = f"{trainer.best.loss:.3g}"
-                advance(report.step, " ".join(f"{k}={v}" for k, v in shown.items())
-                        + f" {report.steps_per_s:.2f} it/s")
+                best = trainer.best.loss
+                bar.update(report.step, report.losses, report.steps_per_s, best)
+                if not predicted[0] and report.step - trainer_first >= PREDICT_AFTER:
+                    predicted[0] = True
+                    bar.say(_prediction(trainer, report.steps_per_s))
 
+            trainer_first = trainer.step
             result = trainer.run(on_step)
     except KeyboardInterrupt:
         if not trainer.dist.is_main:
             raise
         fail(_interrupted_message(trainer), 130)  # after the bar has closed: the last line seen
     if trainer.dist.is_main:
-        _report_training(result, config, as_json, quiet)
+        _report_training(result, trainer, as_json, quiet)
+
+
+# Steps timed before the run's length is predicted (the first ones include warm-up).
+PREDICT_AFTER = 5
+# On a CPU, a run predicted to take longer than this names the ways to make it shorter.
+LONG_RUN_S = 30 * 60
+
+
+def _say_start(trainer: Any) -> None:
+    from styler.training.budget import format_duration
+
+    cfg = trainer.config
+    where = f"run folder {trainer.run_dir.path}"
+    if trainer.plan is not None:
+        click.echo(f"budget {format_duration(cfg.budget_seconds)}: {cfg.steps} steps of "
+                   f"{trainer.plan.step_seconds:.2f}s planned ({cfg.image_size} px crops, painting at "
+                   f"{cfg.style_size} px); {where}", err=True)
+    else:
+        click.echo(where, err=True)
+
+
+def _prediction(trainer: Any, steps_per_s: float) -> str:
+    """One line, once: how long the whole run will take, and on a CPU, how to make a long one short."""
+    from styler.training.budget import format_duration
+
+    cfg = trainer.config
+    left = (cfg.steps - trainer.step) / max(steps_per_s, 1e-9)
+    line = f"about {format_duration(left)} more for {cfg.steps} steps at {steps_per_s:.2f} steps/s"
+    if trainer.device.type == "cpu" and not cfg.budget_seconds and left > LONG_RUN_S:
+        line += ("; on a CPU --budget 10m trains the best style it can in 10 minutes "
+                 f"(or --image-size {BUDGET.cpu_image_size} makes each step cheaper)")
+    return line
 
 
 def _interrupted_message(trainer: Any) -> str:
@@ -269,17 +370,32 @@ def _interrupted_message(trainer: Any) -> str:
     return f"interrupted at step {trainer.step}; {saved}, resume with: styler train --resume {trainer.run_dir.path}"
 
 
-def _report_training(result: Any, config: TrainConfig, as_json: bool, quiet: bool) -> None:
+def _report_training(result: Any, trainer: Any, as_json: bool, quiet: bool) -> None:
+    config = trainer.config
     if as_json:
         print_json({"weights": str(result.weights_path.absolute()), "steps": result.steps,
-                    "seconds": round(result.seconds, 1), "losses": result.losses,
+                    "planned_steps": config.steps, "seconds": round(result.seconds, 1), "losses": result.losses,
                     "skipped_images": [str(Path(p).absolute()) for p in result.skipped_images],
                     "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
-                    "stopped_early": result.stopped_early, "run_dir": str(Path(result.run_dir).absolute())})
+                    "stopped_early": result.stopped_early, "cut_short": result.cut_short,
+                    "init_from": config.init_from, "budget_seconds": config.budget_seconds or None,
+                    "plan": trainer.plan.to_dict() if trainer.plan else None,
+                    "run_dir": str(Path(result.run_dir).absolute())})
     elif not quiet:
-        extra = f", skipped {len(result.skipped_images)} unreadable image(s)" if result.skipped_images else ""
-        best = (f"; best validation loss {result.val_loss:.4g} at step {result.best_step}"
-                if result.best_step is not None else "")
-        stop = " (stopped early: no improvement)" if result.stopped_early else ""
-        click.echo(f"saved {result.weights_path} after {result.steps} steps in {result.seconds:.0f}s{stop}{extra}"
-                   f"{best}; run folder {result.run_dir}")
+        click.echo(_summary(result, config), err=False)
+
+
+def _summary(result: Any, config: TrainConfig) -> str:
+    skipped = result.skipped_images
+    extra = ""
+    if skipped:
+        names = ", ".join(str(p) for p in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        extra = f", skipped {len(skipped)} unreadable image(s): {names}"
+    best = (f"; best validation loss {result.val_loss:.4g} at step {result.best_step}"
+            if result.best_step is not None else "")
+    stop = {None: "", "deadline": f" (the budget's deadline came at step {result.steps} of {config.steps})",
+            "stop": f" (stopped at step {result.steps} of {config.steps})"}[result.cut_short]
+    if result.stopped_early:
+        stop = " (stopped early: no improvement)"
+    return (f"saved {result.weights_path} after {result.steps} steps in {result.seconds:.0f}s{stop}{extra}"
+            f"{best}; run folder {result.run_dir}")

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from styler import __version__
-from styler.config import FORMAT_VERSION, GeneratorConfig, default_weights_dir, from_dict, generator_v1, to_json
+from styler.config import FORMAT_VERSION, HEAD_START, NO_INIT, GeneratorConfig, default_weights_dir, from_dict, \
+    generator_v1, to_json
 from styler.errors import ConfigError, WeightsError
 from styler.io.files import atomic_path
 
@@ -210,6 +211,39 @@ def resolve_weights(name_or_path: str, directory: Path | None = None) -> Path:
                        f"pass a .safetensors path or train one with 'styler train'")
 
 
+def head_start_path() -> Path:
+    """The painter's head start shipped in the package: a generator pre-trained across many
+    paintings (scripts/pretrain_head_start.py), where new ImageNet-feature styles start."""
+    return bundled_dir() / "pretrained" / f"head_start{WEIGHTS_SUFFIX}"
+
+
+def _head_start_error(reason: str) -> WeightsError:
+    return WeightsError(f"the painter's head start {reason}; reinstall styler, or train from scratch with "
+                        f"init_from {NO_INIT!r} (styler train --init-from {NO_INIT})")
+
+
+def resolve_init(name_or_path: str, weights_dir: Path | None = None) -> Path:
+    """The weights file a run starts from: the head start for ``HEAD_START``, else as
+    :func:`resolve_weights`."""
+    if name_or_path != HEAD_START:
+        return resolve_weights(name_or_path, weights_dir)
+    path = head_start_path()
+    if not path.is_file():
+        raise _head_start_error(f"is missing ({path})")
+    return path
+
+
+def read_init_info(name_or_path: str, weights_dir: Path | None = None) -> WeightsInfo:
+    """The header of the file a run starts from; a damaged head start names the way out."""
+    path = resolve_init(name_or_path, weights_dir)
+    try:
+        return read_info(path)
+    except WeightsError as exc:
+        if name_or_path != HEAD_START:
+            raise
+        raise _head_start_error(f"cannot be read ({exc})") from exc
+
+
 def init_architecture(name_or_path: str, weights_dir: Path | None = None) -> GeneratorConfig:
     """The generator architecture stored in a weights file's header (``--init-from``)."""
-    return read_info(resolve_weights(name_or_path, weights_dir)).generator
+    return read_init_info(name_or_path, weights_dir).generator

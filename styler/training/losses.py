@@ -121,8 +121,8 @@ class SlicedWassersteinLoss(StyleTerm):
         layers = {}
         for index, (name, feats) in enumerate(style_features.items(), 1):
             # The slow part of setup at a large --style-size: say where it is.
-            log.debug("sorting %d style projections of %s (%d positions; layer %d of %d)", bank_size, name,
-                      feats.shape[-2] * feats.shape[-1], index, len(style_features))
+            log.debug("preparing the painting's statistics: layer %d of %d (%s, %d positions)", index,
+                      len(style_features), name, feats.shape[-2] * feats.shape[-1])
             layers[name] = SlicedLayerLoss(feats, bank_rng, rng, projections, bank_size, quantiles)
         super().__init__(layers, rng)
 

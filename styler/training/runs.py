@@ -52,12 +52,14 @@ class RunSpec:
     # Learning-rate segments added by resuming with another --steps or --lr: each a fresh cosine
     # {"from_step", "to_step", "lr_start", "lr_end"}; the run's own first cosine is not listed.
     schedule: tuple[dict[str, Any], ...] = ()
+    # A budgeted run's plan (styler.training.budget.Plan): the chosen steps, cadence and timings.
+    plan: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": FORMAT_VERSION, "config": json.loads(to_json(self.config)), "style": str(self.style),
                 "content_dir": str(self.content_dir), "weights_dir": str(self.weights_dir),
                 "vgg_weights": str(self.vgg_weights) if self.vgg_weights else None,
-                "schedule": list(self.schedule)}
+                "schedule": list(self.schedule), "plan": self.plan}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
@@ -65,7 +67,8 @@ class RunSpec:
         config = train_config_v1(data["config"]) if data.get("version", 1) == 1 else data["config"]
         return cls(config=from_dict(TrainConfig, config), style=Path(data["style"]),
                    content_dir=Path(data["content_dir"]), weights_dir=Path(data["weights_dir"]),
-                   vgg_weights=Path(vgg) if vgg else None, schedule=tuple(data.get("schedule", ())))
+                   vgg_weights=Path(vgg) if vgg else None, schedule=tuple(data.get("schedule", ())),
+                   plan=data.get("plan"))
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,6 +7,7 @@ A run validates on held-out photos, keeps the best generator, checkpoints into i
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +15,12 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 
-from styler.config import Features, TrainConfig, to_json
+from styler.config import FIRST_PREVIEW_STEP, HEAD_START, NO_INIT, Features, TrainConfig, to_json
 from styler.device import autocast, compute_dtype, memory_format
 from styler.errors import ConfigError
 from styler.io.files import file_sha256
 from styler.io.images import save_image
-from styler.io.weights import WEIGHTS_SUFFIX, resolve_weights, save_generator
+from styler.io.weights import WEIGHTS_SUFFIX, read_init_info, save_generator
 from styler.nn import Generator, PatchDiscriminator
 from styler.nn.generator import load_generator
 from styler.nn.vgg import build_feature_extractor
@@ -31,6 +32,7 @@ from styler.training.losses import PerceptualLoss, TemporalLoss, hinge_discrimin
 from styler.training.previews import loss_curve, pairs_grid
 from styler.training.report import load_style, not_finite, out_of_memory, reraise, timed, worker_failure
 from styler.training.resume import Resumable, deferred_interrupt
+from styler.training.budget import Budgeted, Plan
 from styler.training.runs import RunDir, RunSpec, default_run_dir
 from styler.training.schedule import cosine_schedule
 from styler.training.validation import BestTracker, first_readable, load_crops, split_validation
@@ -58,9 +60,11 @@ class TrainResult:
     val_loss: float | None = None
     stopped_early: bool = False
     run_dir: Path | None = None
+    # Why the run ended before its last step: "deadline" (the budget ran out) or "stop" (asked to).
+    cut_short: str | None = None
 
 
-class Trainer(Resumable):
+class Trainer(Resumable, Budgeted):
     """Owns the networks, optimisers and data of one run; :meth:`run` trains and saves.
 
     ``resume`` continues the checkpoint in the run folder (its config must match unless
@@ -73,7 +77,11 @@ class Trainer(Resumable):
     def __init__(self, config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
                  device: torch.device, vgg_weights: Path | None = None, *, run_dir: Path | None = None,
                  resume: bool = False, force: bool = False, overwrite: bool = True,
-                 dist: DistContext | None = None, network: torch.nn.Module | None = None) -> None:
+                 dist: DistContext | None = None, network: torch.nn.Module | None = None,
+                 started: float | None = None) -> None:
+        # ``started``: when the run began (time.perf_counter()), for a budget that counts setup
+        # from the command's start; default now.
+        self.started = time.perf_counter() if started is None else started
         self.config, self.device, self.dist = config, device, dist or DistContext()
         self.amp_dtype = compute_dtype(config.precision, device)
         self.style_path = Path(style_path)
@@ -83,13 +91,13 @@ class Trainer(Resumable):
         self.spec = RunSpec(config, self.style_path.resolve(), Path(content_dir).resolve(),
                             Path(weights_dir).resolve(), Path(vgg_weights).resolve() if vgg_weights else None)
         self._check_destination(resume, force, overwrite)
-        with timed("scanning and reading photos"):
+        with timed("reading the photos"):
             self._load_data(content_images(content_dir))
             log.info("%d training photos, %d held out for validation", len(self.train_paths), self.val_count)
         torch.manual_seed(config.seed)
         style = load_style(self.style_path, config.style_size)
         self._build_networks(style, vgg_weights, network)
-        if config.init_from and not resume:
+        if config.init_from not in ("", NO_INIT) and not resume:
             self._init_generator(Path(weights_dir))
         self._wrap_networks()
         self.step, self.samples, self.seconds, self.checkpoint_step = 0, 0, 0.0, 0
@@ -97,9 +105,13 @@ class Trainer(Resumable):
         self.best = BestTracker(config.patience)
         self.last_losses: dict[str, float] = {}
         self._at_boundary = True
+        self.plan: Plan | None = None
+        self.cut_short: str | None = None
         if resume:
             self._resume(force)
         else:
+            if config.budget_seconds:
+                self._plan_budget()
             self._start()
 
     # --- setup -------------------------------------------------------------------------------
@@ -127,8 +139,7 @@ class Trainer(Resumable):
                 extractor.calibrate(style)
         fmt = memory_format(device)
         self.extractor = extractor.to(device, memory_format=fmt)
-        with timed(f"preparing style targets ({cfg.loss.style_loss.value}, style image "
-                   f"{style.shape[-1]}x{style.shape[-2]})"):
+        with timed(f"preparing the painting's statistics ({style.shape[-1]}x{style.shape[-2]} px)"):
             self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
                                        cfg.loss, seed=cfg.seed).to(device)
         stride = cfg.generator.stride
@@ -146,13 +157,17 @@ class Trainer(Resumable):
         return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
 
     def _init_generator(self, weights_dir: Path) -> None:
-        path = resolve_weights(self.config.init_from, weights_dir)
-        source, info = load_generator(path)
+        info = read_init_info(self.config.init_from, weights_dir)
         if info.generator != self.config.generator:
-            raise ConfigError(f"--init-from {path}: its generator is {to_json(info.generator)} but this run "
+            if self.config.init_from == HEAD_START:
+                raise ConfigError(f"the painter's head start is a {to_json(info.generator)} generator but this run "
+                                  f"asks for {to_json(self.config.generator)}; drop the generator options, or "
+                                  f"train this architecture from scratch with --init-from {NO_INIT}")
+            raise ConfigError(f"--init-from {info.path}: its generator is {to_json(info.generator)} but this run "
                               f"asks for {to_json(self.config.generator)}; drop the generator options to "
                               f"use the file's architecture")
-        self.generator.load_state_dict(source.state_dict())
+        self.generator.load_state_dict(load_generator(info.path)[0].state_dict())
+        self.init_info = info
 
     def _wrap_networks(self) -> None:
         cfg = self.config
@@ -312,7 +327,7 @@ class Trainer(Resumable):
         last = self.step == cfg.steps
         if self._due(cfg.log_every) or val is not None or last or self.stopped_early:
             self._log(losses, rate, val)
-        if self._due(cfg.preview_every):
+        if self._due(cfg.preview_every) or (cfg.preview_every and self.step == FIRST_PREVIEW_STEP):
             self.write_preview()
         if self._due(cfg.checkpoint_every) and not last and not self.stopped_early:
             self.save_checkpoint()
@@ -340,7 +355,12 @@ class Trainer(Resumable):
         self.samples += self.config.batch_size * self.dist.world_size
         self._at_boundary = True
 
-    def run(self, on_step: Callable[[StepReport], None] | None = None) -> TrainResult:
+    def run(self, on_step: Callable[[StepReport], None] | None = None,
+            stop: threading.Event | None = None) -> TrainResult:
+        """Train to the last step (or the deadline of a budget), then save the best generator.
+        ``stop``: when set (from another thread), the run ends after the current step and saves
+        the best generator so far, like a normal finish."""
+        deadline = self._deadline()
         self.generator.train()
         self.discriminator.train()
         first_step, started = self.step, time.perf_counter()
@@ -349,6 +369,9 @@ class Trainer(Resumable):
         with deferred_interrupt() as interrupted:
             try:
                 while self.step < self.config.steps and not self.stopped_early:
+                    self.cut_short = self._cut_short(stop, deadline)
+                    if self.cut_short:
+                        break
                     if loader is None:
                         loader = iter(self._loader())
                     self._step(self._next_batch(loader, interrupted))
@@ -364,6 +387,8 @@ class Trainer(Resumable):
                 if self._at_boundary and self.step > 0:
                     self.save_checkpoint()
                 raise
+        if self.cut_short and self.val_images is not None and self.best.step != self.step:
+            self.best.update(self.validate(), self.step, self.generator, self.last_losses)
         return self._finish()
 
     def _finish(self) -> TrainResult:
@@ -384,7 +409,7 @@ class Trainer(Resumable):
                            self.run_dir.contact_sheet_path)
         return TrainResult(self.weights_path, self.step, self.seconds, self.last_losses,
                            sorted(self.skipped_paths), self.best.step if self.best.state is not None else None,
-                           self.best.loss, self.stopped_early, self.run_dir.path)
+                           self.best.loss, self.stopped_early, self.run_dir.path, self.cut_short)
 
 
 __all__: Sequence[str] = ["StepReport", "TrainResult", "Trainer"]

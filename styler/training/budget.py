@@ -1,0 +1,179 @@
+"""``styler train --budget``: the best style a wall-clock budget buys on this machine.
+
+The budget covers the whole run, setup included. After setup the trainer times a few steps and a
+validation on copies of its own state (``Trainer.measure``; nothing they change is kept), and
+:func:`plan` turns what is left into a number of steps on the usual cosine schedule, with the
+validations that pick the kept generator spread over the run. The chosen steps are written into
+``run.json`` like any run's, so ``--steps N`` with the same options trains the same generator bit
+for bit. If the machine slows down mid-run, the trainer stops at the deadline and keeps the best
+validated generator so far.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import torch
+
+from styler.config import BUDGET, BudgetRecipe
+from styler.errors import ConfigError, TrainingError
+from styler.training import distributed
+from styler.training.report import timed
+from styler.training.schedule import cosine_schedule
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(h|min|m|sec|s)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``5m``, ``1h``, ``1h30m``, ``2.5m`` or a plain number of seconds."""
+    raw = str(text).strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", raw):
+        seconds = float(raw)
+    else:
+        parts = _PART.findall(raw)
+        if not parts or _PART.sub("", raw).strip():
+            raise ConfigError(f"cannot read {text!r} as a duration: write it as 90s, 5m, 1h or 1h30m")
+        seconds = sum(float(value) * _UNITS[unit] for value, unit in parts)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"a budget must be more than 0 seconds, got {text!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``4 min 30 s``, ``2 h 12 min``: how long something takes, for people."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs and minutes < 10 else f"{minutes} min"
+    return f"{secs} s"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What the trainer measured before planning (seconds)."""
+
+    elapsed: float  # since the run started: setup and the probe
+    step: float
+    validation: float  # one validation pass (0 without validation photos)
+    finish: float  # writing the weights, the loss curve and the contact sheet
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: int
+    val_every: int
+    step_seconds: float
+    # Seconds after the run's start at which training stops to leave time for the finish.
+    stop_after: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"steps": self.steps, "val_every": self.val_every, "step_seconds": round(self.step_seconds, 4),
+                "stop_after": round(self.stop_after, 1)}
+
+
+def smallest_budget(timing: Timing) -> float:
+    """Setup, the finish, one step and one validation: below this nothing can be trained."""
+    return timing.elapsed + timing.finish + timing.step + timing.validation
+
+
+def plan(budget: float, timing: Timing, recipe: BudgetRecipe = BUDGET) -> Plan:
+    """Steps and validation cadence that fit ``budget`` seconds given ``timing``."""
+    floor = smallest_budget(timing)
+    if budget < floor:
+        raise TrainingError(f"a budget of {format_duration(budget)} is shorter than setup plus one step here; the "
+                            f"smallest budget that works on this machine is about {math.ceil(floor)}s")
+    stop_after = budget - timing.finish
+    usable = (stop_after - timing.elapsed) * recipe.safety
+    validations = recipe.validations if timing.validation else 0
+    steps = max(1, int((usable - validations * timing.validation) / timing.step))
+    if steps < recipe.validations * 4:  # a short budget: fewer validations, more steps
+        validations = min(validations, max(1, steps // 4))
+        steps = max(1, int((usable - validations * timing.validation) / timing.step))
+    val_every = max(1, math.ceil(steps / max(validations, 1)))
+    return Plan(steps, val_every, timing.step, stop_after)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(trainer, recipe: BudgetRecipe = BUDGET) -> tuple[float, float]:
+    """(seconds per training step, seconds per validation) of ``trainer``, timed on its own
+    networks and then undone: generator, discriminator, optimisers, scheduler, loss scaler and the
+    loss's random draws are restored, so a budgeted run trains exactly as ``--steps N`` would."""
+    parts = {name: getattr(trainer, name) for name in ("generator", "discriminator", "opt_g", "opt_d", "sched_g",
+                                                       "scaler")}
+    saved = {name: copy.deepcopy(part.state_dict()) for name, part in parts.items()}
+    draws, rng = trainer.loss.draw_state(), torch.get_rng_state()
+    images = trainer.preview_images
+    batch = images.repeat(math.ceil(trainer.config.batch_size / len(images)), 1, 1, 1)[:trainer.config.batch_size]
+    try:
+        trainer.train_step(batch)  # warm-up: allocator, kernel choices
+        _sync(trainer.device)
+        start = time.perf_counter()
+        for _ in range(recipe.probe_steps):
+            trainer.train_step(batch)
+        _sync(trainer.device)
+        step = (time.perf_counter() - start) / recipe.probe_steps
+        start = time.perf_counter()
+        if trainer.val_images is not None:
+            trainer.validate()
+        validation = time.perf_counter() - start if trainer.val_images is not None else 0.0
+    finally:
+        for name, part in parts.items():
+            part.load_state_dict(saved[name])
+        trainer.loss.set_draw_state(draws)
+        torch.set_rng_state(rng)
+    return step, validation
+
+
+class Budgeted:
+    """The budget's part of the trainer (a mixin like :class:`styler.training.resume.Resumable`;
+    every attribute used here is set by ``Trainer.__init__``)."""
+
+    def _plan_budget(self) -> None:
+        """Time a few steps (undone) and a validation, then set the steps and the validation,
+        checkpoint and preview cadence so the run ends within ``config.budget_seconds``."""
+        with timed("timing a step to plan the budget"):
+            step, validation = measure(self)
+        step = distributed.broadcast_float(step, self.dist, self.device)
+        validation = distributed.broadcast_float(validation, self.dist, self.device)
+        # The finish stylizes up to 16 preview photos (the contact sheet): about four validations.
+        timing = Timing(time.perf_counter() - self.started, step, validation, 1.0 + 4 * max(validation, step))
+        self.plan = plan(self.config.budget_seconds, timing)
+        every = self.plan.val_every
+        self.config = replace(self.config, steps=self.plan.steps, val_every=every, checkpoint_every=every,
+                              preview_every=every if self.config.preview_every else 0)
+        self.spec = replace(self.spec, config=self.config, plan=self.plan.to_dict())
+        self.sched_g = cosine_schedule(self.opt_g, self.config.lr, self.config.steps)
+        log.info("budget %s: %d steps of %.2fs planned", format_duration(self.config.budget_seconds),
+                 self.plan.steps, step)
+
+    def _deadline(self) -> float | None:
+        """perf_counter() time at which a budgeted run stops training to leave time for its finish."""
+        if not self.config.budget_seconds:
+            return None
+        if self.plan is not None:
+            return self.started + self.plan.stop_after
+        # A resumed budgeted run: what the budget has left after the time already trained.
+        return self.started + max(0.0, self.config.budget_seconds - self.seconds) * BUDGET.safety
+
+    def _cut_short(self, stop: threading.Event | None, deadline: float | None) -> str | None:
+        if stop is not None and stop.is_set():
+            return "stop"
+        if deadline is not None and time.perf_counter() >= deadline and self.step < self.config.steps:
+            return "deadline"
+        return None

@@ -1,0 +1,147 @@
+"""`styler train --budget`: durations, the plan, the budget kept, the steps recorded and reproduced."""
+
+import json
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from styler.errors import ConfigError, TrainingError
+from styler.training.budget import Timing, format_duration, parse_duration, plan
+from tests import test_train_cli
+from tests.test_train_cli import TINY, one_line_error, train
+
+in_tmp = test_train_cli.in_tmp  # its autouse fixture: every test here runs in tmp_path
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("5m", 300), ("1h", 3600), ("1h30m", 5400),
+                                           ("2.5m", 150), ("45", 45), (" 2 min ", 120), ("10sec", 10)])
+def test_durations_people_write(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text, fragment", [("0", "more than 0"), ("0s", "more than 0"), ("-5m", "cannot read"),
+                                            ("5 parsecs", "cannot read"), ("", "cannot read"), ("m5", "cannot read"),
+                                            ("5m blah", "cannot read")])
+def test_durations_that_make_no_sense(text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_duration(text)
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (42, 90, 300, 7920)] == ["42 s", "1 min 30 s", "5 min", "2 h 12 min"]
+
+
+def test_plan_fits_steps_and_validations_in_what_is_left():
+    timing = Timing(elapsed=20.0, step=0.5, validation=2.0, finish=5.0)
+    p = plan(300.0, timing)
+    spent = timing.elapsed + p.steps * timing.step + (p.steps // p.val_every + 1) * timing.validation + timing.finish
+    assert 0.85 * 300 < spent <= 300
+    assert p.stop_after == 295.0 and 6 <= p.steps // p.val_every <= 9
+
+
+def test_a_budget_below_setup_and_one_step_names_the_smallest_that_works():
+    with pytest.raises(TrainingError, match=r"smallest budget that works on this machine is about 29s"):
+        plan(20.0, Timing(elapsed=20.0, step=1.5, validation=2.0, finish=5.0))
+
+
+def base(photo_dir, style_image, *extra):
+    return ("--style", style_image, "--content-dir", photo_dir, *TINY, *extra)
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (("--budget", "0"), "more than 0"),
+    (("--budget", "-1m"), "cannot read '-1m' as a duration"),
+    (("--budget", "5 parsecs"), "cannot read '5 parsecs' as a duration"),
+    (("--budget", "5m", "--steps", "100"), "give --budget or --steps, not both"),
+])
+def test_bad_budgets_are_one_line_before_any_work(tmp_path, style_image, extra, fragment):
+    empty = tmp_path / "no_photos"
+    empty.mkdir()  # had any work started, the error would be about the missing photos
+    result = train(*base(empty, style_image, *extra))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert fragment in lines[-1] and len([line for line in lines if line.startswith("Error")]) == 1, result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_resumed_run_keeps_its_own_plan(tmp_path, photo_dir, style_image):
+    assert train(*base(photo_dir, style_image, "--steps", 2, "--name", "x")).exit_code == 0
+    result = train("--resume", tmp_path / "runs" / "x", "--budget", "1m")
+    assert result.exit_code == 2 and "keeps its own plan" in result.stderr
+
+
+def test_a_budget_too_small_for_setup_says_the_smallest_that_works(photo_dir, style_image):
+    one_line_error(train(*base(photo_dir, style_image, "--budget", "0.01s", "--name", "b")),
+                   "the smallest budget that works on this machine is about")
+
+
+def machine_budget(photo_dir, style_image, *extra) -> float:
+    """A budget this machine can keep for the tiny problem: a few times what setup and two steps
+    take here now (test machines differ several times in speed, and with their load)."""
+    start = time.perf_counter()
+    assert train(*base(photo_dir, style_image, "--steps", 2, "--name", "probe", *extra)).exit_code == 0
+    return max(8.0, round(5 * (time.perf_counter() - start)))
+
+
+def test_the_budget_is_kept_and_the_chosen_steps_reproduce_the_run(tmp_path, photo_dir, style_image):
+    gram = ("--style-loss", "gram")
+    budget = machine_budget(photo_dir, style_image, *gram)
+    start = time.perf_counter()
+    result = train(*base(photo_dir, style_image, "--budget", f"{budget}s", "--name", "b", "--json", *gram))
+    took = time.perf_counter() - start
+    assert result.exit_code == 0, result.output
+    assert took <= budget * 1.1, (took, budget)
+    summary = json.loads(result.stdout)
+    spec = json.loads((tmp_path / "runs" / "b" / "run.json").read_text())
+    steps, every = spec["config"]["steps"], spec["config"]["val_every"]
+    assert spec["config"]["budget_seconds"] == budget and spec["plan"]["steps"] == steps >= 4
+    assert summary["steps"] == steps and summary["cut_short"] is None  # it finished its plan in time
+    # The same options with --steps N train the same generator, bit for bit.
+    again = train(*base(photo_dir, style_image, "--steps", steps, "--val-every", every, "--name", "r", *gram))
+    assert again.exit_code == 0, again.output
+    a, b = load_file(tmp_path / "weights" / "b.safetensors"), load_file(tmp_path / "weights" / "r.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_slower_machine_stops_at_the_deadline_and_keeps_the_best(tmp_path, photo_dir, style_image, monkeypatch):
+    from styler.training.trainer import Trainer
+
+    gram = ("--style-loss", "gram")
+    budget = machine_budget(photo_dir, style_image, *gram)
+    step = Trainer.train_step
+    calls = []
+
+    def slower_after_planning(self, images):
+        calls.append(None)
+        if len(calls) > 4:  # after the probe's warm-up and two timed steps and the first real step
+            time.sleep(budget / 10)
+        return step(self, images)
+
+    monkeypatch.setattr(Trainer, "train_step", slower_after_planning)
+    start = time.perf_counter()
+    result = train(*base(photo_dir, style_image, "--budget", f"{budget}s", "--name", "d", "--json", *gram))
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - start <= budget * 1.1
+    summary = json.loads(result.stdout)
+    assert summary["cut_short"] == "deadline" and summary["steps"] < summary["planned_steps"]
+    assert summary["best_step"] == summary["steps"]  # the last generator was validated before the finish
+    assert (tmp_path / "weights" / "d.safetensors").is_file()
+
+
+def test_stop_event_ends_the_run_and_keeps_the_best_generator(tmp_path, photo_dir, style_image):
+    import threading
+
+    from styler.config import OFFLINE_DEFAULTS, GeneratorConfig
+    from dataclasses import replace
+    from styler.training.trainer import Trainer
+
+    config = replace(OFFLINE_DEFAULTS, name="s", steps=50, image_size=32, style_size=64, batch_size=2,
+                     num_workers=0, val_every=2, generator=GeneratorConfig(base_channels=4, num_residual=1))
+    trainer = Trainer(config, style_image, photo_dir, tmp_path / "weights", torch.device("cpu"),
+                      run_dir=tmp_path / "runs" / "s")
+    stop = threading.Event()
+    result = trainer.run(lambda report: stop.set() if report.step == 3 else None, stop=stop)
+    assert result.steps == 3 and result.cut_short == "stop" and result.best_step == 3
+    assert result.weights_path.is_file()
