@@ -101,14 +101,10 @@ def test_list_weights_reports_broken_files(tmp_path):
 
 
 def test_weights_file_gets_normal_permissions(tmp_path):
-    import os
-
-    old = os.umask(0o022)
-    try:
-        _, path = saved(tmp_path)
-    finally:
-        os.umask(old)
-    assert path.stat().st_mode & 0o777 == 0o644
+    plain = tmp_path / "plain"
+    plain.touch()  # the permissions any new file gets, not mkstemp's 0600
+    _, path = saved(tmp_path)
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def rewrite_as_version_1(path, **changes):

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -123,10 +124,50 @@ def test_infinite_sampler_is_deterministic_and_resumable():
     assert [next(resumed) for _ in range(5)] == first[7:12]
 
 
-def test_atomic_outputs_get_normal_permissions(tmp_path):
-    old = os.umask(0o022)
+def _process_umask() -> int | None:
+    """The umask as Linux reports it, read without setting it (None where /proc does not say)."""
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.is_file() else []
+    return next((int(line.split()[1], 8) for line in lines if line.startswith("Umask:")), None)
+
+
+def test_concurrent_writers_never_lower_the_umask_or_create_world_writable_files(tmp_path):
+    """The umask is process-wide: a writer that set it to 0 even for a moment would let the other
+    writer threads create 0666 files and 0777 folders. Every line the writers run in
+    styler.io.files is traced and the umask read there, so the race shows on every run."""
+    import threading
+
+    from styler.io import files
+
+    umask = _process_umask()
+    if umask is None:
+        pytest.skip("needs Linux's /proc/self/status")
+    seen: set[int | None] = set()
+
+    def watch(frame, event, arg):
+        seen.add(_process_umask())
+        return watch
+
+    def trace(frame, event, arg):
+        return watch if frame.f_code.co_filename == files.__file__ else None
+
+    def write(worker: int) -> None:
+        for i in range(20):
+            with files.atomic_path(tmp_path / f"w{worker}" / f"{i}.bin") as tmp, open(tmp, "wb") as fh:
+                fh.write(b"x")
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    threading.settrace(trace)
     try:
-        save_image(Image.new("RGB", (4, 4)), tmp_path / "o.png")
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     finally:
-        os.umask(old)
-    assert (tmp_path / "o.png").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+        threading.settrace(None)
+    assert seen == {umask}
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.rglob("*.bin")} == {0o666 & ~umask}
+    save_image(Image.new("RGB", (4, 4)), tmp_path / "o.png")  # not mkstemp's 0600
+    assert (tmp_path / "o.png").stat().st_mode & 0o777 == 0o666 & ~umask
+
+

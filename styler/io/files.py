@@ -2,7 +2,7 @@
 
 ``tempfile.mkstemp`` creates files readable by their owner only (0600); a stylized image or a
 weights file should get the permissions any other new file gets, so the temp file is chmod-ed
-to ``0666 & ~umask`` before it is renamed into place.
+to ``0666 & ~umask`` (the umask at import) before it is renamed into place.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from typing import Iterator
 from styler.errors import ConfigError
 
 
-def default_mode() -> int:
+def _read_umask() -> int:
+    # POSIX reads the umask only by setting it. The umask is process-wide, so this runs once, at
+    # import: a writer thread that set it to 0 for a moment would let the others create 0666
+    # files and 0777 folders.
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+FILE_MODE = 0o666 & ~_read_umask()  # what open() gives a new file
 
 
 @contextlib.contextmanager
@@ -35,7 +41,7 @@ def atomic_path(path: Path) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, default_mode())
+        os.chmod(tmp, FILE_MODE)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
