@@ -21,7 +21,7 @@ declare -A LAYERS=([starry]="--style-layers $GATYS" [shipwreck]="" [matisse]="")
 # The painting's size sets the stroke size: at 176 px (instead of 256) Starry Night's strokes come
 # out longer and curling (docs/bundled-styles.md, round 2).
 declare -A STYLE_SIZE=([starry]=176 [shipwreck]=256 [matisse]=256)
-# Residual blocks at 1/4 of the image (--downsamples 2, the default with VGG features) instead of
+# Residual blocks at 1/4 of the image (--downsamples 2, the default) instead of
 # 1/8: faces, lattice towers and the pagoda's storeys stay readable at 512 px, at the same FLOPs.
 # Woman with a Hat keeps 1/8: at 1/4 its flat colour fields broke into busier patches
 # (docs/bundled-styles.md, round 3).

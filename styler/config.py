@@ -105,14 +105,13 @@ class GeneratorConfig:
     antialias: bool = False
     # False: the output is (tanh(head) + 1) / 2, as Johnson et al.'s network ends. True: the
     # output is head + input, which keeps the generator near the identity (a colour filter)
-    # however the loss is weighted (FIELD.md runs b-d); weights files from before this field
-    # existed used it and load with it.
+    # however the loss is weighted; weights files that set it load with it.
     input_skip: bool = False
     # Halvings between the input and the residual blocks (the first is the pixel-unshuffle stem):
-    # 3 puts them at 1/8 (fast, large strokes); 2 at 1/4 with half the channels, the same FLOPs in
-    # the blocks but a finer grid, so small detail (faces, lattices) survives (Johnson et al.'s
-    # layout is 1/4; docs/bundled-styles.md, "Round 3").
-    num_downsamples: int = 3
+    # 2 puts them at 1/4 (Johnson et al.'s layout), so small detail (faces, lattices) survives;
+    # 3 at 1/8 with twice the channels: the same FLOPs in the blocks on a coarser grid, larger
+    # strokes (docs/bundled-styles.md, "Round 3").
+    num_downsamples: int = 2
 
     def __post_init__(self) -> None:
         _check(isinstance(self.upsample, Upsample), f"upsample must be an Upsample, got {self.upsample!r}")
@@ -278,15 +277,11 @@ class TrainConfig:
 
 # What ``--features random`` starts from unless told otherwise: the offline recipe that won the
 # study in docs/offline-quality.md (sliced Wasserstein style loss, half-width random network, a
-# TV weight large enough to matter). Options the user types still override each field.
+# TV weight large enough to matter, the residual blocks at 1/8 it was tuned with). Options the
+# user types still override each field.
 OFFLINE_DEFAULTS = TrainConfig(features=Features.RANDOM, feature_width_divisor=2,
+                               generator=GeneratorConfig(num_downsamples=3),
                                loss=LossConfig(style_loss=StyleLoss.SLICED, tv_weight=1.0))
-
-
-# What ImageNet features start from: the residual blocks at 1/4 (``num_downsamples=2``), the
-# bundled styles' layout, which keeps faces and lattices readable at 512 px for the same FLOPs
-# (docs/bundled-styles.md, round 3). Random features keep the 1/8 the offline recipe was tuned on.
-IMAGENET_GENERATOR = GeneratorConfig(num_downsamples=2)
 
 
 # The painter's head start: a generator pre-trained across many paintings, shipped in the package
@@ -301,7 +296,7 @@ def defaults_for(features: Features) -> TrainConfig:
     head start, random features (another layout, other losses) from scratch."""
     if features is Features.RANDOM:
         return OFFLINE_DEFAULTS
-    return TrainConfig(features=features, generator=IMAGENET_GENERATOR, init_from=HEAD_START)
+    return TrainConfig(features=features, init_from=HEAD_START)
 
 
 @dataclass(frozen=True)

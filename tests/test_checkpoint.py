@@ -67,8 +67,8 @@ def test_architecture_mismatch_is_rejected(tmp_path):
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata()
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    meta["generator_config"] = json.dumps({"base_channels": 8, "num_downsamples": 3, "num_residual": 1,
-                                           "stem_kernel": 3})
+    meta["generator_config"] = json.dumps({"base_channels": 8, "num_downsamples": TINY.num_downsamples,
+                                           "num_residual": 1})  # TINY is 4 wide
     save_file(tensors, str(path), metadata=meta)
     with pytest.raises(WeightsError, match="shape"):
         load_generator(path)
@@ -107,9 +107,9 @@ def test_weights_file_gets_normal_permissions(tmp_path):
     assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
-def rewrite_as_version_1(path, **changes):
-    """Rewrite a weights file's header as a version-1 file would have it: ``changes`` set generator
-    fields, a value of None removes the field (files from before it existed)."""
+def rewrite_generator_fields(path, version="2", **changes):
+    """Rewrite a weights file's header: ``changes`` set generator fields, a value of None removes
+    the field (as files written before it existed lack it)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -123,8 +123,26 @@ def rewrite_as_version_1(path, **changes):
         else:
             fields[name] = value
     meta["generator_config"] = json.dumps(fields)
-    meta["format_version"] = "1"
+    meta["format_version"] = version
     save_file(tensors, str(path), metadata=meta)
+
+
+def rewrite_as_version_1(path, **changes):
+    rewrite_generator_fields(path, "1", **changes)
+
+
+def test_files_without_num_downsamples_load_with_three_halvings(tmp_path):
+    """The bundled matisse files name no num_downsamples; they were built with three halvings."""
+    torch.manual_seed(4)
+    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, num_downsamples=3)).eval()
+    path = save_generator(tmp_path / "coarse.safetensors", g, {"style_name": "coarse"})
+    assert GeneratorConfig().num_downsamples != 3
+    rewrite_generator_fields(path, num_downsamples=None)
+    loaded, info = load_generator(path)
+    assert info.generator.stride == 8
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(g(x), loaded(x))
 
 
 def test_files_from_before_the_upsample_choice_load_as_nearest(tmp_path):

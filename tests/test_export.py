@@ -11,10 +11,10 @@ from styler.config import GeneratorConfig
 from styler.io.weights import save_generator
 from styler.nn import Generator
 
-SIZES = [(48, 64), (37, 53), (12, 7)]  # not a multiple of the stride 8; narrower than a pad
+SIZES = [(48, 64), (37, 53), (12, 7)]  # not a multiple of the stride; narrower than a pad
 
 
-@pytest.fixture(params=[{}, {"input_skip": True}, {"num_downsamples": 2}], ids=["tanh-output", "input-skip", "stride-4"])
+@pytest.fixture(params=[{}, {"input_skip": True}, {"num_downsamples": 3}], ids=["tanh-output", "input-skip", "stride-8"])
 def weights(tmp_path, request):
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(base_channels=4, num_residual=1, **request.param)).eval()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from styler.config import HEAD_START, Features, IMAGENET_GENERATOR, defaults_for
+from styler.config import HEAD_START, Features, GeneratorConfig, defaults_for
 from styler.io.weights import head_start_path, read_info
 from tests import test_train_cli
 from tests.test_train_cli import one_line_error, train
@@ -35,7 +35,7 @@ def vgg_run(photo_dir, style_image, vgg_file, *extra):
 
 def test_the_head_start_ships_with_the_package_in_the_default_layout():
     info = read_info(head_start_path())
-    assert info.generator == IMAGENET_GENERATOR == defaults_for(Features.VGG16).generator
+    assert info.generator == GeneratorConfig() == defaults_for(Features.VGG16).generator
     assert info.metadata["role"] == "head-start" and len(info.metadata["paintings"]) >= 10
     assert "vgg16" in info.metadata["features_source"]  # which weights trained it is recorded
     assert defaults_for(Features.VGG16).init_from == HEAD_START and not defaults_for(Features.RANDOM).init_from

@@ -66,10 +66,7 @@ def test_retired_layout_fields_are_read_at_their_one_value_and_refused_otherwise
     from styler.errors import ConfigError
 
     stored = {"base_channels": 4, "num_downsamples": 3, "stem_kernel": 3, "pixel_unshuffle": True}
-    assert from_dict(GeneratorConfig, stored) == GeneratorConfig(base_channels=4)
-    # Files that predate num_downsamples were all built with three halvings.
-    assert from_dict(GeneratorConfig, {"base_channels": 4}).stride == 8
-    assert from_dict(GeneratorConfig, {**stored, "num_downsamples": 2}).stride == 4
+    assert from_dict(GeneratorConfig, stored) == GeneratorConfig(base_channels=4, num_downsamples=3)
     with pytest.raises(ConfigError, match="stem_kernel=9 is a layout styler no longer builds"):
         from_dict(GeneratorConfig, {**stored, "stem_kernel": 9})
 

@@ -13,9 +13,8 @@ from typing import Any, Callable, Iterator
 import click
 
 from styler.cli.common import common_options, console, device_option, fail, handle_errors, once, print_json
-from styler.config import BUDGET, HEAD_START, IMAGENET_GENERATOR, NO_INIT, OFFLINE_DEFAULTS, Features, \
-    GeneratorConfig, LossConfig, Precision, Preprocess, StyleLoss, TrainConfig, Upsample, default_weights_dir, \
-    defaults_for
+from styler.config import BUDGET, HEAD_START, NO_INIT, OFFLINE_DEFAULTS, Features, GeneratorConfig, LossConfig, \
+    Precision, Preprocess, StyleLoss, TrainConfig, Upsample, default_weights_dir, defaults_for
 
 _TRAIN = TrainConfig()
 _LOSS = LossConfig()
@@ -143,10 +142,10 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--residual-blocks", "num_residual", type=int, default=None,
               help=f"Generator depth [default: {GeneratorConfig().num_residual}, or --init-from's].")
 @click.option("--downsamples", "num_downsamples", type=click.IntRange(1, 4), default=None,
-              help=f"Halvings before the residual blocks: 3 = blocks at 1/8 (large strokes, small detail "
-                   f"lost), 2 = at 1/4 (finer detail, same FLOPs) [default: "
-                   f"{IMAGENET_GENERATOR.num_downsamples} with VGG features, "
-                   f"{OFFLINE_DEFAULTS.generator.num_downsamples} with random ones, or --init-from's].")
+              help=f"Halvings before the residual blocks: 2 = blocks at 1/4 (finer detail), 3 = at 1/8 "
+                   f"(larger strokes, small detail lost, same FLOPs) [default: "
+                   f"{GeneratorConfig().num_downsamples}, {OFFLINE_DEFAULTS.generator.num_downsamples} with "
+                   f"--features random, or --init-from's].")
 @click.option("--upsample", type=click.Choice([u.value for u in Upsample]), default=None,
               help=f"Decoder upsampling [default: {GeneratorConfig().upsample.value}, or --init-from's].")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,

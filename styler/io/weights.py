@@ -22,6 +22,9 @@ from styler.errors import ConfigError, WeightsError
 from styler.io.files import atomic_path
 
 WEIGHTS_SUFFIX = ".safetensors"
+# Generator fields a weights file may lack, with the value every file that lacks it was built
+# with: the bundled matisse and matisse-video hold no num_downsamples and have three halvings.
+_ABSENT_GENERATOR_FIELDS = {"num_downsamples": 3}
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,8 @@ def read_info(path: Path) -> WeightsInfo:
                            f"by styler {__version__} (expects 1 to {FORMAT_VERSION})")
     try:
         fields = json.loads(raw["generator_config"])
-        config = from_dict(GeneratorConfig, generator_v1(fields) if version == "1" else fields)
+        fields = {**_ABSENT_GENERATOR_FIELDS, **(generator_v1(fields) if version == "1" else fields)}
+        config = from_dict(GeneratorConfig, fields)
     except (KeyError, json.JSONDecodeError, ConfigError) as exc:
         raise WeightsError(f"{path}: bad generator config in metadata ({exc})") from exc
     metadata = {k: _decode(v) for k, v in raw.items()}
