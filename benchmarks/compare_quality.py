@@ -6,10 +6,11 @@ hits both alike. At the end both stylize held-out photos, and we report their va
 content and style losses (weighted as in training) and write a side-by-side PNG
 (rows: photos; columns: photo, styler, TransformerNet).
 
-Each network is trained by its own :class:`styler.training.trainer.Trainer` (TransformerNet passed in as
-its ``network``), calling the Trainer's ``train_step``, so the step measured is the one users
-run. The adversarial term is left out: it adds a second network whose noise would blur a short
-comparison, and the parity target is about content + style loss.
+styler's generator is trained by a :class:`styler.training.trainer.Trainer` through its own
+``train_step``, so the step measured is the one users run. TransformerNet runs in a small loop of
+its own on that Trainer's loss module, with the Trainer's optimiser settings (Adam at ``--lr``,
+cosine decay to ``LR_FLOOR``). The adversarial term is left out: it adds a second network whose
+noise would blur a short comparison, and the parity target is about content + style loss.
 
     PYTHONPATH=. python -m benchmarks.compare_quality --steps 300 --image-size 128
 """
@@ -27,7 +28,7 @@ from PIL import Image
 
 from benchmarks.common import REPO, loadavg, machine_info, sync
 from benchmarks.transformer_net import TransformerNet
-from styler.config import Features, LossConfig, TrainConfig
+from styler.config import LR_FLOOR, Features, LossConfig, TrainConfig
 from styler.io.images import find_images, load_rgb, pil_to_tensor, tensor_to_pil
 from styler.training.trainer import Trainer
 
@@ -80,19 +81,35 @@ def centre_crop(path: Path, size: int) -> torch.Tensor:
 
 
 class Run:
-    """One network and the Trainer that trains it (its Adam, cosine to 10%, its step)."""
+    """One network trained on ``trainer``'s losses and its training time: the Trainer's own
+    generator through ``train_step``, or ``net`` (the baseline) with an Adam and schedule of its own."""
 
-    def __init__(self, name: str, trainer: Trainer) -> None:
+    def __init__(self, name: str, trainer: Trainer, net: torch.nn.Module | None = None) -> None:
         self.name, self.trainer, self.device, self.seconds = name, trainer, trainer.device, 0.0
-        self.net = trainer.generator
+        self.net = trainer.generator if net is None else net.to(trainer.device).train()
+        if net is not None:
+            cfg = trainer.config
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, cfg.steps, cfg.lr * LR_FLOOR)
         self.curve: list[tuple[int, float, float]] = []
         self.to_target: tuple[int, float] | None = None
         self.last: dict[str, float] = {}
 
+    def _train_step(self, batch: torch.Tensor) -> dict[str, float]:
+        if self.net is self.trainer.generator:
+            return self.trainer.train_step(batch)
+        with self.trainer._autocast():
+            total = self.trainer.loss(self.net(batch), batch)["total"]
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt.step()
+        self.sched.step()
+        return {"total": float(total.detach())}
+
     def step(self, batch: torch.Tensor) -> None:
         sync(self.device)
         start = time.perf_counter()
-        self.last = self.trainer.train_step(batch)
+        self.last = self._train_step(batch)
         sync(self.device)
         self.seconds += time.perf_counter() - start
 
@@ -121,25 +138,25 @@ def side_by_side(images: torch.Tensor, columns: list[torch.Tensor], path: Path) 
     return path
 
 
-def make_run(name: str, args: argparse.Namespace, weights: LossConfig, device: torch.device) -> Run:
+def make_trainer(args: argparse.Namespace, weights: LossConfig, device: torch.device) -> Trainer:
     kind = Features(args.features)
-    config = TrainConfig(name=name, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
+    config = TrainConfig(name="styler", steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
                          style_size=args.style_size, lr=args.lr, features=kind, seed=args.seed,
                          num_workers=args.workers, val_fraction=0.0, preview_every=0, loss=weights,
                          feature_width_divisor=args.feature_width_divisor if kind is Features.RANDOM else 1)
     torch.manual_seed(args.seed)
-    network = TransformerNet() if name == "transformer_net" else None
-    trainer = Trainer(config, args.style, args.photos, args.out / "weights", device, run_dir=args.out / "runs" / name,
-                      force=True, network=network)
+    trainer = Trainer(config, args.style, args.photos, args.out / "weights", device,
+                      run_dir=args.out / "runs" / "styler", force=True)
     trainer.generator.train()
-    return Run(name, trainer)
+    return trainer
 
 
 def train_both(args: argparse.Namespace, weights: LossConfig, val: torch.Tensor, device: torch.device) -> list[Run]:
     """Interleaved training; with ``--eval-every`` a validation curve and the time to
     ``--target-loss`` per network (training seconds, evaluation excluded)."""
-    runs = [make_run(name, args, weights, device) for name in args.nets]
-    loader = iter(runs[0].trainer._loader())  # one stream of batches, fed to both
+    trainer = make_trainer(args, weights, device)
+    runs = [Run(name, trainer, TransformerNet() if name == "transformer_net" else None) for name in args.nets]
+    loader = iter(trainer._loader())  # one stream of batches, fed to both
     for step in range(1, args.steps + 1):
         batch = next(loader)[0].to(device)
         for run in runs:  # interleaved: contention hits both networks alike

@@ -26,12 +26,15 @@ declare -A STYLE_SIZE=([starry]=176 [shipwreck]=256 [matisse]=256)
 # Woman with a Hat keeps 1/8: at 1/4 its flat colour fields broke into busier patches
 # (docs/bundled-styles.md, round 3).
 declare -A ARCH=([starry]="--downsamples 2" [shipwreck]="--downsamples 2" [matisse]="--downsamples 3")
+# The TV weight the bundled styles were trained with: about 1e-5 of the loss, no visible effect,
+# passed so the files reproduce (the library default is 0).
+TV="--tv-weight 1e-4"
 STEPS=${STEPS:-800}
 export OMP_NUM_THREADS=1 STYLER_OFFLINE=1
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(starry shipwreck matisse)
 for n in "${names[@]}"; do
-  # shellcheck disable=SC2086  # LAYERS and ARCH hold options
-  python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n" ${LAYERS[$n]} ${ARCH[$n]} \
+  # shellcheck disable=SC2086  # LAYERS, ARCH and TV hold options
+  python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n" ${LAYERS[$n]} ${ARCH[$n]} $TV \
     --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
     --steps "$STEPS" --image-size 128 --style-size "${STYLE_SIZE[$n]}" --batch-size 4 --seed 0 --workers 0 \
     --val-every 100 --checkpoint-every 100 --preview-every 200 --device cpu \
@@ -41,8 +44,9 @@ wait
 # The Shipwreck's dark, busy surface swallows faces at content weight 1: a short second stage
 # from that generator with content weight 5 brings the scene back (docs/bundled-styles.md).
 if [[ " ${names[*]} " == *" shipwreck "* ]]; then
+  # shellcheck disable=SC2086  # TV holds options
   OMP_NUM_THREADS=2 python -m styler -q train --style samples/styles/shipwreck.jpg --content-dir "$PHOTOS" \
-    --name shipwreck --init-from weights/shipwreck.safetensors \
+    --name shipwreck --init-from weights/shipwreck.safetensors $TV \
     --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
     --steps 200 --lr 5e-4 --content-weight 5 --image-size 128 --style-size 256 --batch-size 4 --seed 1 \
     --workers 0 --val-every 50 --checkpoint-every 100 --preview-every 0 --device cpu \
@@ -55,9 +59,9 @@ declare -A EXTRA=([starry]="" [shipwreck]="--content-weight 5" [matisse]="")
 # the still style's 3 px flicker), at 20 it gains a quarter with the same look.
 declare -A TEMPORAL=([starry]=10 [shipwreck]=20 [matisse]=10)
 for n in "${names[@]}"; do
-  # shellcheck disable=SC2086  # EXTRA holds options
+  # shellcheck disable=SC2086  # EXTRA, LAYERS and TV hold options
   python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n-video" \
-    --init-from "weights/$n.safetensors" ${EXTRA[$n]} ${LAYERS[$n]} \
+    --init-from "weights/$n.safetensors" ${EXTRA[$n]} ${LAYERS[$n]} $TV \
     --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
     --steps 200 --lr 5e-4 --temporal-weight "${TEMPORAL[$n]}" --image-size 128 --style-size "${STYLE_SIZE[$n]}" --batch-size 4 --seed 1 \
     --workers 0 --val-every 50 --checkpoint-every 50 --preview-every 0 --device cpu \

@@ -172,10 +172,10 @@ class LossConfig:
 
     content_weight: float = 1.0
     style_weight: float = 5.0
-    # Effectively off: the TV term (mean neighbour difference, ~0.05) times 1e-4 is ~1e-5 of a
-    # normalised total of ~2 (docs/offline-quality.md). Kept, not changed to 0 or 1, so the
-    # bundled styles' recipe reproduces; --tv-weight 1 is what the offline study measured to help.
-    tv_weight: float = 1e-4
+    # Off: beside the normalised content and style terms (a total near 2) the TV term (a mean
+    # neighbour difference, ~0.05) acts from a weight near 1, which trims high-frequency noise
+    # (docs/offline-quality.md); scripts/train_bundled.sh passes the bundled styles' 1e-4.
+    tv_weight: float = 0.0
     adv_weight: float = 0.05
     style_loss: StyleLoss = StyleLoss.GRAM
     # Steady video: the same strokes for the photo moved by up to the generator's stride and with

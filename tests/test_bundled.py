@@ -1,5 +1,6 @@
 """The bundled styles in weights/ and the README's main command work on a fresh clone."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,18 @@ def test_bundled_styles_load_and_say_how_they_were_trained():
         assert (ROOT / "samples/styles" / info.metadata["style_file"]).is_file()
         assert info.path.stat().st_size < 4 * 1024 * 1024
 
+
+
+def test_train_bundled_passes_the_tv_weight_the_bundled_styles_were_trained_with():
+    """The recipe lives in the script: where the bundled files' TV weight is not the library
+    default, the script passes it (library defaults serve users, not this recipe)."""
+    from styler.config import LossConfig
+
+    script = (ROOT / "scripts" / "train_bundled.sh").read_text()
+    weights = {info.metadata["loss_weights"]["tv_weight"] for info in list_weights(ROOT / "weights")}
+    assert len(weights) == 1 and weights != {LossConfig().tv_weight}
+    passed = re.search(r'TV="--tv-weight (\S+)"', script)
+    assert passed and float(passed.group(1)) == weights.pop()
 
 def _colour_histogram(image: torch.Tensor, bins: int = 8) -> torch.Tensor:
     q = (image.clamp(0, 0.999) * bins).long()

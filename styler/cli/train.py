@@ -72,10 +72,9 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--content-weight", type=float, default=_LOSS.content_weight, show_default=True)
 @click.option("--style-weight", type=float, default=_LOSS.style_weight, show_default=True)
 @click.option("--tv-weight", type=float, default=_LOSS.tv_weight,
-              show_default=f"{_LOSS.tv_weight}, effectively off; {OFFLINE_DEFAULTS.loss.tv_weight} with --features "
-                           f"random",
-              help="Total-variation weight: smooths high-frequency noise. The default is too small to act "
-                   "beside the normalised content and style terms; 1 trims noise.")
+              show_default=f"{_LOSS.tv_weight} (off); {OFFLINE_DEFAULTS.loss.tv_weight} with --features random",
+              help="Total-variation weight: smooths high-frequency noise; 1 trims it, weights below about "
+                   "0.1 hardly act beside the normalised content and style terms.")
 @click.option("--adv-weight", type=float, default=_LOSS.adv_weight, show_default=True,
               help="PatchGAN adversarial weight; 0 disables the discriminator.")
 @click.option("--temporal-weight", type=float, default=_LOSS.temporal_weight, show_default=True,

@@ -77,8 +77,7 @@ class Trainer(Resumable, Budgeted):
     def __init__(self, config: TrainConfig, style_path: Path, content_dir: Path, weights_dir: Path,
                  device: torch.device, vgg_weights: Path | None = None, *, run_dir: Path | None = None,
                  resume: bool = False, force: bool = False, overwrite: bool = True,
-                 dist: DistContext | None = None, network: torch.nn.Module | None = None,
-                 started: float | None = None) -> None:
+                 dist: DistContext | None = None, started: float | None = None) -> None:
         # ``started``: when the run began (time.perf_counter()), for a budget that counts setup
         # from the command's start; default now.
         self.started = time.perf_counter() if started is None else started
@@ -96,7 +95,7 @@ class Trainer(Resumable, Budgeted):
             log.info("%d training photos, %d held out for validation", len(self.train_paths), self.val_count)
         torch.manual_seed(config.seed)
         style = load_style(self.style_path, config.style_size)
-        self._build_networks(style, vgg_weights, network)
+        self._build_networks(style, vgg_weights)
         if config.init_from not in ("", NO_INIT) and not resume:
             self._init_generator(Path(weights_dir))
         self._wrap_networks()
@@ -128,7 +127,7 @@ class Trainer(Resumable, Budgeted):
         if self.preview_images is None:
             self.preview_images = load_crops(self.train_paths[first:first + 4], cfg.image_size)[0]
 
-    def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None, network: torch.nn.Module | None) -> None:
+    def _build_networks(self, style: torch.Tensor, vgg_weights: Path | None) -> None:
         cfg, device = self.config, self.device
         content_layer, style_layers = cfg.loss_layers
         with timed(f"loading the loss network ({cfg.features.value})"):
@@ -145,8 +144,7 @@ class Trainer(Resumable, Budgeted):
         stride = cfg.generator.stride
         # Margin: two strides, past the reflected strip and most of the edge effects of padding.
         self.temporal = TemporalLoss(stride, cfg.loss.temporal_noise, 2 * stride, cfg.seed)
-        # ``network``: another image-to-image network trained the same way (benchmarks compare one).
-        self.generator = (network if network is not None else Generator(cfg.generator)).to(device, memory_format=fmt)
+        self.generator = Generator(cfg.generator).to(device, memory_format=fmt)
         self.discriminator = PatchDiscriminator(cfg.discriminator).to(device, memory_format=fmt)
         self.style_crops = StyleCrops(style, cfg.image_size, cfg.seed, self.dist.rank)
         self.style_sha256 = file_sha256(self.style_path)
