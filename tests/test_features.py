@@ -1,4 +1,5 @@
 import hashlib
+import socket
 
 import pytest
 import torch
@@ -56,23 +57,64 @@ def test_unknown_layer_is_a_clear_error():
         FeatureExtractor(Features.VGG16, ("relu9_9",))
 
 
-def test_missing_imagenet_weights_fail_fast_with_both_fixes(monkeypatch):
-    monkeypatch.delenv("STYLER_OFFLINE", raising=False)
-    # Fails fast: one short connection probe, and no download is even attempted offline.
-    probes = []
-    monkeypatch.setattr(features, "_host_reachable", lambda timeout=3.0: probes.append(timeout) or False)
+def _loopback_only(monkeypatch) -> None:
+    """No test may reach the network: resolving any host but this machine fails."""
+    real = socket.getaddrinfo
 
-    def no_download(*args, **kwargs):
-        raise AssertionError("must not start a download that would hang offline")
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost"):
+            raise AssertionError(f"the test tried to reach {host}")
+        return real(host, *args, **kwargs)
 
-    from torchvision.models import VGG16_Weights
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
-    monkeypatch.setattr(type(VGG16_Weights.IMAGENET1K_V1), "get_state_dict", no_download)
+
+def test_missing_imagenet_weights_name_every_way_on_without_touching_the_network(monkeypatch):
+    _loopback_only(monkeypatch)  # conftest sets STYLER_OFFLINE: no download is even tried
     with pytest.raises(FeatureWeightsError) as info:
         build_feature_extractor(Features.VGG16, ("relu2_2",))
-    assert probes == [3.0]
     message = str(info.value)
-    assert "vgg16-397923af.pth" in message and "--vgg-weights" in message and "--features random" in message
+    assert "\n" not in message and "STYLER_OFFLINE is set" in message
+    for part in ("vgg16-397923af.pth (528 MB", "--vgg-weights", "Caffe-converted .pth", "Keras .h5", "ONNX",
+                 "--features random", "palette and fine texture, without its brush strokes"):
+        assert part in message, part
+
+
+def test_the_download_goes_through_the_https_proxy_and_its_error_is_reported(monkeypatch):
+    """Behind a proxy the download is tried through it (a probe of the host would fail there), and
+    what the proxy answered is the reason given, in one line."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_CONNECT(self):
+            asked.append(self.path)
+            self.send_error(403, "Forbidden by policy")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _loopback_only(monkeypatch)
+        monkeypatch.delenv("STYLER_OFFLINE")
+        for name in ("https_proxy", "HTTPS_PROXY"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{server.server_port}")
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(FeatureWeightsError) as info:
+            build_feature_extractor(Features.VGG16, ("relu2_2",))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert asked == ["download.pytorch.org:443"]
+    message = str(info.value)
+    assert "\n" not in message
+    assert "(download failed: <urlopen error Tunnel connection failed: 403 Forbidden by policy>)" in message
+    assert not list(features._cache_path(Features.VGG16).parent.iterdir())  # no partial file left
 
 
 def test_vgg_weights_file_with_wrong_hash_is_rejected(tmp_path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -24,7 +23,7 @@ from torch import nn
 from styler.config import Features, Preprocess
 from styler.errors import FeatureWeightsError
 from styler.io.files import atomic_path, file_sha256
-from styler.nn.vgg_files import KNOWN_FILES, TORCHVISION_PTH_NAMES, read_vgg_file
+from styler.nn.vgg_files import KNOWN_FILES, TORCHVISION_PTH_NAMES, first_line, read_vgg_file
 
 # torchvision's VGG layouts: numbers are conv widths, "M" a 2x2 pooling.
 _LAYOUTS = {
@@ -38,7 +37,8 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 # Caffe VGG's per-channel means, in its BGR order, on the 0-255 scale.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-_DOWNLOAD_HOST = ("download.pytorch.org", 443)
+# Set (to anything) to never download: the tests set it, and so does anyone offline on purpose.
+OFFLINE_ENV = "STYLER_OFFLINE"
 
 
 def _torchvision_weights(kind: Features):  # -> torchvision.models.WeightsEnum
@@ -75,19 +75,15 @@ def layer_names(kind: Features) -> list[str]:
 
 
 def _missing_message(kind: Features, reason: str) -> str:
-    name = official_filename(kind)
-    return (f"ImageNet weights for {kind.value} are not available ({reason}). Fix: connect to the "
-            f"internet once so torchvision can download {name} into {_cache_path(kind).parent}, or "
-            f"pass --vgg-weights /path/to/{name} if you have the file; or train offline with "
-            f"--features random (lower quality, recorded in the weights' metadata).")
-
-
-def _host_reachable(timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection(_DOWNLOAD_HOST, timeout=timeout):
-            return True
-    except OSError:
-        return False
+    weights = _torchvision_weights(kind)
+    size = weights.meta.get("_file_size")
+    net = kind.value.upper().replace("VGG", "VGG-")
+    return (f"ImageNet weights for {kind.value} are not available ({reason}). Three ways on: let "
+            f"torchvision download {official_filename(kind)} ({f'{size:.0f} MB, ' if size else ''}once, through "
+            f"$HTTPS_PROXY when set) into {_cache_path(kind).parent}; or give a {net} file you have as "
+            f"vgg_weights (--vgg-weights): torchvision's or a Caffe-converted .pth, a Keras .h5 or an ONNX file "
+            f"holding a VGG trunk; or use features=random (--features random): no download, but the styles "
+            f"keep only the painting's palette and fine texture, without its brush strokes.")
 
 
 @dataclass(frozen=True)
@@ -175,21 +171,28 @@ def _features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
 
 
-def _torchvision_state(kind: Features) -> dict[str, torch.Tensor]:
-    """torchvision's checkpoint from its cache or its download, never hanging offline."""
-    if _cache_path(kind).is_file():
-        path = _cache_path(kind)
-        try:
-            return _features_only(torch.load(path, map_location="cpu", weights_only=True))
-        except Exception as exc:
-            raise FeatureWeightsError(f"cannot read {path}: {exc}. Delete it and retry.") from exc
-    if os.environ.get("STYLER_OFFLINE") or not _host_reachable():
-        raise FeatureWeightsError(_missing_message(kind, "not in the cache and no network"))
+def _download(kind: Features, path: Path) -> None:
+    """torchvision's checkpoint into its cache through torch.hub's downloader, which goes through
+    the proxies urllib finds ($HTTPS_PROXY) and checks the SHA-256 prefix in the file's name."""
+    if os.environ.get(OFFLINE_ENV):
+        raise FeatureWeightsError(_missing_message(kind, f"not in the cache, and {OFFLINE_ENV} is set"))
     try:
-        state = _torchvision_weights(kind).get_state_dict(progress=True, check_hash=True)
-    except Exception as exc:  # network errors come in many types; report, do not swallow
-        raise FeatureWeightsError(_missing_message(kind, f"download failed: {exc}")) from exc
-    return _features_only(state)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(_torchvision_weights(kind).url, str(path),
+                                       hash_prefix=_hash_prefix(path.name), progress=True)
+    except Exception as exc:  # network, proxy, disk and hash errors come in many types: report each
+        raise FeatureWeightsError(_missing_message(kind, f"download failed: {first_line(exc)}")) from exc
+
+
+def _torchvision_state(kind: Features) -> dict[str, torch.Tensor]:
+    """torchvision's checkpoint from its cache, downloaded there first if missing."""
+    path = _cache_path(kind)
+    if not path.is_file():
+        _download(kind, path)
+    try:
+        return _features_only(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:
+        raise FeatureWeightsError(f"cannot read {path}: {first_line(exc)}. Delete it and retry.") from exc
 
 
 def load_vgg(kind: Features, weights_file: Path | None = None, preprocess: Preprocess = Preprocess.AUTO,

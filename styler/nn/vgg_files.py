@@ -136,7 +136,7 @@ def _load_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with objects, not a checkpoint at all
-        raise FeatureWeightsError(f"{path.name}: not a readable PyTorch checkpoint ({_short(exc)})") from exc
+        raise FeatureWeightsError(f"{path.name}: not a readable PyTorch checkpoint ({first_line(exc)})") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -180,7 +180,7 @@ def read_keras_h5(path: Path) -> tuple[list[Conv], Preprocess]:
             fh.visititems(visit)
             order = [n.decode() if isinstance(n, bytes) else str(n) for n in fh.attrs.get("layer_names", [])]
     except OSError as exc:  # h5py reports truncated and non-HDF5 files as OSError
-        raise FeatureWeightsError(f"{path.name}: not a readable HDF5 file ({_short(exc)})") from exc
+        raise FeatureWeightsError(f"{path.name}: not a readable HDF5 file ({first_line(exc)})") from exc
     rank = {name: i for i, name in enumerate(order)}
     kernels.sort(key=lambda item: (rank.get(item[0].split("/")[0], len(rank)), item[0]))
     pairs = [(w, biases[parent]) for parent, w in kernels if parent in biases]
@@ -200,7 +200,7 @@ def read_onnx(path: Path) -> tuple[list[Conv], Preprocess]:
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError and friends for truncated or foreign files
-        raise FeatureWeightsError(f"{path.name}: not a readable ONNX model ({_short(exc)})") from exc
+        raise FeatureWeightsError(f"{path.name}: not a readable ONNX model ({first_line(exc)})") from exc
     inits = {t.name: t for t in model.graph.initializer}
     found = (_onnx_conv(node, inits) for node in model.graph.node)
     pairs = [(torch.from_numpy(numpy_helper.to_array(w).copy()), torch.from_numpy(numpy_helper.to_array(b).copy()))
@@ -241,6 +241,7 @@ def read_vgg_file(path: Path, kind: str, width_divisor: int = 1) -> tuple[dict[s
     return trunk_state(convs, kind, path.name, width_divisor), flavour
 
 
-def _short(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one short line, for errors that quote a library's own."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:160]
