@@ -7,6 +7,7 @@ from styler.errors import ConfigError, ImageError
 from styler.inference.pipeline import apply_to_paths
 from styler.inference.planning import plan_outputs
 from styler.inference.stylizer import Stylizer, preserve_color
+from styler.io.images import luma
 from styler.io.weights import save_generator
 from styler.nn import Generator
 from tests.conftest import make_photo
@@ -67,7 +68,6 @@ def test_preserve_color_keeps_input_chroma():
 def test_preserve_color_uses_stylized_luminance():
     styl, orig = torch.rand(1, 3, 8, 8) * 0.5 + 0.25, torch.rand(1, 3, 8, 8) * 0.5 + 0.25
     out = preserve_color(styl, orig)
-    luma = lambda t: (t * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
     assert torch.allclose(luma(out), luma(styl), atol=1e-4)
 
 

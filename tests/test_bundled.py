@@ -8,10 +8,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from styler.apply import Stylizer
-from styler.checkpoint import list_weights
-from styler.io.weights import read_info
-from styler.images import pil_to_tensor
+from styler.inference.stylizer import Stylizer
+from styler.io.images import luma, pil_to_tensor
+from styler.io.weights import list_weights, read_info
 from styler.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,8 +64,7 @@ def _colour_histogram(image: torch.Tensor, bins: int = 8) -> torch.Tensor:
 
 
 def _luminance(image: torch.Tensor) -> torch.Tensor:
-    lum = 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
-    return torch.nn.functional.avg_pool2d(lum[None, None], 4).flatten()
+    return torch.nn.functional.avg_pool2d(luma(image[None]), 4).flatten()
 
 
 def _histogram_ratio(name: str) -> float:

@@ -124,6 +124,14 @@ def test_infinite_sampler_is_deterministic_and_resumable():
     assert [next(resumed) for _ in range(5)] == first[7:12]
 
 
+def test_luma_weights_are_written_once():
+    """One place for BT.601's luma weights: every module that needs luma uses styler.io.images'."""
+    package = Path(__file__).resolve().parent.parent / "styler"
+    found = [path.relative_to(package).as_posix() for path in sorted(package.rglob("*.py"))
+             for _ in range(path.read_text().count("0.587"))]
+    assert found == ["io/images.py"]
+
+
 def _process_umask() -> int | None:
     """The umask as Linux reports it, read without setting it (None where /proc does not say)."""
     status = Path("/proc/self/status")

@@ -1,8 +1,8 @@
 """VGG weight files people have: the same weights read from every format give the same
 features, each format's preprocessing is detected, and broken files fail with one line.
 
-Files are built in tmp_path with widths divided by 8 (fast); one test checks the full-size
-layout, and one trains a step through the CLI with a full-size file. Nothing touches the
+Files are built in tmp_path with widths divided by 8 (fast); one test trains a step through the
+CLI with a full-size file. Nothing touches the
 network (conftest sets STYLER_OFFLINE and a private TORCH_HOME; one test forbids sockets).
 """
 
@@ -15,13 +15,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from styler import vgg_files
-from styler.checkpoint import read_info
 from styler.cli import main
 from styler.config import Features, Preprocess
 from styler.errors import FeatureWeightsError
-from styler.features import FeatureExtractor, build_feature_extractor, load_vgg
-from styler.vgg_files import conv_indices, conv_names, expected_shapes, read_vgg_file
+from styler.io.weights import read_info
+from styler.nn import vgg_files
+from styler.nn.vgg import FeatureExtractor, build_feature_extractor, load_vgg
+from styler.nn.vgg_files import read_vgg_file, trunk_convs
 
 DIV = 8
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_1")
@@ -30,12 +30,12 @@ LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_1")
 def random_convs(kind: str = "vgg16", div: int = DIV, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
     return [(torch.randn(shape, generator=gen) * (2.0 / (9 * shape[1])) ** 0.5,
-             torch.randn(shape[0], generator=gen) * 0.1) for shape in expected_shapes(kind, div)]
+             torch.randn(shape[0], generator=gen) * 0.1) for _, _, shape in trunk_convs(kind, div)]
 
 
 def torchvision_state(convs) -> dict[str, torch.Tensor]:
     state = {}
-    for index, (w, b) in zip(conv_indices("vgg16"), convs):
+    for (_, index, _), (w, b) in zip(trunk_convs("vgg16"), convs):
         state[f"features.{index}.weight"], state[f"features.{index}.bias"] = w, b
     state["classifier.0.weight"] = torch.zeros(4, 4)  # heads are ignored
     return state
@@ -48,7 +48,7 @@ def write_pth(path, convs):
 
 def write_keras_h5(path, convs, names=None):
     h5py = pytest.importorskip("h5py")
-    names = names or [n.replace("conv", "block").replace("_", "_conv", 1) for n in conv_names("vgg16")]
+    names = names or [c.name.replace("conv", "block").replace("_", "_conv", 1) for c in trunk_convs("vgg16")]
     with h5py.File(path, "w") as fh:
         # Keras stores layers in its own order in an attribute; groups iterate alphabetically.
         fh.attrs["layer_names"] = np.array([b"input_1"] + [n.encode() for n in names])
@@ -234,15 +234,6 @@ def test_unknown_extension(tmp_path):
         read_vgg_file(path, "vgg16")
 
 
-def test_full_size_layout_matches_torchvision():
-    from torchvision.models import vgg16, vgg19
-
-    for kind, net in (("vgg16", vgg16()), ("vgg19", vgg19())):
-        convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
-        assert [tuple(m.weight.shape) for m in convs] == expected_shapes(kind)
-        assert conv_indices(kind) == [i for i, m in enumerate(net.features) if isinstance(m, torch.nn.Conv2d)]
-
-
 def test_train_records_the_features_source(tmp_path, photo_dir, style_image):
     """End to end with a full-size Caffe-named checkpoint: the weights file says which VGG-16
     trained it and with which preprocessing; --vgg-preprocess overrides and is recorded."""
@@ -257,8 +248,7 @@ def test_train_records_the_features_source(tmp_path, photo_dir, style_image):
     meta = read_info(tmp_path / "w" / "a.safetensors").metadata
     assert meta["features_source"].startswith("vgg16 (caffe, vgg16-00b39a1b.pth ")
     assert meta["vgg_weights"]["preprocess"] == "caffe"
-    # ImageNet features start from the bundled styles' layout: residual blocks at 1/4.
-    assert meta["generator_config"]["num_downsamples"] == 2
+    assert meta["generator_config"]["num_downsamples"] == 2  # the default: residual blocks at 1/4
     result = runner.invoke(main, [*common, "--name", "b", "--run-dir", str(tmp_path / "rb"),
                                   "--vgg-preprocess", "torchvision"])
     assert result.exit_code == 0, result.output

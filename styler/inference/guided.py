@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-_LUMA = (0.299, 0.587, 0.114)
+from styler.io.images import luma
 RADIUS = 2  # window radius at the network's resolution
 EPS = 1e-3  # regulariser: larger keeps less of the photo's fine contrast
 
@@ -34,11 +34,6 @@ def scaled_size(height: int, width: int, stroke_scale: float) -> tuple[int, int]
     return max(1, round(height / stroke_scale)), max(1, round(width / stroke_scale))
 
 
-def _luma(x: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * weights).sum(1, keepdim=True)
-
-
 def _box(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over a (2r+1)^2 window, windows clipped at the border (replicate padding)."""
     k = 2 * radius + 1
@@ -50,7 +45,7 @@ def guided_upsample(low_out: torch.Tensor, low_guide: torch.Tensor, guide: torch
     """``low_out`` (network output at ``low_guide``'s size) brought to ``guide``'s size, with
     ``guide``'s detail: the fast guided filter with luminance guides. All (N, 3, h|H, w|W)."""
     radius = max(0, min(radius, (min(low_out.shape[-2:]) - 1) // 2))
-    i, p = _luma(low_guide.float()), low_out.float()
+    i, p = luma(low_guide.float()), low_out.float()
     mean_i, mean_p = _box(i, radius), _box(p, radius)
     cov = _box(i * p, radius) - mean_i * mean_p
     var = _box(i * i, radius) - mean_i.square()
@@ -58,7 +53,7 @@ def guided_upsample(low_out: torch.Tensor, low_guide: torch.Tensor, guide: torch
     b = mean_p - a * mean_i
     size = tuple(guide.shape[-2:])
     a, b = resize(_box(a, radius), size), resize(_box(b, radius), size)
-    return a * _luma(guide.float().to(a.device)) + b
+    return a * luma(guide.float().to(a.device)) + b
 
 
 def at_stroke_scale(x: torch.Tensor, stroke_scale: float, network) -> torch.Tensor:

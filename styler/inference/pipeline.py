@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as TF
 
 from styler.config import FolderConfig
 from styler.errors import ImageError, StylerError
@@ -76,13 +77,12 @@ def decode(src: Path, dst: Path, max_size: int | None) -> _Item:
     # A CMYK or greyscale profile would mislabel the RGB output, so only RGB profiles travel.
     icc = image.info.get("icc_profile") if image.mode in _RGB_MODES else None
     rgb, alpha = split_alpha(image, max_size)
-    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3)
-    return _Item(src, dst, pixels.permute(2, 0, 1), alpha, exif.tobytes() if len(exif) else None, icc)
+    return _Item(src, dst, TF.pil_to_tensor(rgb), alpha, exif.tobytes() if len(exif) else None, icc)
 
 
 def encode(item: _Item, quality: int) -> None:
     """Write one stylized image atomically; alpha is dropped only where the format has none."""
-    out = Image.fromarray(item.pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
+    out = TF.to_pil_image(item.pixels)
     if item.alpha is not None:
         out.putalpha(item.alpha)
     if out.mode == "RGBA" and item.dst.suffix.lower() in (".jpg", ".jpeg", ".bmp"):

@@ -20,7 +20,7 @@ from styler.device import autocast, compute_dtype, memory_format, resolve_device
 from styler.errors import ImageError
 from styler.inference.guided import at_stroke_scale
 from styler.inference.tiling import GlobalStatsGenerator, tiled_forward
-from styler.io.images import open_image, pil_to_tensor, split_alpha, tensor_to_pil
+from styler.io.images import LUMA, open_image, pil_to_tensor, split_alpha, tensor_to_pil
 from styler.io.weights import WeightsInfo, resolve_weights
 from styler.nn import Generator
 from styler.nn.fast import FastGenerator
@@ -30,7 +30,7 @@ from styler.nn.generator import load_generator
 AUTO_TILE = 1024
 
 # ITU-R BT.601 RGB <-> YCbCr (as JPEG uses), for colour preservation.
-_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_TO_YCC = torch.tensor([LUMA, [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 _FROM_YCC = torch.linalg.inv(_TO_YCC)
 
 

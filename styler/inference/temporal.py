@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, TypeVa
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchvision.transforms.v2 import functional as TF
 
 from styler.config import Temporal, TileStats, VideoConfig
 from styler.errors import ImageError
 from styler.inference.guided import scaled_size
 from styler.inference.tiling import Autocast, FixedStatsNorm, GlobalStatsGenerator, NormMode, downscale, \
     tiled_forward
-from styler.io.images import pil_to_tensor
+from styler.io.images import luma
 from styler.nn.fast import FastGenerator
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 Stats = tuple[torch.Tensor, torch.Tensor]
 T = TypeVar("T")
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
 THUMB = (24, 32)  # thumbnail for scene-cut detection: detail and noise average out
 
 
@@ -62,8 +62,7 @@ class SceneCuts:
 
     @staticmethod
     def thumbnails(batch: torch.Tensor) -> torch.Tensor:
-        grey = torch.einsum("c,nchw->nhw", _LUMA.to(batch), batch.float())[:, None]
-        return F.adaptive_avg_pool2d(grey, THUMB)[:, 0]
+        return F.adaptive_avg_pool2d(luma(batch.float()), THUMB)[:, 0]
 
     def __call__(self, batch: torch.Tensor) -> list[bool]:
         """(N, 3, H, W) in [0, 1], the next frames in order -> one flag per frame."""
@@ -241,7 +240,7 @@ def _shape(frame: Image.Image | torch.Tensor) -> tuple[int, ...]:
 
 def _to_uint8(frame: Image.Image | torch.Tensor) -> torch.Tensor:
     if isinstance(frame, Image.Image):
-        return pil_to_tensor(frame.convert("RGB")).mul_(255).round_().to(torch.uint8)
+        return TF.pil_to_tensor(frame.convert("RGB"))
     if frame.ndim != 3 or frame.shape[0] != 3:
         raise ImageError(f"expected (3, H, W) frames, got shape {tuple(frame.shape)}")
     return frame if frame.dtype == torch.uint8 else frame.float().clamp(0, 1).mul(255).round().to(torch.uint8)
@@ -270,7 +269,7 @@ def _shared_from_head(steady: FrameStylizer, stream: Iterator[T], n: int) -> Ite
 def _like(original: Image.Image | torch.Tensor, pixels: torch.Tensor) -> Image.Image | torch.Tensor:
     """A stylized (3, H, W) uint8 frame as the kind ``original`` came in."""
     if isinstance(original, Image.Image):
-        return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy(), "RGB")
+        return TF.to_pil_image(pixels)
     return pixels if original.dtype == torch.uint8 else pixels.float().div(255)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as TF
 
 from styler.config import VideoConfig
 from styler.errors import VideoError
@@ -27,7 +28,7 @@ from styler.inference.pipeline import _Threads
 from styler.inference.stylizer import join_alpha
 from styler.inference.temporal import FrameStylizer, runs
 from styler.io.animation import animation_format, is_animated, read_animation, save_animation
-from styler.io.images import pil_to_tensor, split_alpha
+from styler.io.images import split_alpha
 from styler.io.video import FORMATS, Frame, Reader, Writer, is_video_path
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def stylize_animation(stylizer: "Stylizer", src: Path, dst: Path, config: VideoC
     frames, info = read_animation(src)
     animation_format(dst)  # refuse a target it cannot be written to before the work
     split = [split_alpha(frame, stylizer.config.max_size) for frame in frames]
-    pixels = [pil_to_tensor(rgb).mul_(255).round_().to(torch.uint8) for rgb, _ in split]
+    pixels = [TF.pil_to_tensor(rgb) for rgb, _ in split]
     steady = FrameStylizer(stylizer, config.temporal, config)
     if steady.needs_samples:
         step = max(1, len(pixels) // config.stats_frames)

@@ -16,10 +16,15 @@ from typing import Callable
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from styler.config import IMAGE_EXTENSIONS
 from styler.errors import DataError, ImageError
 from styler.io.files import atomic_path
+
+# ITU-R BT.601 weights of R, G and B in luma (as JPEG's YCbCr uses): the one place for them.
+LUMA = (0.299, 0.587, 0.114)
 
 _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
                  ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF"}
@@ -152,29 +157,40 @@ def split_alpha(image: Image.Image, max_size: int | None = None) -> tuple[Image.
     rgb = _to_rgb(image)
     if max_size and max(rgb.size) > max_size:
         rgb = resize_longer(rgb, max_size)
-        alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS) if alpha is not None else None
+        alpha = resize_longer(alpha, max_size) if alpha is not None else None
     return rgb, alpha
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB -> (N, 1, H, W) luma (:data:`LUMA`), in ``x``'s dtype and device."""
+    weights = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True)
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor (3, H, W) in [0, 1]."""
-    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    return data.view(image.height, image.width, 3).permute(2, 0, 1).float().div_(255.0)
+    # Divided by 255 (not to_dtype's multiply by 1/255, which differs in the last bit), as every
+    # uint8 batch styler scales, so a photo gives the same floats on every path.
+    return TF.pil_to_tensor(image).float().div_(255.0)
 
 
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
-    """Float tensor (3, H, W) in [0, 1] (clamped) -> RGB PIL image."""
+    """Float tensor (3, H, W) or (1, 3, H, W) in [0, 1] (clamped) -> RGB PIL image, each value
+    rounded to the nearest of 0..255."""
     if tensor.ndim == 4:
         tensor = tensor[0]
-    array = tensor.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu()
-    return Image.fromarray(array.contiguous().numpy(), "RGB")
+    return TF.to_pil_image(tensor.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
+
+
+def _scaled(height: int, width: int, scale: float) -> list[int]:
+    """``[height, width]`` times ``scale``, rounded, at least 1 pixel each."""
+    return [max(1, round(height * scale)), max(1, round(width * scale))]
 
 
 def resize_longer(image: Image.Image, size: int) -> Image.Image:
-    """Resize so the longer side is ``size`` (only ever down unless ``upscale``)."""
-    scale = size / max(image.size)
-    new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(new, Image.Resampling.LANCZOS) if new != image.size else image
+    """Resize (Lanczos) so the longer side is ``size``, up or down, keeping the aspect ratio."""
+    return TF.resize(image, _scaled(image.height, image.width, size / max(image.size)),
+                     interpolation=InterpolationMode.LANCZOS)
 
 
 def load_style_image(path: Path, size: int) -> torch.Tensor:
@@ -229,10 +245,8 @@ def resized_crop_params(height: int, width: int, generator: torch.Generator,
 
 
 def center_crop(tensor: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize (3, H, W) so the shorter side is ``size``, then take the central square."""
-    scale = size / min(tensor.shape[-2:])
-    new = [max(size, round(s * scale)) for s in tensor.shape[-2:]]
-    tensor = torch.nn.functional.interpolate(tensor[None], size=new, mode="bilinear", align_corners=False,
-                                             antialias=scale < 1)[0]
-    top, left = (tensor.shape[-2] - size) // 2, (tensor.shape[-1] - size) // 2
-    return tensor[:, top:top + size, left:left + size]
+    """Resize (3, H, W) (bilinear, antialiased) so the shorter side is ``size``, then take the
+    central square."""
+    height, width = tensor.shape[-2:]
+    resized = TF.resize(tensor, _scaled(height, width, size / min(height, width)), antialias=True)
+    return TF.center_crop(resized, [size, size])

@@ -23,15 +23,7 @@ from torch import nn
 from styler.config import Features, Preprocess
 from styler.errors import FeatureWeightsError
 from styler.io.files import atomic_path, file_sha256
-from styler.nn.vgg_files import KNOWN_FILES, TORCHVISION_PTH_NAMES, first_line, read_vgg_file
-
-# torchvision's VGG layouts: numbers are conv widths, "M" a 2x2 pooling.
-_LAYOUTS = {
-    Features.VGG16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
-    Features.VGG19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-                     512, 512, 512, 512],
-}
-_LAYOUTS[Features.RANDOM] = _LAYOUTS[Features.VGG19]
+from styler.nn.vgg_files import KNOWN_FILES, TORCHVISION_PTH_NAMES, build_trunk, first_line, read_vgg_file
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,17 +53,15 @@ def _cache_path(kind: Features) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / official_filename(kind)
 
 
+def _trunk_kind(kind: Features) -> str:
+    """The torchvision builder of a loss network's layout: random features take VGG-19's."""
+    return Features.VGG19.value if kind is Features.RANDOM else kind.value
+
+
 def layer_names(kind: Features) -> list[str]:
     """Names of every module of the layout, ``conv1_1``, ``relu1_1``, ..., ``pool1``, ..."""
-    names, block, index = [], 1, 1
-    for item in _LAYOUTS[kind]:
-        if item == "M":
-            names.append(f"pool{block}")
-            block, index = block + 1, 1
-        else:
-            names += [f"conv{block}_{index}", f"relu{block}_{index}"]
-            index += 1
-    return names
+    with torch.device("meta"):  # names only: no memory, no draws from the global generator
+        return build_trunk(_trunk_kind(kind))[0]
 
 
 def _missing_message(kind: Features, reason: str) -> str:
@@ -232,22 +222,13 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         self.kind = kind
         self.layers = tuple(dict.fromkeys(layers))
-        all_names = layer_names(kind)
+        all_names, net = build_trunk(_trunk_kind(kind), width_divisor, pooling)
         unknown = [name for name in self.layers if name not in all_names]
         if unknown:
             raise FeatureWeightsError(f"unknown {kind.value} layer(s): {', '.join(unknown)}")
         depth = max(all_names.index(name) for name in self.layers) + 1
-        modules: list[nn.Module] = []
-        in_ch = 3
-        for item in _LAYOUTS[kind]:
-            if item == "M":
-                modules.append(pooling(2, 2))
-            else:
-                out_ch = max(1, int(item) // width_divisor)
-                modules += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=False)]
-                in_ch = out_ch
         self.names = all_names[:depth]
-        self.net = nn.Sequential(*modules[:depth])
+        self.net = net[:depth]
         self.source = FeatureSource(kind, preprocess)
         caffe = preprocess is Preprocess.CAFFE
         # Caffe: x_bgr * 255 - mean == (x_bgr - mean / 255) / (1 / 255), one affine map like torchvision's.

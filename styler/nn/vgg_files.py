@@ -1,9 +1,10 @@
 """Reading the VGG weight files people have: torchvision or Caffe-converted ``.pth``, Keras
 ``.h5`` and ONNX files holding a VGG convolution trunk.
 
-Every reader returns the trunk's 3x3 convolutions in graph order as ``(weight OIHW, bias)``
-pairs; :func:`trunk_state` checks them against the VGG-16/19 layout and names the first layer
-that differs. Nothing here unpickles arbitrary objects: ``.pth`` files go through
+The layout is torchvision's own: :func:`build_trunk` walks ``vgg16()``/``vgg19()``'s ``features``
+and names its layers. Every reader returns the trunk's 3x3 convolutions in graph order as
+``(weight OIHW, bias)`` pairs; :func:`trunk_state` checks them against that layout and names the
+first layer that differs. Nothing here unpickles arbitrary objects: ``.pth`` files go through
 ``torch.load(weights_only=True)``, Keras files through h5py, ONNX files through onnx's protobuf
 reader (h5py and onnx are optional extras, imported only when such a file is given).
 
@@ -15,22 +16,17 @@ per-channel mean (Simonyan & Zisserman's training setup).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
+from torch import nn
 
 from styler.config import Preprocess
 from styler.errors import FeatureWeightsError
 
-# Conv widths of the trunks; "M" is a 2x2 max pooling. Module indices in torchvision's
-# ``features`` Sequential follow from this order (conv, relu, ..., pool).
-LAYOUTS = {
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512],
-}
-CONV_COUNT = {"vgg16": 13, "vgg19": 16}
+KINDS = ("vgg16", "vgg19")  # torchvision.models builders of the trunks files may hold
 
 # The Caffe-converted checkpoints the field distributes (neural-style-pt's download script);
 # their names say the flavour, as torchvision's own names do.
@@ -47,38 +43,57 @@ KNOWN_FILES = {
 }
 
 
-def conv_names(kind: str) -> list[str]:
-    """``conv1_1``, ``conv1_2``, ... for the layout's convolutions, in order."""
-    names, block, index = [], 1, 1
-    for item in LAYOUTS[kind]:
-        if item == "M":
-            block, index = block + 1, 1
-        else:
+@functools.lru_cache(maxsize=None)
+def _torchvision_features(kind: str) -> nn.Sequential:
+    """``torchvision.models.<kind>(weights=None).features`` on the meta device: the layout only,
+    without memory for the 120M-parameter classifier (read, never changed)."""
+    from torchvision import models
+
+    with torch.device("meta"):
+        return getattr(models, kind)(weights=None).features
+
+
+def build_trunk(kind: str, width_divisor: int = 1,
+                pooling: type[nn.Module] = nn.MaxPool2d) -> tuple[list[str], nn.Sequential]:
+    """torchvision's VGG trunk (``vgg16()``/``vgg19()``'s ``features``), each convolution's width
+    divided by ``width_divisor``, with ``pooling`` for its poolings, and the names of its modules
+    found by walking it: ``conv1_1``, ``relu1_1``, ..., ``pool1``, ``conv2_1``, ... Module indices
+    are torchvision's, so its ``features.N`` keys fit. The convolutions get PyTorch's default
+    initialisation (from the global generator, as any new layer does)."""
+    names: list[str] = []
+    modules: list[nn.Module] = []
+    block, index, channels = 1, 1, 3
+    for module in _torchvision_features(kind):
+        if isinstance(module, nn.Conv2d):
+            width = max(1, module.out_channels // width_divisor)
+            modules.append(nn.Conv2d(channels, width, module.kernel_size, padding=module.padding))
             names.append(f"conv{block}_{index}")
+            channels = width
+        elif isinstance(module, nn.ReLU):
+            modules.append(nn.ReLU(inplace=False))  # a conv output may be a requested layer itself
+            names.append(f"relu{block}_{index}")
             index += 1
-    return names
-
-
-def conv_indices(kind: str) -> list[int]:
-    """Indices of the convolutions in torchvision's ``features`` Sequential."""
-    indices, position = [], 0
-    for item in LAYOUTS[kind]:
-        if item == "M":
-            position += 1
         else:
-            indices.append(position)
-            position += 2
-    return indices
+            modules.append(pooling(module.kernel_size, module.stride))
+            names.append(f"pool{block}")
+            block, index = block + 1, 1
+    return names, nn.Sequential(*modules)
 
 
-def expected_shapes(kind: str, width_divisor: int = 1) -> list[tuple[int, int, int, int]]:
-    shapes, in_ch = [], 3
-    for item in LAYOUTS[kind]:
-        if item != "M":
-            out_ch = max(1, int(item) // width_divisor)
-            shapes.append((out_ch, in_ch, 3, 3))
-            in_ch = out_ch
-    return shapes
+class TrunkConv(NamedTuple):
+    """One convolution of a trunk: its name, its index in ``features`` and its OIHW shape."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+
+
+def trunk_convs(kind: str, width_divisor: int = 1) -> list[TrunkConv]:
+    """The convolutions of :func:`build_trunk`'s trunk, in order."""
+    with torch.device("meta"):  # shapes only: no memory, no draws from the global generator
+        names, net = build_trunk(kind, width_divisor)
+    return [TrunkConv(name, i, tuple(module.weight.shape))
+            for i, (name, module) in enumerate(zip(names, net)) if isinstance(module, nn.Conv2d)]
 
 
 def trunk_state(convs: Sequence[Conv], kind: str, source: str, width_divisor: int = 1) -> dict[str, torch.Tensor]:
@@ -87,8 +102,7 @@ def trunk_state(convs: Sequence[Conv], kind: str, source: str, width_divisor: in
     ignored (the first ``len(layout)`` are the trunk); too few, or one wrong shape, is an error."""
     _check_count(len(convs), kind, source)
     state: dict[str, torch.Tensor] = {}
-    for name, index, shape, (weight, bias) in zip(conv_names(kind), conv_indices(kind),
-                                                  expected_shapes(kind, width_divisor), convs):
+    for (name, index, shape), (weight, bias) in zip(trunk_convs(kind, width_divisor), convs):
         _check_layer(weight, bias, shape, f"{source}: layer {name}", kind)
         state[f"{index}.weight"] = weight.detach().float().contiguous()
         state[f"{index}.bias"] = bias.detach().float().contiguous()
@@ -97,15 +111,16 @@ def trunk_state(convs: Sequence[Conv], kind: str, source: str, width_divisor: in
 
 def _check_count(found: int, kind: str, source: str) -> None:
     """Too few convolutions for ``kind``, or exactly as many as another layout has, is an error."""
-    want = CONV_COUNT[kind]
-    other = [k for k, n in CONV_COUNT.items() if n == found and k != kind]
+    counts = {k: len(trunk_convs(k)) for k in KINDS}
+    want = counts[kind]
+    other = [k for k, n in counts.items() if n == found and k != kind]
     if found < want or other:
         hint = f" (a {other[0]} trunk: pass --features {other[0]})" if other else ""
         raise FeatureWeightsError(f"{source}: found {found} 3x3 convolutions, a {kind} trunk has "
                                   f"{want}{hint}")
 
 
-def _check_layer(weight: torch.Tensor, bias: torch.Tensor, shape: tuple[int, int, int, int], layer: str,
+def _check_layer(weight: torch.Tensor, bias: torch.Tensor, shape: tuple[int, ...], layer: str,
                  kind: str) -> None:
     if tuple(weight.shape) != shape or tuple(bias.shape) != (shape[0],):
         raise FeatureWeightsError(f"{layer} has weight {tuple(weight.shape)} and bias "
