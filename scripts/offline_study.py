@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from styler.apply import Stylizer
 from styler.config import DEFAULT_LAYERS, Features, GeneratorConfig, LossConfig, StyleLoss, TrainConfig, Upsample
-from styler.features import build_feature_extractor
-from styler.images import load_rgb, load_style_image, pil_to_tensor, resize_longer, tensor_to_pil
-from styler.losses import ContentLoss, GramLoss, SlicedWassersteinLoss
-from styler.train import Trainer
+from styler.inference.stylizer import Stylizer
+from styler.io.images import load_rgb, load_style_image, pil_to_tensor, resize_longer, tensor_to_pil
+from styler.nn.vgg import build_feature_extractor
+from styler.training.losses import ContentLoss, GramLoss, PerceptualLoss, SlicedWassersteinLoss
+from styler.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 STYLE = ROOT / "samples/styles/starry_night.jpg"
@@ -35,8 +35,8 @@ VARIANTS: dict[str, dict] = {
     "sliced_half_adv02": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.2),
     "sliced_full": dict(style_loss=StyleLoss.SLICED, width=1, adv=0.05),
     "sliced_half_uncal": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, calibrate=False),
-    # Round 2 (against the fine grid texture, for larger strokes): the default TV weight 1e-4
-    # is inert once losses are normalised (the term is ~1e-5 against a total of ~2).
+    # Round 2 (against the fine grid texture, for larger strokes): a TV weight of 1e-4 is inert
+    # once losses are normalised (the term is ~1e-5 against a total of ~2).
     "sliced_half_tv1": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0),
     "sliced_half_tv1_style512": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, tv=1.0, style_size=512),
     "sliced_half_bilinear": dict(style_loss=StyleLoss.SLICED, width=2, adv=0.05, upsample=Upsample.BILINEAR),
@@ -95,11 +95,10 @@ def run_variant(name: str, spec: dict, out: Path, photos: Path, steps: int, size
                       feature_width_divisor=spec["width"], num_workers=0, loss=loss, seed=0,
                       val_every=max(steps // 6, 1), checkpoint_every=steps,
                       generator=GeneratorConfig(upsample=spec.get("upsample", Upsample.NEAREST),
-                                                antialias=spec.get("antialias", False)))
+                                                antialias=spec.get("antialias", False), num_downsamples=3))
     trainer = Trainer(cfg, STYLE, photos, out, torch.device("cpu"))
     if not spec.get("calibrate", True):
         # Rebuild the loss network without the per-layer rescaling, for the comparison only.
-        from styler.losses import PerceptualLoss
         content_layer, style_layers = DEFAULT_LAYERS[Features.RANDOM]
         ext = build_feature_extractor(Features.RANDOM, (content_layer, *style_layers), seed=0, width_divisor=spec["width"])
         trainer.loss = PerceptualLoss(ext, content_layer, style_layers, load_style_image(STYLE, style_size), loss)

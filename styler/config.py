@@ -17,7 +17,7 @@ from typing import Any, Mapping, TypeVar
 
 from styler.errors import ConfigError
 
-FORMAT_VERSION = 2  # of weights files and run.json; 2 added upsample and input_skip
+FORMAT_VERSION = 2  # of weights files and run.json
 WEIGHTS_ENV = "STYLER_WEIGHTS_DIR"
 # The generator's cosine learning-rate schedule ends at this fraction of --lr.
 LR_FLOOR = 0.1
@@ -119,29 +119,10 @@ class GeneratorConfig:
         _check(1 <= self.base_channels <= 256, f"base_channels must be 1..256, got {self.base_channels}")
         _check(0 <= self.num_residual <= 16, f"num_residual must be 0..16, got {self.num_residual}")
 
-    # Layout settings that no option could reach (a 3x3 stem, a pixel-unshuffle stem): files
-    # list them, so readers accept them at these values and refuse others.
-    RETIRED = {"stem_kernel": 3, "pixel_unshuffle": True}
-
     @property
     def stride(self) -> int:
         """Inputs are padded internally to a multiple of this (one per halving)."""
         return 2 ** self.num_downsamples
-
-
-# Generator fields that version-1 files (weights, run.json, checkpoints) may predate, with the
-# value every such file used: nearest upsampling, and the output added to the input.
-GENERATOR_V1_DEFAULTS: dict[str, Any] = {"upsample": Upsample.NEAREST.value, "input_skip": True}
-
-
-def generator_v1(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A version-1 generator description completed with the fields it may predate."""
-    return {**GENERATOR_V1_DEFAULTS, **data}
-
-
-def train_config_v1(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A version-1 training configuration whose generator is completed as :func:`generator_v1`."""
-    return {**data, "generator": generator_v1(data.get("generator", {}))}
 
 
 @dataclass(frozen=True)
@@ -448,21 +429,10 @@ def to_json(config: Any) -> str:
     return json.dumps(convert(config), sort_keys=True)
 
 
-def _without_retired(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
-    """``data`` without the retired fields ``cls`` declares, which must hold their one value."""
-    retired: Mapping[str, Any] = getattr(cls, "RETIRED", {})
-    for key, value in data.items():
-        if key in retired and value != retired[key]:
-            raise ConfigError(f"{cls.__name__}: {key}={value!r} is a layout styler no longer builds "
-                              f"(only {retired[key]!r})")
-    return {k: v for k, v in data.items() if k not in retired}
-
-
 def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     """Build a config dataclass from a mapping, rejecting unknown keys with a clear error."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
-    data = _without_retired(cls, data)
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(known))
     if unknown:

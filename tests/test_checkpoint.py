@@ -127,10 +127,6 @@ def rewrite_generator_fields(path, version="2", **changes):
     save_file(tensors, str(path), metadata=meta)
 
 
-def rewrite_as_version_1(path, **changes):
-    rewrite_generator_fields(path, "1", **changes)
-
-
 def test_files_without_num_downsamples_load_with_three_halvings(tmp_path):
     """The bundled matisse files name no num_downsamples; they were built with three halvings."""
     torch.manual_seed(4)
@@ -140,19 +136,6 @@ def test_files_without_num_downsamples_load_with_three_halvings(tmp_path):
     rewrite_generator_fields(path, num_downsamples=None)
     loaded, info = load_generator(path)
     assert info.generator.stride == 8
-    x = torch.rand(1, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(g(x), loaded(x))
-
-
-def test_files_from_before_the_upsample_choice_load_as_nearest(tmp_path):
-    torch.manual_seed(2)
-    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, upsample=Upsample.NEAREST)).eval()
-    path = save_generator(tmp_path / "old.safetensors", g, {"style_name": "old", "features": "random"})
-    assert GeneratorConfig().upsample is not Upsample.NEAREST
-    rewrite_as_version_1(path, upsample=None)
-    loaded, info = load_generator(path)
-    assert info.generator.upsample is Upsample.NEAREST
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(g(x), loaded(x))
@@ -168,34 +151,21 @@ def test_bilinear_generator_round_trips(tmp_path):
         assert torch.equal(g(x), loaded(x))
 
 
-def test_run_descriptions_from_before_the_upsample_choice_read_as_nearest():
+def test_files_of_another_format_version_are_refused(tmp_path):
+    _, path = saved(tmp_path)
+    rewrite_generator_fields(path, version="1")
+    with pytest.raises(WeightsError, match=r"format version 1 is not supported by styler .* \(expects 2\)"):
+        load_generator(path)
+
+
+def test_run_descriptions_of_another_version_are_refused():
     from styler.config import TrainConfig
+    from styler.errors import ConfigError
     from styler.training.runs import RunSpec
 
     spec = RunSpec(TrainConfig(), Path("s.png"), Path("photos"), Path("weights"))
     data = spec.to_dict()
     assert RunSpec.from_dict(data) == spec
-    del data["version"]  # run.json files written before version 2 carry none
-    assert data["config"]["generator"]["input_skip"] is False
-    assert RunSpec.from_dict(data).config.generator.input_skip is False  # version 1 that names it: kept
-    assert data["config"]["generator"].pop("upsample") == "bilinear"
-    data["config"]["generator"].pop("input_skip")
-    old = RunSpec.from_dict(data).config.generator  # a resumed old run keeps its decoder and skip
-    assert old.upsample is Upsample.NEAREST and old.input_skip
-
-
-@pytest.mark.parametrize("written, loaded_as", [(None, True), (False, False), (True, True)],
-                         ids=["before-the-field", "false", "true"])
-def test_version_1_files_keep_the_input_skip_they_were_trained_with(tmp_path, written, loaded_as):
-    """Version-1 files from before ``input_skip`` existed were trained with the skip and load with
-    it; version-1 files that name it (written between the field and format version 2) keep theirs."""
-    torch.manual_seed(3)
-    g = Generator(GeneratorConfig(base_channels=4, num_residual=1, input_skip=loaded_as)).eval()
-    path = save_generator(tmp_path / "old.safetensors", g, {"style_name": "old"})
-    assert GeneratorConfig().input_skip is False
-    rewrite_as_version_1(path, input_skip=written)
-    loaded, info = load_generator(path)
-    assert info.generator.input_skip is loaded_as
-    x = torch.rand(1, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(g(x), loaded(x))
+    del data["version"]
+    with pytest.raises(ConfigError, match="run description version None is not supported"):
+        RunSpec.from_dict(data)

@@ -61,14 +61,12 @@ def test_downsamples_set_the_stride_and_the_grid_of_the_residual_blocks(halvings
     g(torch.rand(1, 3, 64, 64))
     assert tuple(shapes[0][1:3]) == lowest  # channels double per halving after the stem
 
-def test_retired_layout_fields_are_read_at_their_one_value_and_refused_otherwise():
+def test_fields_of_no_generator_are_refused():
     from styler.config import from_dict
     from styler.errors import ConfigError
 
-    stored = {"base_channels": 4, "num_downsamples": 3, "stem_kernel": 3, "pixel_unshuffle": True}
-    assert from_dict(GeneratorConfig, stored) == GeneratorConfig(base_channels=4, num_downsamples=3)
-    with pytest.raises(ConfigError, match="stem_kernel=9 is a layout styler no longer builds"):
-        from_dict(GeneratorConfig, {**stored, "stem_kernel": 9})
+    with pytest.raises(ConfigError, match="GeneratorConfig: unknown field.s. stem_kernel"):
+        from_dict(GeneratorConfig, {"base_channels": 4, "stem_kernel": 3})
 
 
 def test_discriminator_outputs_a_patch_map():

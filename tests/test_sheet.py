@@ -19,7 +19,7 @@ def invoke(args):
 
 
 def no_bundled_styles(monkeypatch, tmp_path):
-    monkeypatch.setattr("styler.checkpoint.bundled_dir", lambda: tmp_path / "no-bundled")
+    monkeypatch.setattr("styler.io.weights.bundled_dir", lambda: tmp_path / "no-bundled")
 
 
 def test_sheet_shows_every_style_and_skips_broken_files(tmp_path, monkeypatch):

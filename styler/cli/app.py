@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from styler import __version__
+from styler._version import __version__
 from styler.cli.apply import apply
 from styler.cli.common import set_logging
 from styler.cli.export import export

@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from styler._version import __version__
 from styler.config import IMAGE_EXTENSIONS
 from styler.errors import DataError, ImageError
 from styler.io.files import atomic_path
@@ -42,8 +43,6 @@ _OUTPUT_MARK = "styler"
 
 def mark_output(exif: bytes | None) -> bytes:
     """The input's EXIF (if any) with the Software tag saying styler wrote the file."""
-    from styler import __version__
-
     data = Image.Exif()
     if exif:
         data.load(exif)

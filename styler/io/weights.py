@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from styler import __version__
+from styler._version import __version__
 from styler.config import FORMAT_VERSION, HEAD_START, NO_INIT, GeneratorConfig, default_weights_dir, from_dict, \
-    generator_v1, to_json
+    to_json
 from styler.errors import ConfigError, WeightsError
 from styler.io.files import atomic_path
 
@@ -94,12 +94,11 @@ def read_info(path: Path) -> WeightsInfo:
     if raw.get("format") != "styler-generator":
         raise WeightsError(f"{path}: not a styler generator file (no styler metadata)")
     version = raw.get("format_version")
-    if version not in ("1", str(FORMAT_VERSION)):
+    if version != str(FORMAT_VERSION):
         raise WeightsError(f"{path}: format version {version} is not supported "
-                           f"by styler {__version__} (expects 1 to {FORMAT_VERSION})")
+                           f"by styler {__version__} (expects {FORMAT_VERSION})")
     try:
-        fields = json.loads(raw["generator_config"])
-        fields = {**_ABSENT_GENERATOR_FIELDS, **(generator_v1(fields) if version == "1" else fields)}
+        fields = {**_ABSENT_GENERATOR_FIELDS, **json.loads(raw["generator_config"])}
         config = from_dict(GeneratorConfig, fields)
     except (KeyError, json.JSONDecodeError, ConfigError) as exc:
         raise WeightsError(f"{path}: bad generator config in metadata ({exc})") from exc

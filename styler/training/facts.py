@@ -4,16 +4,39 @@ configuration, the kept step and losses, and where it started from."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
-from styler.config import Features, to_json
+import torch
+
+from styler.config import Features, TrainConfig, to_json
 from styler.io.weights import utc_now
+from styler.nn.vgg import FeatureExtractor
+from styler.training.distributed import DistContext
+from styler.training.validation import BestTracker
 
-if TYPE_CHECKING:  # only for the annotation: the Trainer imports this module
-    from styler.training.trainer import Trainer
+
+class RunState(Protocol):
+    """What a run's facts are read from (a :class:`styler.training.trainer.Trainer`, which
+    imports this module: named by its attributes, not imported back)."""
+
+    config: TrainConfig
+    name: str
+    style_path: Path
+    style_sha256: str
+    extractor: FeatureExtractor
+    best: BestTracker
+    last_losses: dict[str, float]
+    step: int
+    seconds: float
+    stopped_early: bool
+    dist: DistContext
+    device: torch.device
+    train_paths: list[Path]
+    val_count: int
 
 
-def weights_metadata(trainer: Trainer) -> dict[str, object]:
+def weights_metadata(trainer: RunState) -> dict[str, object]:
     """The metadata :func:`styler.io.weights.save_generator` writes for ``trainer``'s run."""
     cfg = trainer.config
     kept = trainer.best.state is not None  # else the last generator is the one saved

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from styler.config import LR_FLOOR, TrainConfig, from_dict, to_json, train_config_v1
+from styler.config import LR_FLOOR, TrainConfig, from_dict, to_json
 from styler.errors import ConfigError, TrainingError
 from styler.io.files import check_writable
 from styler.io.weights import bundled_dir, in_source_checkout
@@ -43,9 +43,8 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
 
 
 def saved_config(state: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig a checkpoint was written with (version-1 checkpoints read by their rules)."""
-    fields = json.loads(state["config"])
-    return from_dict(TrainConfig, train_config_v1(fields) if state["version"] == 1 else fields)
+    """The TrainConfig a checkpoint was written with."""
+    return from_dict(TrainConfig, json.loads(state["config"]))
 
 
 def check_new_style(weights_path: Path, overwrite: bool) -> None:

@@ -21,13 +21,13 @@ from typing import Any, Callable
 
 import torch
 
-from styler.config import FORMAT_VERSION, TrainConfig, from_dict, to_json, train_config_v1
+from styler.config import FORMAT_VERSION, TrainConfig, from_dict, to_json
 from styler.errors import ConfigError, TrainingError
 from styler.io.files import atomic_path
 
 RUNS_DIR = Path("runs")
 CHECKPOINT_FORMAT = "styler-run-checkpoint"
-CHECKPOINT_VERSION = 2  # 2: the generator config lists upsample and input_skip
+CHECKPOINT_VERSION = 2
 # Options that change how a run is watched or executed but not what it computes: they may
 # differ when resuming without --force.
 # "steps" may change too: a resumed run then trains to the new length on a fresh schedule.
@@ -63,9 +63,11 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+        if data.get("version") != FORMAT_VERSION:
+            raise ConfigError(f"run description version {data.get('version')} is not supported "
+                              f"(expects {FORMAT_VERSION})")
         vgg = data.get("vgg_weights")
-        config = train_config_v1(data["config"]) if data.get("version", 1) == 1 else data["config"]
-        return cls(config=from_dict(TrainConfig, config), style=Path(data["style"]),
+        return cls(config=from_dict(TrainConfig, data["config"]), style=Path(data["style"]),
                    content_dir=Path(data["content_dir"]), weights_dir=Path(data["weights_dir"]),
                    vgg_weights=Path(vgg) if vgg else None, schedule=tuple(data.get("schedule", ())),
                    plan=data.get("plan"))
@@ -137,9 +139,9 @@ class RunDir:
             raise TrainingError(f"{path}: unreadable checkpoint ({exc}); delete it to start over") from exc
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise TrainingError(f"{path}: not a styler run checkpoint")
-        if state.get("version") not in (1, CHECKPOINT_VERSION):
+        if state.get("version") != CHECKPOINT_VERSION:
             raise TrainingError(f"{path}: checkpoint version {state.get('version')} is not supported "
-                                f"(expects 1 to {CHECKPOINT_VERSION})")
+                                f"(expects {CHECKPOINT_VERSION})")
         return state
 
     def reset(self) -> None:

@@ -1,0 +1,2 @@
+"""Stylizing: one image (:class:`styler.inference.stylizer.Stylizer`), folders, tiles, video
+frames, export and contact sheets."""

@@ -1,0 +1,1 @@
+"""Files: images, weights files, videos and animated images, and atomic writes."""
