@@ -29,12 +29,14 @@ declare -A ARCH=([starry]="--downsamples 2" [shipwreck]="--downsamples 2" [matis
 # The TV weight the bundled styles were trained with: about 1e-5 of the loss, no visible effect,
 # passed so the files reproduce (the library default is 0).
 TV="--tv-weight 1e-4"
+# The bundled styles are trained from scratch (--init-from none), not from the painter's head start.
 STEPS=${STEPS:-800}
 export OMP_NUM_THREADS=1 STYLER_OFFLINE=1
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(starry shipwreck matisse)
 for n in "${names[@]}"; do
   # shellcheck disable=SC2086  # LAYERS, ARCH and TV hold options
   python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n" ${LAYERS[$n]} ${ARCH[$n]} $TV \
+    --init-from none \
     --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
     --steps "$STEPS" --image-size 128 --style-size "${STYLE_SIZE[$n]}" --batch-size 4 --seed 0 --workers 0 \
     --val-every 100 --checkpoint-every 100 --preview-every 200 --device cpu \
