@@ -138,7 +138,8 @@ class DiscriminatorConfig:
 
 
 # Layers follow the peers: Johnson et al. / pytorch examples for VGG-16; for VGG-19 and the
-# random network the offline probes in FIELD.md (content relu3_1, style relu1_1..relu4_1).
+# random network, Gatys et al.'s style layers up to relu4_1 and content at relu3_1, the layers the
+# offline study trained with (docs/offline-quality.md).
 DEFAULT_LAYERS: dict[Features, tuple[str, tuple[str, ...]]] = {
     Features.VGG16: ("relu2_2", ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
     Features.VGG19: ("relu3_1", ("relu1_1", "relu2_1", "relu3_1", "relu4_1")),

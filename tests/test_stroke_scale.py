@@ -39,9 +39,14 @@ def test_network_sees_one_over_s_and_output_keeps_the_size(scale, seen):
     assert 0 <= float(out.min()) and float(out.max()) <= 1
 
 
-def test_scale_one_is_the_plain_run():
+def test_scale_one_runs_the_network_at_full_size_without_guided_upsampling():
+    st = stylizer(stroke_scale=1.0)
+    sizes = seen_sizes(st)
     x = torch.rand(1, 3, 40, 52)
-    torch.testing.assert_close(stylizer(stroke_scale=1.0)(x), stylizer()(x), atol=0, rtol=0)
+    out = st(x)
+    assert sizes == [(40, 52)]
+    with torch.no_grad():
+        torch.testing.assert_close(out, st.fast(x), atol=0, rtol=0)  # the network's own output
 
 
 def test_guided_upsampling_restores_edges_that_bilinear_blurs():

@@ -68,6 +68,6 @@ def _style_row(style: Any, hides_bundled: bool) -> dict[str, Any]:
         return {**row, "error": short_reason(style.error, style.path)}
     meta = style.info.metadata
     return {**row, "features": style.info.features, "features_source": meta.get("features_source"),
-            # Files from before steps_trained recorded the last step as "steps".
+            # A file without steps_trained records its last step as "steps".
             "steps_trained": meta.get("steps_trained", meta.get("steps", "?")), "best_step": meta.get("best_step"),
             "image_size": meta.get("image_size", "?"), "created": meta.get("created_utc", "?")}

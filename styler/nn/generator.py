@@ -8,10 +8,10 @@ upsampling back to full resolution.
 Deliberate departures, all for speed on CPUs and small GPUs (see docs/performance.md):
   * 3x3 stem and head convolutions instead of 9x9 (Johnson's 9x9 ends cost a large share of
     the FLOPs at full resolution).
-  * Half the channels (16-32-64 instead of 32-64-128), with the 5 residual blocks at 1/8
-    resolution instead of 1/4 (a pixel-unshuffle stem and one more downsampling step).
-    ``GeneratorConfig.num_downsamples=2`` puts them at Johnson's 1/4 with 32 channels: the same
-    FLOPs in the blocks, a finer grid for small detail, half the reach.
+  * A pixel-unshuffle stem instead of the first strided convolution, and a quarter of the
+    channels: 16 at 1/2 and 32 in the 5 residual blocks at Johnson's 1/4, instead of 32-64-128.
+    ``GeneratorConfig.num_downsamples=3`` adds a halving and puts the blocks at 1/8 with 64
+    channels: the same FLOPs in the blocks on a coarser grid, larger strokes, twice the reach.
   * Upsampling is bilinear (default) or nearest-neighbour x2 followed by a 3x3 convolution,
     never a transposed convolution (Odena et al., "Deconvolution and Checkerboard Artifacts",
     Distill 2016). Johnson et al. and Odena et al. use nearest; in offline training it painted a
@@ -20,9 +20,9 @@ Deliberate departures, all for speed on CPUs and small GPUs (see docs/performanc
     higher resolution. After a bilinear upsample the convolution pads by replication, which
     keeps the sub-pixel inference path below exact at the borders.
   * No global input skip by default (``GeneratorConfig.input_skip``): the output is
-    ``(tanh(head) + 1) / 2`` as in Johnson et al. An earlier version added the input to the
-    head's output; that kept the generator near the identity, a colour filter, whatever the
-    loss weights (FIELD.md runs b-d), so it is kept only for files trained with it.
+    ``(tanh(head) + 1) / 2`` as in Johnson et al. With the skip the head's output is added to
+    the input, which keeps the generator near the identity, a colour filter, whatever the loss
+    weights; weights files that set it load with it.
   * Any input size is accepted: the input is reflection-padded to a multiple of the stride and
     the output cropped back.
 """
@@ -112,7 +112,7 @@ def _encoder(cfg: GeneratorConfig) -> tuple[list[nn.Module], int]:
     ``num_downsamples - 1`` strided convolutions (each mirrored by an UpBlock)."""
     c = cfg.base_channels
     # Space-to-depth (lossless) replaces the first strided conv: no layer runs at full
-    # resolution except the head, which is where most of the memory traffic was.
+    # resolution except the head, where most of the memory traffic would otherwise be.
     layers: list[nn.Module] = [*([Blur(3)] if cfg.antialias else []), nn.PixelUnshuffle(2), ConvNormAct(12, c)]
     for _ in range(cfg.num_downsamples - 1):
         if cfg.antialias:

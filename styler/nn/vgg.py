@@ -266,7 +266,8 @@ class FeatureExtractor(nn.Module):
         """Rescale each conv so its output has unit variance on ``images`` (random mode).
 
         With random weights the activations' scale drifts from layer to layer; normalising it
-        on the style image gives every layer a comparable say in the loss (FIELD.md probes).
+        on the style image gives every layer a comparable say in the loss (without it: more
+        content loss and saturated blotches, docs/offline-quality.md).
         """
         x = self.prepare(images)
         for module in self.net:

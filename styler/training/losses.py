@@ -106,7 +106,7 @@ class SlicedWassersteinLoss(StyleTerm):
     Departure from the paper, for speed: instead of drawing fresh directions every call, each
     layer keeps a seeded bank of ``bank_size`` directions whose sorted style projections are
     computed once (stored as ``quantiles`` evenly spaced quantiles); every call draws
-    ``projections`` of them at random. Sorting the style image's projections every step was
+    ``projections`` of them at random. Sorting the style image's projections every step would be
     about half of this loss's cost, and the loss the largest part of an offline training step
     (docs/performance.md); a bank 16x larger than one call's draw still covers the directions
     richly.
