@@ -407,6 +407,35 @@ class VideoConfig:
         _check(0.0 < self.cut_threshold <= 1.0, f"cut threshold must be in (0, 1], got {self.cut_threshold}")
 
 
+class Engine(str, enum.Enum):
+    """Where ``styler apply`` runs: this machine's pipeline, or a Ray cluster (:mod:`styler.inference.cluster`)."""
+
+    LOCAL = "local"
+    RAY = "ray"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """How a run is spread over a Ray cluster (:mod:`styler.inference.cluster`)."""
+
+    address: str | None = None  # None: $RAY_ADDRESS, else a cluster running here, else a new local one
+    workers: int | None = None  # None: as many as the cluster's GPUs (or CPUs) hold
+    gpus_per_worker: float | None = None  # None: 1 where the cluster has GPUs, else 0
+    cpus_per_worker: float = 1.0  # also the worker's torch threads on a CPU (Ray sets OMP_NUM_THREADS)
+    images_per_task: int = 16  # still images one task carries: a retry redoes at most this many
+    retries: int = 3  # times a worker is restarted, and its task retried, after it dies
+    connect_timeout: float = 10.0  # seconds to reach the cluster's address before giving up
+
+    def __post_init__(self) -> None:
+        _check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        _check(self.gpus_per_worker is None or self.gpus_per_worker >= 0,
+               f"gpus per worker must be >= 0, got {self.gpus_per_worker}")
+        _check(self.cpus_per_worker > 0, f"cpus per worker must be > 0, got {self.cpus_per_worker}")
+        _check(self.images_per_task >= 1, f"images per task must be >= 1, got {self.images_per_task}")
+        _check(self.retries >= 0, f"retries must be >= 0, got {self.retries}")
+        _check(self.connect_timeout > 0, f"connect timeout must be > 0, got {self.connect_timeout}")
+
+
 def default_weights_dir() -> Path:
     """``$STYLER_WEIGHTS_DIR`` if set, else ``./weights``."""
     return Path(os.environ.get(WEIGHTS_ENV) or "weights")

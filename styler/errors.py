@@ -37,3 +37,7 @@ class TrainingError(StylerError):
 
 class VideoError(ImageError):
     """A video or animated image could not be read, stylized or written (or PyAV is missing)."""
+
+
+class ClusterError(StylerError):
+    """A Ray cluster could not be reached or used (or Ray is not installed)."""

@@ -11,9 +11,10 @@ from typing import Any, Callable
 
 import click
 
+from styler.cli.apply_ray import RayRun, cluster_config, ray_options
 from styler.cli.common import apply_config, apply_options, common_options, device_option, fail, handle_errors, \
-    once, print_json, progress
-from styler.config import ApplyConfig, FolderConfig, OutputFormat, Temporal, VideoConfig
+    image_progress, once, print_json, progress
+from styler.config import ApplyConfig, Engine, FolderConfig, OutputFormat, Temporal, VideoConfig
 from styler.errors import StylerError
 
 _APPLY = ApplyConfig()
@@ -97,6 +98,31 @@ def _apply_moving(stylizer: Any, pairs: list[tuple[Path, Path]], config: VideoCo
     summary.seconds += time.perf_counter() - start
 
 
+class _LocalRun:
+    """``--engine local``: the style loaded here; still images through this machine's pipeline,
+    then each moving file with its own bar."""
+
+    def __init__(self, style: str, weights_dir: Path | None, device: str, config: ApplyConfig, cluster: None) -> None:
+        from styler.inference.stylizer import Stylizer
+
+        self.stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
+        self.name = self.stylizer.name
+
+    def __call__(self, pairs: list[tuple[Path, Path]], moving: list[tuple[Path, Path]], folder: FolderConfig,
+                 video: VideoConfig, quiet: bool) -> Any:
+        from styler.inference.pipeline import ApplySummary, apply_to_paths
+
+        summary = ApplySummary()
+        if pairs:
+            with image_progress(len(pairs), f"stylizing with {self.name}", quiet or len(pairs) <= 1) as on_image:
+                summary = apply_to_paths(self.stylizer, pairs, folder, on_image)
+        _apply_moving(self.stylizer, moving, video, folder.quality, quiet, summary)
+        return summary
+
+
+_RUNS = {Engine.LOCAL: _LocalRun, Engine.RAY: RayRun}  # where the files are stylized
+
+
 def _suggest_video_variant(style: str, weights_dir: Path | None) -> None:
     """A video with a still style that has a ``-video`` variant (trained with the temporal loss,
     about half the flicker): say so once, on stderr, since the output is still written."""
@@ -135,6 +161,7 @@ def _suggest_video_variant(style: str, weights_dir: Path | None) -> None:
 @click.option("--max-pixels", type=int, default=None,
               help="Refuse images with more pixels than this [default: Pillow's limit, about 89 million].")
 @_video_options
+@ray_options
 @device_option
 @common_options
 @click.pass_context
@@ -144,6 +171,7 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: str 
           precision: str, max_size: int | None,
           recursive: bool, overwrite: bool, fmt: str, quality: int, batch_size: int, workers: int,
           shard: str | None, max_pixels: int | None, stroke_scale: float, temporal: str, codec: str | None, crf: int,
+          engine: str, ray_address: str | None, ray_workers: int | None, gpus_per_worker: float | None,
           device: str, weights_dir: Path | None, as_json: bool) -> None:
     """Stylize images, videos, folders or glob patterns in a single pass.
 
@@ -162,8 +190,6 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: str 
       styler apply clip.mov --style starry -o out.mp4 --temporal ema --crf 20
       styler apply loop.gif --style starry                      # every frame, timing kept
     """
-    from styler.inference.stylizer import Stylizer
-    from styler.inference.pipeline import ApplySummary, apply_to_paths
     from styler.inference.planning import parse_shard, plan_outputs, shard_from_env, split_existing, split_moving, \
         take_shard
 
@@ -173,24 +199,14 @@ def apply(ctx: click.Context, inputs: tuple[Path, ...], style: str, output: str 
     folder = FolderConfig(recursive=recursive, overwrite=overwrite, format=OutputFormat(fmt), quality=quality,
                           batch_size=batch_size, workers=workers, max_pixels=max_pixels,
                           shard=parse_shard(shard) if shard else shard_from_env())
-    stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
-    planned, failed = plan_outputs(inputs, output, stylizer.name, folder)
+    run = _RUNS[Engine(engine)](style, weights_dir, device, config,
+                                cluster_config(engine, ray_address, ray_workers, gpus_per_worker))
+    planned, failed = plan_outputs(inputs, output, run.name, folder)
     pairs, skipped = split_existing(take_shard(planned, folder.shard, inputs), folder.overwrite)
     pairs, moving = split_moving(pairs)
     if moving and not (ctx.obj["quiet"] or as_json):
         _suggest_video_variant(style, weights_dir)
-    quiet = ctx.obj["quiet"] or len(pairs) <= 1
-    summary = ApplySummary()
-    if pairs:
-        with progress(len(pairs), f"stylizing with {stylizer.name}", quiet) as advance:
-            start, count = time.perf_counter(), iter(range(1, len(pairs) + 1))
-
-            def on_image(src: Path, error: str | None) -> None:
-                n = next(count)
-                advance(n, f"{n / max(time.perf_counter() - start, 1e-9):.2f} images/s")
-
-            summary = apply_to_paths(stylizer, pairs, folder, on_image)
-    _apply_moving(stylizer, moving, video, folder.quality, ctx.obj["quiet"], summary)
+    summary = run(pairs, moving, folder, video, ctx.obj["quiet"])
     summary.failed[:0] = failed
     summary.skipped = [dst for _, dst in skipped]
     if not planned and not failed:  # an empty shard of a non-empty run is fine (torchrun ranks)

@@ -6,13 +6,14 @@ stderr and exit code 1; usage errors exit 2 (Click's convention).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -173,6 +174,21 @@ class progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+@contextlib.contextmanager
+def image_progress(total: int, label: str, quiet: bool) -> Iterator[Callable[[Path, "str | None"], None]]:
+    """A progress bar of files with their rate; yields the ``on_image(src, error)`` that advances it."""
+    import time
+
+    with progress(total, label, quiet) as advance:
+        start, count = time.perf_counter(), iter(range(1, total + 1))
+
+        def on_image(src: Path, error: str | None) -> None:
+            n = next(count)
+            advance(n, f"{n / max(time.perf_counter() - start, 1e-9):.2f} images/s")
+
+        yield on_image
 
 
 def apply_options(func: Callable[..., Any]) -> Callable[..., Any]:

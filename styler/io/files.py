@@ -12,7 +12,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from styler.errors import ConfigError
 
@@ -49,6 +49,22 @@ def atomic_path(path: Path) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temps(paths: Iterable[Path]) -> None:
+    """Delete the temp files :func:`atomic_path` left beside ``paths`` when its process was killed
+    (a ``kill -9`` or a lost machine runs no cleanup). Only for a caller that knows no other
+    process is writing these paths; each folder is listed once."""
+    names: dict[Path, set[str]] = {}
+    for path in paths:
+        names.setdefault(Path(path).parent, set()).add(Path(path).name)
+    for folder, wanted in names.items():
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(".tmp") \
+                        and entry.name[1:].rsplit(".", 2)[0] in wanted:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
 
 
 def file_sha256(path: Path) -> str:
