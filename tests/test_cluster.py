@@ -226,3 +226,12 @@ def test_a_dataset_batch_of_files_keeps_orientation_and_alpha(tmp_path, weights)
         stylize_batch(stylizer, batch, "image")
     with pytest.raises(ImageError, match="row 0 of the batch: not an image"):
         stylize_batch(stylizer, {"bytes": np.array([b"not an image"], dtype=object)}, "bytes")
+
+
+def test_bench_scale_runs_at_a_tiny_size(weights):
+    from benchmarks import bench_scale
+
+    result = bench_scale.main(["--count", "3", "--size", "32", "--style", str(weights / "demo.safetensors"),
+                               "--workers", "1", "--rounds", "1", "--json"])
+    assert set(result["images_per_s"]) == {"local1", "ray1"} and all(v > 0 for v in result["images_per_s"].values())
+    assert result["pool_start_s"]["ray1"] > 0 and "ray_overhead_percent" in result
