@@ -186,6 +186,12 @@ def test_a_workers_error_is_the_local_runs_one_line(tmp_path, weights):
     assert "Traceback" not in remote.output and not (tmp_path / "o.png").exists()
 
 
+def test_the_address_check_lets_a_real_ray_head_through():
+    from styler.inference.cluster import _check_reachable
+
+    _check_reachable(ray.get_runtime_context().gcs_address, timeout=10)  # raises when it would refuse
+
+
 def test_more_gpus_than_the_cluster_has_is_one_line(tmp_path, weights):
     make_photo(tmp_path / "a.png")
     result = apply(tmp_path / "a.png", "-o", tmp_path / "o.png", "--engine", "ray", "--gpus-per-worker", "1",

@@ -3,8 +3,10 @@ a cluster: each is found before one is started (or instead of reaching one)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -45,6 +47,24 @@ def test_an_address_nobody_answers_at_is_one_line(tmp_path, weights):
     result = apply(tmp_path, "--engine", "ray", "--ray-address", f"127.0.0.1:{port}", weights=weights)
     one_line_error(result, f"no Ray cluster answers at 127.0.0.1:{port}")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_address_that_answers_but_is_no_ray_cluster_is_one_line(tmp_path, weights):
+    """Ray would retry such an address for many minutes; the check before it takes milliseconds."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def hang_up() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                server.accept()[0].close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        result = apply(tmp_path, "--engine", "ray", "--ray-address", f"127.0.0.1:{port}", weights=weights)
+    finally:
+        server.close()
+    one_line_error(result, f"127.0.0.1:{port} answers, but not as a Ray cluster does")
 
 
 def test_an_unknown_style_says_what_a_local_run_says(tmp_path, weights):

@@ -35,6 +35,7 @@ Pair = tuple[Path, Path]
 Task = tuple[str, Any]  # ("stills", [pairs]) or ("moving", pair)
 _IN_FLIGHT = 2  # tasks queued on a worker: the next one starts without waiting for the driver
 _DEFAULT_PORTS = {"ray://": 10001, "": 6379}  # Ray Client, then the cluster's GCS
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and empty SETTINGS
 
 
 def import_ray() -> Any:
@@ -124,7 +125,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _check_reachable(address: str, timeout: float) -> None:
-    """A TCP connection to ``address`` first: Ray itself retries an unreachable one for minutes."""
+    """Something that speaks gRPC (as a Ray head does) at ``address``, checked within ``timeout``
+    seconds: Ray itself retries an address that does not answer, or answers something else, for
+    many minutes. An HTTP/2 server answers a client's connection preface with a SETTINGS frame."""
     if address in ("auto", "local"):
         return
     scheme = "ray://" if address.startswith("ray://") else ""
@@ -132,7 +135,13 @@ def _check_reachable(address: str, timeout: float) -> None:
     if not port.isdigit():
         host, port = address.removeprefix(scheme).rstrip("/"), str(_DEFAULT_PORTS[scheme])
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            if os.environ.get("RAY_USE_TLS", "0") in ("0", ""):  # under TLS the handshake comes first
+                sock.sendall(_HTTP2_PREFACE)
+                frame = sock.recv(9)
+                if len(frame) < 9 or frame[3] != 4:  # a frame header: 24-bit length, type (4: SETTINGS)
+                    raise ClusterError(f"{address} answers, but not as a Ray cluster does; give the address "
+                                       f"'ray start --head' printed there (port 6379 by default)")
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         raise ClusterError(f"no Ray cluster answers at {address} ({reason}); start one there with 'ray start "
@@ -154,7 +163,7 @@ def connected(config: ClusterConfig | None = None) -> Iterator[Any]:
         _check_reachable(address, config.connect_timeout)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # Ray raises a bare Exception when a local cluster does not come up in time
         raise ClusterError(f"cannot connect to the Ray cluster at {address or 'this machine'}: "
                            f"{_first_line(exc)}") from exc
     try:
