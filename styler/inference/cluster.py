@@ -135,17 +135,25 @@ def _check_reachable(address: str, timeout: float) -> None:
     if not port.isdigit():
         host, port = address.removeprefix(scheme).rstrip("/"), str(_DEFAULT_PORTS[scheme])
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
-            if os.environ.get("RAY_USE_TLS", "0") in ("0", ""):  # under TLS the handshake comes first
-                sock.sendall(_HTTP2_PREFACE)
-                frame = sock.recv(9)
-                if len(frame) < 9 or frame[3] != 4:  # a frame header: 24-bit length, type (4: SETTINGS)
-                    raise ClusterError(f"{address} answers, but not as a Ray cluster does; give the address "
-                                       f"'ray start --head' printed there (port 6379 by default)")
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
         raise ClusterError(f"no Ray cluster answers at {address} ({reason}); start one there with 'ray start "
                            f"--head', or give no address to start one on this machine") from exc
+    with sock:
+        if os.environ.get("RAY_USE_TLS", "0") in ("0", "") and not _speaks_http2(sock):  # TLS: handshake first
+            raise ClusterError(f"{address} answers, but not as a Ray cluster does; give the address 'ray start "
+                               f"--head' printed there (port 6379 by default)")
+
+
+def _speaks_http2(sock: socket.socket) -> bool:
+    """Whether the server answers an HTTP/2 client preface with a SETTINGS frame, as gRPC does."""
+    try:
+        sock.sendall(_HTTP2_PREFACE)
+        frame = sock.recv(9)
+    except OSError:  # reset or silent: not a gRPC server
+        return False
+    return len(frame) == 9 and frame[3] == 4  # a frame header: 24-bit length, then the type (4: SETTINGS)
 
 
 @contextlib.contextmanager
