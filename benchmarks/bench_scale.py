@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -100,7 +101,9 @@ def measure(args: argparse.Namespace, photos: list[Path], out: Path) -> dict[str
     for r in range(args.rounds):
         chunk = photos[r * per_round:(r + 1) * per_round]
         for name in list(engines)[::1 if r % 2 == 0 else -1]:  # A B C D, then D C B A: drift hits all alike
-            seconds[name] += engines[name]([(p, out / name / p.name) for p in chunk])
+            took = engines[name]([(p, out / name / p.name) for p in chunk])
+            seconds[name] += took
+            print(f"round {r + 1}: {name} {len(chunk)} photos in {took:.1f} s", file=sys.stderr, flush=True)
     torch.set_num_threads(cores)
     rates = {name: len(photos) / s for name, s in seconds.items()}
     base = 1 / rates["local1"]
