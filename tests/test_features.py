@@ -144,3 +144,13 @@ def test_vgg_weights_file_is_imported_and_loaded(tmp_path, monkeypatch):
     # Later runs find it in the cache without the flag.
     ext2 = build_feature_extractor(Features.VGG16, ("relu1_2",))
     assert torch.equal(ext2.net[0].weight, state["features.0.weight"])
+
+
+def test_upto_stops_after_that_layer_with_the_same_values():
+    ext = build_feature_extractor(Features.RANDOM, ("relu1_1", "relu2_1", "relu3_1"), width_divisor=8)
+    x = torch.rand(1, 3, 32, 32)
+    full, short = ext(x), ext(x, upto="relu2_1")
+    assert list(short) == ["relu1_1", "relu2_1"]
+    assert all(torch.equal(short[k], full[k]) for k in short)
+    with pytest.raises(FeatureWeightsError, match="relu4_1"):
+        ext(x, upto="relu4_1")

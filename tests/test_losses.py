@@ -110,3 +110,14 @@ def test_sliced_wasserstein_draws_are_seeded():
 def test_sliced_wasserstein_rejects_more_projections_than_bank():
     with pytest.raises(ValueError, match="projections"):
         SlicedWassersteinLoss({"a": torch.rand(1, 4, 8, 8)}, projections=65, bank_size=64)
+
+
+def test_content_targets_stop_at_the_content_layer():
+    """The content batch only needs the content layer: the deeper layers run for the output alone."""
+    extractor = tiny_extractor()
+    loss = PerceptualLoss(extractor, "relu1_1", LAYERS, torch.rand(1, 3, 32, 32), LossConfig())
+    deepest = extractor.net[extractor.names.index("relu3_1")]
+    calls = []
+    deepest.register_forward_hook(lambda module, args, out: calls.append(out.shape))
+    loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))
+    assert len(calls) == 1

@@ -278,13 +278,19 @@ class FeatureExtractor(nn.Module):
                 module.bias.div_(std)
                 x = x / std.view(1, -1, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
+        """The requested layers; with ``upto`` (one of them), only those up to it: the deeper
+        layers are not computed, which is most of the cost when ``upto`` is shallow."""
+        if upto is not None and upto not in self.layers:
+            raise FeatureWeightsError(f"upto={upto!r} is not one of this extractor's layers {self.layers}")
         x = self.prepare(x)
         out: dict[str, torch.Tensor] = {}
         for name, module in zip(self.names, self.net):
             x = module(x)
             if name in self.layers:
                 out[name] = x
+                if name == upto:
+                    break
         return out
 
 
