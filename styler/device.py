@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import ContextManager
 
 import torch
@@ -27,15 +28,45 @@ def resolve_device(choice: DeviceChoice | str = DeviceChoice.AUTO) -> torch.devi
 
 
 _DTYPES = {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
+# x86 instructions that compute bf16 in hardware; without them oneDNN emulates bf16, and bf16
+# autocast runs 10-50x slower than fp32 (docs/performance.md, "Precision").
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _cpuinfo_flags(cpuinfo: Path) -> set[str]:
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool]:
+    """Which of :data:`CPU_BF16_FLAGS` this CPU has: ``cpuinfo``'s flags where there is one (Linux),
+    else torch's own CPU probes."""
+    flags = _cpuinfo_flags(cpuinfo)
+    if flags:
+        return {name: name in flags for name in CPU_BF16_FLAGS}
+    probes = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
+    return {name: bool(getattr(torch.cpu, probe, lambda: False)()) for name, probe in probes.items()}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a CUDA GPU that does not only emulate it
+    (Ampere and later), or a CPU with AVX512-BF16 or AMX. Only there is bf16 autocast faster."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and any(cpu_bf16_flags().values())
 
 
 def compute_dtype(precision: Precision | str, device: torch.device) -> torch.dtype:
     """The autocast dtype for ``precision`` on ``device``, the same for training and apply: AUTO is
-    bf16 on CUDA (no loss scaling needed, unlike fp16) and fp32 elsewhere; fp16 is refused off
-    CUDA, where half-precision kernels are slow or missing."""
+    bf16 where the device has native bf16 (:func:`native_bf16`; no loss scaling needed, unlike
+    fp16) and fp32 elsewhere; fp16 is refused off CUDA, where half-precision kernels are slow or
+    missing."""
     precision = Precision(precision)
     if precision is Precision.AUTO:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.bfloat16 if native_bf16(device) else torch.float32
     if precision is Precision.FP16 and device.type != "cuda":
         raise ConfigError(f"precision fp16 needs a CUDA GPU (half-precision kernels on {device.type} are slow "
                           f"or missing); use --precision bf16 or fp32")
@@ -49,6 +80,12 @@ def autocast(device: torch.device, dtype: torch.dtype) -> ContextManager[object]
     return torch.autocast(device.type, dtype=dtype)
 
 
+def full_precision(device: torch.device) -> ContextManager[object]:
+    """Autocast off: statistics (Gram matrices, sorted projections) stay fp32 in a bf16 step."""
+    return torch.autocast(device.type, enabled=False)
+
+
 def memory_format(device: torch.device) -> torch.memory_format:
     """channels_last lets cuDNN use tensor-core NHWC kernels; on the CPU it rarely helps."""
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+

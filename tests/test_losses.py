@@ -112,6 +112,22 @@ def test_sliced_wasserstein_rejects_more_projections_than_bank():
         SlicedWassersteinLoss({"a": torch.rand(1, 4, 8, 8)}, projections=65, bank_size=64)
 
 
+def test_statistics_stay_fp32_under_bf16_autocast():
+    """Under autocast a matmul of .float() inputs still runs in bf16 (relative error ~4e-3): the
+    Gram matrices and sliced projections are computed with autocast off."""
+    torch.manual_seed(3)
+    feats = torch.rand(2, 16, 12, 12)
+    style = {"a": torch.rand(1, 16, 12, 12)}
+    gram, sliced = GramLoss(style), SlicedWassersteinLoss(style, projections=8, bank_size=16, seed=1)
+    exact = gram_matrix(feats), gram({"a": feats}), sliced({"a": feats})
+    sliced.rng.manual_seed(2)  # the same draws again
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = gram_matrix(feats), gram({"a": feats}), sliced({"a": feats})
+    assert all(value.dtype == torch.float32 for value in under)
+    for a, b in zip(exact, under):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=0)
+
+
 def test_content_targets_stop_at_the_content_layer():
     """The content batch only needs the content layer: the deeper layers run for the output alone."""
     extractor = tiny_extractor()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from styler.config import LossConfig, StyleLoss
+from styler.device import full_precision
 from styler.nn.vgg import FeatureExtractor
 
 _EPS = 1e-8
@@ -23,10 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, C), divided by C*H*W so it does not grow with image size."""
+    """(N, C, H, W) -> (N, C, C) in fp32, divided by C*H*W so it does not grow with image size.
+
+    Autocast is turned off: under it ``.float()`` inputs still give a bf16 matmul, whose
+    rounding (relative error ~4e-3) would blur the style statistics the loss compares."""
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w).float()
-    return flat @ flat.transpose(1, 2) / (c * h * w)
+    with full_precision(features.device):
+        flat = features.reshape(n, c, h * w).float()
+        return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
 class ContentLoss(nn.Module):
@@ -86,14 +91,16 @@ class SlicedLayerLoss(nn.Module):
         self.register_buffer("scale", flat.var(dim=1).mean() + _EPS)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        out = features.float().flatten(2)  # (N, C, HW)
-        pick = torch.randperm(self.bank_size, generator=self.rng)[: self.projections].to(out.device)
+        pick = torch.randperm(self.bank_size, generator=self.rng)[: self.projections].to(features.device)
         proj_style = self.sorted.index_select(0, pick)  # (P, Q)
-        proj_out = torch.sort(self.dirs.index_select(1, pick).T @ out, dim=-1).values  # (N, P, HW)
-        if proj_style.shape[-1] != proj_out.shape[-1]:
-            # Compare quantiles when the two have different numbers of positions.
-            proj_style = F.interpolate(proj_style[None], size=proj_out.shape[-1], mode="linear", align_corners=True)[0]
-        return (proj_out - proj_style.unsqueeze(0)).pow(2).mean() / self.scale
+        with full_precision(features.device):  # fp32 projections, as for the Gram matrices
+            out = features.float().flatten(2)  # (N, C, HW)
+            proj_out = torch.sort(self.dirs.index_select(1, pick).T @ out, dim=-1).values  # (N, P, HW)
+            if proj_style.shape[-1] != proj_out.shape[-1]:
+                # Compare quantiles when the two have different numbers of positions.
+                proj_style = F.interpolate(proj_style[None], size=proj_out.shape[-1], mode="linear",
+                                           align_corners=True)[0]
+            return (proj_out - proj_style.unsqueeze(0)).pow(2).mean() / self.scale
 
 
 class SlicedWassersteinLoss(StyleTerm):
