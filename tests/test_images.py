@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from styler.errors import DataError, ImageError
@@ -179,3 +180,44 @@ def test_concurrent_writers_never_lower_the_umask_or_create_world_writable_files
     assert (tmp_path / "o.png").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_photos_are_decoded_once_and_only_as_large_as_the_crops_need(tmp_path, monkeypatch):
+    from styler.training import data
+
+    photo = make_photo(tmp_path / "big.jpg", size=(800, 600))
+    decoded = []
+
+    def spy(path, before_decode=None):
+        image = load_rgb(path, before_decode=before_decode)
+        decoded.append(image.size)
+        return image
+
+    monkeypatch.setattr(data, "load_rgb", spy)
+    dataset = ContentDataset([photo], 32)
+    crops = [dataset[(0, position)][0] for position in range(4)]
+    # A 32 px crop needs the photo's shorter side at 64 px: the JPEG decodes at 1/8 (100x75), once.
+    assert decoded == [(100, 75)]
+    assert all(crop.shape == (3, 32, 32) for crop in crops)
+    assert not torch.equal(crops[0], crops[1])
+
+
+def test_crops_do_not_depend_on_the_photo_cache(photo_dir):
+    paths = find_images(photo_dir)
+    cached, uncached = ContentDataset(paths, 32, seed=3), ContentDataset(paths, 32, seed=3, cache_bytes=0)
+    for position in range(2 * len(paths)):  # the second pass reads the cache
+        item = (position % len(paths), position)
+        assert torch.equal(cached[item][0], uncached[item][0])
+    assert cached._cache and not uncached._cache
+
+
+def test_rotated_photos_are_cropped_upright(tmp_path):
+    from styler.training.data import reduced_photo
+
+    image = Image.new("RGB", (120, 80), (255, 0, 0))
+    image.paste((0, 0, 255), (60, 0, 120, 80))  # stored: red left, blue right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: red on top
+    image.save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    upright = reduced_photo(tmp_path / "turned.jpg", 20)
+    assert upright.size == (20, 30)
+    top, bottom = upright.getpixel((10, 2)), upright.getpixel((10, 27))
+    assert top[0] > 200 > top[2] and bottom[2] > 200 > bottom[0]

@@ -117,14 +117,18 @@ def _open(path: Path, max_size: int | None) -> Image.Image:
     return img
 
 
-def open_image(path: Path, max_size: int | None = None) -> Image.Image:
+def open_image(path: Path, max_size: int | None = None,
+               before_decode: Callable[[Image.Image], None] | None = None) -> Image.Image:
     """Decode ``path`` fully, EXIF orientation applied, in its own mode. With ``max_size`` (the
-    caller will downscale to it), an image over the pixel limit is accepted if the work is not."""
+    caller will downscale to it), an image over the pixel limit is accepted if the work is not.
+    ``before_decode`` gets the opened image before its pixels are read, e.g. to set a JPEG draft."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(path, max_size) as img:
+                if before_decode is not None:
+                    before_decode(img)
                 img.load()
                 image = ImageOps.exif_transpose(img)
     except FileNotFoundError as exc:
@@ -142,8 +146,8 @@ def open_image(path: Path, max_size: int | None = None) -> Image.Image:
     return image
 
 
-def load_rgb(path: Path) -> Image.Image:
-    return _to_rgb(open_image(path))
+def load_rgb(path: Path, before_decode: Callable[[Image.Image], None] | None = None) -> Image.Image:
+    return _to_rgb(open_image(path, before_decode=before_decode))
 
 
 def split_alpha(image: Image.Image, max_size: int | None = None) -> tuple[Image.Image, Image.Image | None]:
