@@ -184,6 +184,9 @@ class TrainConfig:
     style_size: int = 512
     lr: float = 1e-3
     d_lr: float = 2e-4
+    # The discriminator is updated on every d_every-th step (the adversarial term of the generator
+    # is computed every step); its update is about a third of a CPU step (docs/performance.md).
+    d_every: int = 1
     features: Features = Features.VGG16
     vgg_preprocess: Preprocess = Preprocess.AUTO
     # Loss-network layers; empty: the network's defaults (DEFAULT_LAYERS). Names as relu3_3.
@@ -232,6 +235,7 @@ class TrainConfig:
         for name in ("lr", "d_lr"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value!r}")
+        _check(self.d_every >= 1, f"d_every must be >= 1, got {self.d_every}")
         _check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
         _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         _check(self.feature_width_divisor in (1, 2, 4, 8),

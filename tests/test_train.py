@@ -74,11 +74,11 @@ def test_crops_come_from_sample_position_not_global_rng(photo_dir):
     assert not torch.equal(first, dataset[(2, 12)][0])
 
 
-@pytest.mark.parametrize("workers,style_loss,temporal", [(0, StyleLoss.GRAM, 0.0), (1, StyleLoss.SLICED, 0.0),
-                                                          (0, StyleLoss.GRAM, 10.0)])
-def test_interrupt_and_resume_is_bit_for_bit(tmp_path, photo_dir, style_image, workers, style_loss, temporal):
+@pytest.mark.parametrize("workers,style_loss,temporal,d_every", [(0, StyleLoss.GRAM, 0.0, 1), (1, StyleLoss.SLICED, 0.0, 1),
+                                                                  (0, StyleLoss.GRAM, 10.0, 1), (0, StyleLoss.GRAM, 0.0, 3)])
+def test_interrupt_and_resume_is_bit_for_bit(tmp_path, photo_dir, style_image, workers, style_loss, temporal, d_every):
     config = replace(TINY, num_workers=workers, loss=LossConfig(style_loss=style_loss, temporal_weight=temporal),
-                     image_size=64 if temporal else TINY.image_size)
+                     image_size=64 if temporal else TINY.image_size, d_every=d_every)
     straight = make_trainer(tmp_path / "a", photo_dir, style_image, config)
     straight.run()
 
@@ -120,6 +120,22 @@ def test_training_runs_in_the_precision_asked_for(tmp_path, photo_dir, style_ima
     trainer.generator.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     losses = trainer.train_step(next(iter(trainer._loader()))[0])
     assert seen == [dtype] and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+
+
+def test_discriminator_learns_on_every_d_every_th_step(tmp_path, photo_dir, style_image):
+    trainer = make_trainer(tmp_path, photo_dir, style_image, replace(TINY, d_every=2))
+    batch = next(iter(trainer._loader()))[0]
+    updated, logged = [], []
+    for step in range(4):
+        before = [p.clone() for p in trainer.discriminator.parameters()]
+        trainer.step = step
+        logs = trainer.train_step(batch)
+        updated.append(any(not torch.equal(a, b) for a, b in zip(before, trainer.discriminator.parameters())))
+        logged.append("d" in logs)
+        assert "adv" in logs  # the generator's adversarial term comes every step
+    assert updated == logged == [True, False, True, False]
+    with pytest.raises(ConfigError, match="d_every must be >= 1, got 0"):
+        replace(TINY, d_every=0)
 
 
 def test_fp16_training_is_refused_on_the_cpu_as_apply_refuses_it(tmp_path, photo_dir, style_image):

@@ -200,7 +200,8 @@ class Trainer(Resumable, Budgeted):
             raise not_finite(which, float(loss.detach()), self.step, self.checkpoint_step, self.run_dir.path)
 
     def train_step(self, content: torch.Tensor) -> dict[str, float]:
-        """One D-step then one G-step (pix2pix order); returns the losses as floats."""
+        """One D-step (on every ``d_every``-th step) then one G-step (pix2pix order); returns the
+        losses as floats."""
         cfg = self.config.loss
         content = content.to(self.device, non_blocking=True, memory_format=memory_format(self.device))
         use_gan, use_temporal = cfg.adv_weight > 0, cfg.temporal_weight > 0
@@ -212,18 +213,8 @@ class Trainer(Resumable, Budgeted):
             else:
                 fake = self.g_model(content)
         logs: dict[str, float] = {}
-        if use_gan:
-            real = self.style_crops.sample(content.shape[0], self.step).to(self.device)
-            with self._autocast():
-                # One forward of real and fake together: one DDP synchronisation per step.
-                real_logits, fake_logits = self.d_model(torch.cat([real, fake.detach()])).float().chunk(2)
-                d_loss = hinge_discriminator_loss(real_logits, fake_logits)
-            self._check_finite(d_loss, "discriminator")
-            self.opt_d.zero_grad(set_to_none=True)
-            self.scaler.scale(d_loss).backward()
-            self.scaler.step(self.opt_d)
-            logs.update(d=float(d_loss.detach()), d_real=float(real_logits.detach().mean()),
-                        d_fake=float(fake_logits.detach().mean()))
+        if use_gan and self.step % self.config.d_every == 0:
+            logs.update(self._discriminator_step(fake))
         with self._autocast():
             terms = self.loss(fake, content)
             total = terms["total"]
@@ -247,6 +238,20 @@ class Trainer(Resumable, Budgeted):
         logs["perceptual"] = float(terms["total"].detach())
         logs["total"] = float(total.detach())
         return logs
+
+    def _discriminator_step(self, fake: torch.Tensor) -> dict[str, float]:
+        """One hinge-loss update of the discriminator on style crops against ``fake``."""
+        real = self.style_crops.sample(fake.shape[0], self.step).to(self.device)
+        with self._autocast():
+            # One forward of real and fake together: one DDP synchronisation per step.
+            real_logits, fake_logits = self.d_model(torch.cat([real, fake.detach()])).float().chunk(2)
+            d_loss = hinge_discriminator_loss(real_logits, fake_logits)
+        self._check_finite(d_loss, "discriminator")
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(d_loss).backward()
+        self.scaler.step(self.opt_d)
+        return {"d": float(d_loss.detach()), "d_real": float(real_logits.detach().mean()),
+                "d_fake": float(fake_logits.detach().mean())}
 
     # --- validation and pictures ---------------------------------------------------------------
 
