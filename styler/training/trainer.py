@@ -16,7 +16,7 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 import torch
 
 from styler.config import FIRST_PREVIEW_STEP, HEAD_START, NO_INIT, Features, TrainConfig, to_json
-from styler.device import autocast, compute_dtype, memory_format
+from styler.device import autocast, compute_dtype, feature_memory_format, memory_format
 from styler.errors import ConfigError
 from styler.io.files import file_sha256
 from styler.io.images import save_image
@@ -137,7 +137,7 @@ class Trainer(Resumable, Budgeted):
             if cfg.features is Features.RANDOM:
                 extractor.calibrate(style)
         fmt = memory_format(device)
-        self.extractor = extractor.to(device, memory_format=fmt)
+        self.extractor = extractor.to(device, memory_format=feature_memory_format(device))
         with timed(f"preparing the painting's statistics ({style.shape[-1]}x{style.shape[-2]} px)"):
             self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
                                        cfg.loss, seed=cfg.seed).to(device)
