@@ -6,8 +6,12 @@ inference fast path (:class:`styler.nn.fast.FastGenerator`), of the plain
 baseline, styler, ...) so CPU contention hits all alike; GFLOP per image
 (torch.utils.flop_counter, counted on the meta device); peak extra memory of one forward; the
 achieved GFLOP/s next to the device's peak, the best of large matmuls run before and after.
+``--precision both`` adds the fast path under bf16 autocast (its speed against fp32's and its PSNR
+against the fp32 output: what ``--precision auto`` would pick on a CPU with native bf16); the
+header names the CPU's bf16 instructions (AVX512-BF16, AMX).
 
     PYTHONPATH=. python -m benchmarks.bench_apply                      # 256 512 1024 2048
+    PYTHONPATH=. python -m benchmarks.bench_apply --sizes 256 --precision both
     PYTHONPATH=. python -m benchmarks.bench_apply --sizes 1024 3840x2160 --json
     PYTHONPATH=. python -m benchmarks.bench_apply --precision bf16 --channels-last --device cuda
 """
@@ -52,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--large", action="store_true", help="also 4096x4096")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per network and size")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast")
+    p.add_argument("--precision", choices=["fp32", "bf16", "both"], default="fp32",
+                   help="bf16 = autocast; both: every network in fp32 and styler's fast path in bf16 too")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--channels-last", action="store_true", help="NHWC tensors and weights")
     p.add_argument("--compile", action="store_true", help="torch.compile the styler generator")
@@ -104,14 +109,14 @@ def cuda_graph(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> C
 
 
 def runner(model: torch.nn.Module, args: argparse.Namespace, device: torch.device,
-           fast_options: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The inference call for one network: inference mode, autocast for bf16; compile and CUDA
+           fast_options: bool, bf16: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The inference call for one network: inference mode, autocast for ``bf16``; compile and CUDA
     graphs only on the styler fast path (``fast_options``)."""
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt).eval()
     if fast_options and args.compile:
         model = torch.compile(model)
-    dtype = torch.bfloat16 if args.precision == "bf16" else None
+    dtype = torch.bfloat16 if bf16 else None
 
     def call(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -125,17 +130,23 @@ def measure(name: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
     times.setdefault(name, []).append(time_once(lambda: fn(x), device) * 1e3)
 
 
+def interleaved(nets: dict[str, Callable], x: torch.Tensor, repeats: int, device: torch.device) -> dict[str, list[float]]:
+    """ms of each call, the networks in turn (styler, plain, baseline, styler, ...)."""
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for name, fn in nets.items():
+            measure(name, fn, x, device, times)
+    return times
+
+
 def bench_size(hw: tuple[int, int], nets: dict[str, Callable], models: dict[str, torch.nn.Module],
                args: argparse.Namespace, device: torch.device) -> dict[str, object]:
     h, w = hw
     x = torch.rand(1, 3, h, w, device=device)
     if args.cuda_graphs and device.type == "cuda":
-        nets = {**nets, "styler": cuda_graph(nets["styler"], x)}
+        nets = {name: cuda_graph(fn, x) if name.startswith("styler") else fn for name, fn in nets.items()}
     outputs = {name: fn(x).float() for name, fn in nets.items()}  # warm-up, and outputs for checks
-    times: dict[str, list[float]] = {}
-    for _ in range(args.repeats):
-        for name, fn in nets.items():  # interleaved
-            measure(name, fn, x, device, times)
+    times = interleaved(nets, x, args.repeats, device)
     row: dict[str, object] = {"size": w if w == h else f"{w}x{h}", "height": h, "width": w,
                               "loadavg": loadavg(), "threads": torch.get_num_threads(),
                               "precision": args.precision, "device": device.type}
@@ -150,12 +161,22 @@ def bench_size(hw: tuple[int, int], nets: dict[str, Callable], models: dict[str,
         mem = peak_memory_mb(lambda: nets[name](x), device)
         row[f"{name}_peak_mb"] = None if mem is None else round(mem, 1)
     row["speedup"] = round(row["baseline_ms"] / row["styler_ms"], 2) if "baseline" in nets else None
-    # The fast path (and bf16 / compile / graphs) against the plain fp32 generator.
     with torch.inference_mode():
         reference = models["reference"].to(device)(x).float()
-    row["styler_psnr_vs_fp32_db"] = round(psnr(outputs["styler"], reference), 1)
-    row["styler_max_abs_diff_vs_fp32"] = float((outputs["styler"].clamp(0, 1) - reference.clamp(0, 1)).abs().max())
+    row.update(fidelity(outputs, reference, row))
     return row
+
+
+def fidelity(outputs: dict[str, torch.Tensor], reference: torch.Tensor, row: dict[str, object]) -> dict[str, float]:
+    """The fast path's outputs (in bf16, compiled, as graphs) against the plain fp32 generator's,
+    and bf16's speed against fp32's where both ran."""
+    found: dict[str, float] = {}
+    for name in (n for n in outputs if n.startswith("styler")):
+        found[f"{name}_psnr_vs_fp32_db"] = round(psnr(outputs[name], reference), 1)
+        found[f"{name}_max_abs_diff_vs_fp32"] = float((outputs[name].clamp(0, 1) - reference.clamp(0, 1)).abs().max())
+    if "styler_bf16" in outputs:
+        found["bf16_speedup"] = round(row["styler_ms"] / row["styler_bf16_ms"], 2)
+    return found
 
 
 def build(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, Callable], dict[str, torch.nn.Module]]:
@@ -166,7 +187,10 @@ def build(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, Cal
         models["plain"] = plain
     if not args.no_baseline:
         models["baseline"] = TransformerNet().eval()
-    nets = {name: runner(copy.deepcopy(m), args, device, fast_options=name == "styler") for name, m in models.items()}
+    if args.precision == "both":
+        models["styler_bf16"] = models["styler"]
+    nets = {name: runner(copy.deepcopy(m), args, device, fast_options=name.startswith("styler"),
+                         bf16=args.precision == "bf16" or name == "styler_bf16") for name, m in models.items()}
     models["reference"] = copy.deepcopy(plain)
     return nets, models
 
@@ -174,8 +198,9 @@ def build(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, Cal
 def print_table(rows: list[dict[str, object]], info: dict[str, object]) -> None:
     print(f"# {info['cpu']} ({info['cores']} cores, {info['threads']} threads), torch {info['torch']}, "
           f"commit {info['commit']}, {info['date_utc']} UTC, peak {rows[0]['peak_gflops']} GFLOP/s "
-          f"(best 2048^2 fp32 matmul before/after)")
-    names = [n for n in ("styler", "plain", "baseline") if f"{n}_ms" in rows[0]]
+          f"(best 2048^2 fp32 matmul before/after); avx512_bf16 {info['avx512_bf16']}, amx_bf16 "
+          f"{info['amx_bf16']}: native bf16 {info['native_bf16']}")
+    names = [n for n in ("styler", "styler_bf16", "plain", "baseline") if f"{n}_ms" in rows[0]]
     head = f"{'size':>10} " + " ".join(f"{n + ' ms':>12} {'GFLOP':>7} {'%peak':>6} {'MB':>7}" for n in names)
     print(head + f" {'speedup':>8}  loadavg")
     for row in rows:
@@ -183,6 +208,10 @@ def print_table(rows: list[dict[str, object]], info: dict[str, object]) -> None:
                          f"{100 * row[f'{n}_fraction_of_peak']:>5.0f}% {row[f'{n}_peak_mb'] or 0:>7.0f}"
                          for n in names)
         print(f"{row['size']!s:>10} {cells} {row['speedup'] or '-'!s:>8}  {row['loadavg']}")
+    if "styler_bf16_ms" in rows[0]:
+        for row in rows:
+            print(f"{row['size']!s:>10} bf16: {row['bf16_speedup']}x the fp32 fast path's speed, "
+                  f"PSNR {row['styler_bf16_psnr_vs_fp32_db']} dB vs fp32")
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:

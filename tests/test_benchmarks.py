@@ -102,6 +102,17 @@ def test_bench_apply_bf16_stays_close_to_fp32(capsys):
     assert row["styler_psnr_vs_fp32_db"] >= 35.0  # the issue's bar for a bf16 path
 
 
+def test_bench_apply_times_fp32_and_bf16_side_by_side_and_names_the_bf16_flags(capsys):
+    from benchmarks import bench_apply
+
+    (row,) = bench_apply.main(["--sizes", "32", "--repeats", "1", "--threads", "1", "--precision", "both",
+                               "--no-plain", "--no-baseline"])
+    out = capsys.readouterr().out
+    assert "avx512_bf16" in out and "amx_bf16" in out and "native bf16" in out
+    assert row["styler_psnr_vs_fp32_db"] > 100 and row["styler_bf16_psnr_vs_fp32_db"] >= 35.0
+    assert row["bf16_speedup"] > 0 and "PSNR" in out
+
+
 def test_bench_apply_rejects_a_bad_size():
     from benchmarks import bench_apply
 
@@ -109,15 +120,36 @@ def test_bench_apply_rejects_a_bad_size():
         bench_apply.main(["--sizes", "big"])
 
 
-def test_bench_train_breakdown_at_a_tiny_size(photo_dir, style_image, capsys):
+def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, style_image, capsys):
     from benchmarks import bench_train
 
     (row,) = bench_train.main(["--sizes", "32", "--steps", "1", "--batch-size", "1", "--threads", "1",
-                               "--content-dir", str(photo_dir), "--style", str(style_image),
-                               "--style-size", "64", "--json"])
+                               "--content-dir", str(photo_dir), "--style", str(style_image), "--style-size", "64",
+                               "--d-every", "2", "--phone-photos", "1", "--phone-size", "96", "64", "--json"])
     assert _json_lines(capsys.readouterr().out)[0]["size"] == 32
-    assert row["steps_per_s"] > 0
-    assert sum(row[f"{p}_share"] for p in bench_train.PHASES) == pytest.approx(1.0, abs=0.01)
+    for arm in bench_train.ARMS:
+        assert row[f"{arm}_steps_per_s"] > 0 and row[f"{arm}_cpu_ms_median"] > 0
+    assert row["steps_per_s"] == row["after_steps_per_s"] and row["speedup"] > 0 and row["speedup_vs_examples"] > 0
+    for prefix in ("", "before_"):
+        assert sum(row[f"{prefix}{p}_share"] for p in bench_train.PHASES) == pytest.approx(1.0, abs=0.01)
+    assert [r["photos"] for r in row["loaders"]] == ["content_dir", "phone"]
+    assert all(r["reduced_cached_images_per_s"] > 0 for r in row["loaders"])
+
+
+def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_path):
+    """The before arm's Trainer runs the whole loss network for the content targets, contiguous,
+    with the discriminator every step; the after arm's is what styler train builds."""
+    from benchmarks import bench_train
+    from benchmarks.train_baselines import FullTrunk
+
+    args = bench_train.parse_args(["--content-dir", str(photo_dir), "--style", str(style_image), "--style-size", "64",
+                                   "--batch-size", "1", "--d-every", "3", "--no-examples"])
+    arms, after, before = bench_train.build_arms(32, args, torch.device("cpu"), tmp_path)
+    assert set(arms) == {"after", "before"}
+    assert isinstance(before.loss.extractor, FullTrunk) and before.config.d_every == 1
+    assert before.extractor.net[0].weight.is_contiguous()
+    assert after.loss.extractor is after.extractor and after.config.d_every == 3
+    assert after.extractor.net[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_timed_breakdown_runs_the_trainers_own_step(photo_dir, style_image, tmp_path):

@@ -1,0 +1,110 @@
+"""What ``bench_train`` measures styler's training against: the step and the photo loading as
+they were before the speed-ups, and pytorch/examples' fast_neural_style step."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from benchmarks.transformer_net import TransformerNet
+from styler.config import Features, Preprocess
+from styler.io.images import load_rgb, pil_to_tensor, resized_crop_params
+from styler.nn.vgg import FeatureExtractor, build_feature_extractor
+from styler.training.data import ContentDataset
+from styler.training.losses import gram_matrix
+
+# pytorch/examples fast_neural_style: content at relu2_2, style Grams at these four (its Vgg16).
+EXAMPLES_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+class FullTrunk(nn.Module):
+    """A loss network that ignores ``upto``: every pass, the content targets' too, runs the whole trunk."""
+
+    def __init__(self, extractor: FeatureExtractor) -> None:
+        super().__init__()
+        self.extractor = extractor
+
+    def forward(self, x: torch.Tensor, upto: str | None = None) -> dict[str, torch.Tensor]:
+        return self.extractor(x)
+
+
+class FullResolutionCrops(ContentDataset):
+    """:class:`ContentDataset` reading photos the plain way: every crop decodes the whole photo,
+    turns it into floats, and crops and resizes those."""
+
+    def _crop(self, i: int, generator: torch.Generator) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as TF
+
+        tensor = pil_to_tensor(load_rgb(self.paths[i]))
+        if min(tensor.shape[-2:]) < self.size:
+            scale = self.size / min(tensor.shape[-2:])
+            new = [max(self.size, round(s * scale)) for s in tensor.shape[-2:]]
+            tensor = F.interpolate(tensor[None], size=new, mode="bilinear", align_corners=False)[0]
+        top, left, h, w = resized_crop_params(*tensor.shape[-2:], generator)
+        return TF.resized_crop(tensor, top, left, h, w, [self.size, self.size], antialias=True)
+
+
+class ExamplesStep:
+    """pytorch/examples fast_neural_style's training step (``neural_style.py train``), standalone:
+    TransformerNet, Adam at 1e-3, one pass of the loss network over the output and one over the
+    content batch (its whole trunk, as the example runs it), content MSE at relu2_2 times 1e5 and
+    MSE of Gram matrices times 1e10. The loss network is a VGG-16 in the default (contiguous)
+    layout: the file given, else torch's default initialisation (the same FLOPs)."""
+
+    def __init__(self, style: torch.Tensor, device: torch.device, vgg_weights: Path | None = None,
+                 preprocess: Preprocess = Preprocess.AUTO) -> None:
+        if vgg_weights is not None:
+            self.vgg = build_feature_extractor(Features.VGG16, EXAMPLES_LAYERS, weights_file=vgg_weights,
+                                               preprocess=preprocess)
+        else:
+            self.vgg = FeatureExtractor(Features.VGG16, EXAMPLES_LAYERS)
+        self.vgg = self.vgg.to(device)
+        torch.manual_seed(0)
+        self.net = TransformerNet().to(device).train()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+        with torch.no_grad():
+            self.grams = {k: gram_matrix(v) for k, v in self.vgg(style).items()}
+
+    def __call__(self, x: torch.Tensor) -> float:
+        self.opt.zero_grad()
+        y = self.net(x)
+        features_y, features_x = self.vgg(y), self.vgg(x)
+        content = 1e5 * F.mse_loss(features_y["relu2_2"], features_x["relu2_2"])
+        style = 1e10 * sum(F.mse_loss(gram_matrix(features_y[k]), g.expand(len(x), -1, -1))
+                           for k, g in self.grams.items())
+        total = content + style
+        total.backward()
+        self.opt.step()
+        return float(total.detach())
+
+
+def phone_photos(folder: Path, count: int, size: tuple[int, int] = (4000, 3000)) -> list[Path]:
+    """``count`` synthetic phone-sized JPEGs (smooth random shapes plus sensor-like noise)."""
+    w, h = size
+    paths = []
+    for seed in range(count):
+        rng = np.random.default_rng(seed)
+        coarse = Image.fromarray(rng.integers(0, 256, (max(2, h // 64), max(2, w // 64), 3), dtype=np.uint8))
+        image = np.asarray(coarse.resize((w, h), Image.Resampling.BICUBIC), dtype=np.int16)
+        image = image + rng.integers(-12, 13, (h, w, 1), dtype=np.int16)
+        path = folder / f"phone_{seed}.jpg"
+        Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+def loader_images_per_s(dataset: ContentDataset, passes: int) -> list[float]:
+    """Crops per second over each of ``passes`` passes over the dataset, seeded by position."""
+    rates = []
+    for p in range(passes):
+        start = time.perf_counter()
+        for i in range(len(dataset)):
+            dataset[(i, p * len(dataset) + i)]
+        rates.append(round(len(dataset) / (time.perf_counter() - start), 2))
+    return rates
