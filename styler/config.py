@@ -61,7 +61,8 @@ class Upsample(str, enum.Enum):
 
 class Precision(str, enum.Enum):
     """Arithmetic of training and inference (:func:`styler.device.compute_dtype`). AUTO: bf16
-    autocast on CUDA, fp32 elsewhere; fp16 needs CUDA (and trains with loss scaling)."""
+    autocast where the device computes bf16 natively (:func:`styler.device.native_bf16`), fp32
+    elsewhere; fp16 needs CUDA (and trains with loss scaling)."""
 
     AUTO = "auto"
     FP32 = "fp32"

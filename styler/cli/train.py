@@ -148,7 +148,7 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--upsample", type=click.Choice([u.value for u in Upsample]), default=None,
               help=f"Decoder upsampling [default: {GeneratorConfig().upsample.value}, or --init-from's].")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
-              show_default=True, help="auto: bf16 on CUDA, fp32 elsewhere; fp16 needs CUDA (with loss scaling).")
+              show_default=True, help="auto: bf16 where the hardware computes it (CUDA GPUs from Ampere, CPUs with AVX512-BF16 or AMX), fp32 elsewhere; fp16 needs CUDA (with loss scaling).")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the generator and loss network.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Accept style paintings and photos up to this many pixels [default: Pillow's limit, "
