@@ -1,8 +1,7 @@
 """styler: fast neural style transfer with a small per-style generator.
 
 The code lives in rooms: :mod:`styler.nn` (networks), :mod:`styler.io` (files),
-:mod:`styler.training`, :mod:`styler.inference` and :mod:`styler.cli`; see the README's
-"How the code is laid out".
+:mod:`styler.training`, :mod:`styler.inference` and :mod:`styler.cli`; see docs/layout.md.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ BUNDLED = (*STILL, *(f"{name}-video" for name in STILL))
 PAINTINGS = {"starry": "starry_night.jpg", "shipwreck": "shipwreck.jpg", "matisse": "woman-with-hat-matisse.jpg"}
 PAINTINGS.update({f"{name}-video": painting for name, painting in PAINTINGS.items()})
 # Residual blocks at 1/4 (stride 4) keep faces and lattices readable; Woman with a Hat keeps 1/8,
-# where its colour fields are bolder (docs/bundled-styles.md, round 3; README's bundled table).
+# where its colour fields are bolder (docs/bundled-styles.md, round 3; its table of what ships).
 STRIDE = {"starry": 4, "shipwreck": 4, "matisse": 8}
 STRIDE.update({f"{name}-video": stride for name, stride in STRIDE.items()})
 

@@ -1,4 +1,4 @@
-"""pyproject.toml states what the code needs; the package's modules are laid out as the README
+"""pyproject.toml states what the code needs; the package's modules are laid out as docs/layout.md
 says (regular packages, imports pointing one way)."""
 
 import ast

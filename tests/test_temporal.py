@@ -81,7 +81,7 @@ def test_frames_iterator_takes_pil_and_tensors_and_keeps_their_kind():
     assert [type(o) for o in out] == [Image.Image] * 3 and out[0].size == (20, 12)
     tensors = list(st.stylize_frames(iter([torch.rand(3, 12, 20)] * 2)))
     assert tensors[0].shape == (3, 12, 20) and tensors[0].dtype == torch.float32
-    # the README's webcam loop: (3, H, W) uint8 frames from a generator, one at a time
+    # docs/api.md's webcam loop: (3, H, W) uint8 frames from a generator, one at a time
     camera = (torch.randint(0, 256, (3, 12, 20), dtype=torch.uint8) for _ in range(3))
     frames = list(st.stylize_frames(camera, Temporal.EMA, VideoConfig(batch_size=1)))
     assert len(frames) == 3 and frames[0].dtype == torch.uint8 and frames[0].shape == (3, 12, 20)
