@@ -1,18 +1,26 @@
-"""Statements in README.md and docs/performance.md that the code can check."""
+"""What README.md and docs/ say that the code can check: every command they show names a real
+command and real options, the option tables list each command's options, CI runs the README's
+test command, and the tiling figures are the code's."""
 
+import re
+import shlex
 from pathlib import Path
 
+import click
+import pytest
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from styler.cli.app import main
 from styler.config import GeneratorConfig, Upsample
 from styler.inference.tiling import GlobalStatsGenerator
 from styler.nn import Generator
 
 ROOT = Path(__file__).resolve().parent.parent
 PERFORMANCE = " ".join((ROOT / "docs" / "performance.md").read_text().split())
-README = " ".join((ROOT / "README.md").read_text().split())
+USAGE = " ".join((ROOT / "docs" / "usage.md").read_text().split())
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _tiling_cost(config: GeneratorConfig) -> tuple[list[int], int, int, list[int], int, int]:
@@ -49,7 +57,7 @@ def test_tiling_arithmetic_is_the_default_generators():
             f"(prefix passes) + {final} (final) = about {tiled} against {untiled} for one untiled forward"
             in PERFORMANCE)
     assert f"about {tiled / untiled:.2f}x the compute" in PERFORMANCE
-    assert f"about {tiled / untiled:.2f} times the multiply-adds" in README
+    assert f"about {tiled / untiled:.2f} times the multiply-adds" in USAGE
 
 
 def test_tile_context_sizes_are_the_codes():
@@ -61,3 +69,111 @@ def test_tile_context_sizes_are_the_codes():
     nearest = GlobalStatsGenerator(Generator(GeneratorConfig(upsample=Upsample.NEAREST))).decoder_margin
     assert (f"({bilinear} low-resolution positions of context with the default bilinear decoder, {nearest} with"
             in PERFORMANCE)
+
+
+def _code_lines(page: Path) -> list[str]:
+    """The lines of a page's code blocks (indented by 4 spaces, or fenced)."""
+    lines, fenced = [], False
+    for line in page.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif fenced or line.startswith("    "):
+            lines.append(line.strip())
+    return lines
+
+
+def _styler_args(line: str) -> list[list[str]]:
+    """The arguments of each ``styler ...`` (or ``python -m styler``, ``torchrun ... -m styler``)
+    command on a shell line, comments dropped."""
+    found = []
+    for part in re.split(r"&&|\|\||;", line):
+        part = part.strip()
+        if not (part.startswith("styler ") or re.search(r"-m styler( |$)", part)):
+            continue
+        words = shlex.split(part, comments=True)
+        start = 1 if words[0] == "styler" else words.index("styler", words.index("-m")) + 1
+        found.append(words[start:])
+    return found
+
+
+def _options(command: click.Command) -> set[str]:
+    return {opt for param in command.params if isinstance(param, click.Option)
+            for opt in (*param.opts, *param.secondary_opts)}
+
+
+def _check(args: list[str]) -> str | None:
+    """Why ``styler <args>`` names no real command or option, or None."""
+    while args and args[0].startswith("-"):
+        if args[0] not in _options(main) | {"--help", "-h"}:
+            return f"no global option {args[0]}"
+        args = args[1:]
+    if not args:
+        return None
+    command = main.commands.get(args[0])
+    if command is None:
+        return f"no command {args[0]}"
+    known = _options(command) | {"--help", "-h"}
+    unknown = [w.split("=")[0] for w in args[1:] if w.startswith("-") and w.split("=")[0] not in known
+               and not re.fullmatch(r"-?\d+(\.\d+)?(e-?\d+)?", w)]
+    return f"styler {args[0]} has no option {', '.join(unknown)}" if unknown else None
+
+
+def test_every_command_in_the_docs_names_real_commands_and_options():
+    shown, wrong = 0, []
+    for page in PAGES:
+        for line in _code_lines(page):
+            for args in _styler_args(line):
+                shown += 1
+                if (why := _check(args)) is not None:
+                    wrong.append(f"{page.relative_to(ROOT)}: {line}: {why}")
+    assert shown > 50 and not wrong, "\n".join(wrong)
+
+
+def test_the_checker_catches_a_wrong_command():
+    assert _check(["train", "--style", "a.jpg", "--budget", "5m"]) is None
+    assert _check(["-q", "apply", "a.jpg", "--style", "starry", "--strength=0.5"]) is None
+    assert _check(["train", "--stepz", "9"]) == "styler train has no option --stepz"
+    assert _check(["paint", "a.jpg"]) == "no command paint"
+    assert _styler_args("pip install -e . && styler apply a.jpg --style starry  # note") == \
+        [["apply", "a.jpg", "--style", "starry"]]
+    assert _styler_args("torchrun --nproc_per_node=4 -m styler train --steps 9") == [["train", "--steps", "9"]]
+
+
+def _table_options(page: Path) -> set[str]:
+    """Options named in the first cell of the page's option tables (rows starting ``| `-``)."""
+    cells = [line.split("|")[1] for line in page.read_text().splitlines() if line.startswith("| `-")]
+    return {opt for cell in cells for opt in re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", cell)}
+
+
+@pytest.mark.parametrize("command, pages", [("train", ["training.md"]), ("apply", ["usage.md", "video.md"])])
+def test_option_tables_list_exactly_the_commands_options(command, pages):
+    """A table row for an option the command lacks is wrong; an option no row names is undocumented."""
+    tabled = set().union(*(_table_options(ROOT / "docs" / page) for page in pages))
+    options = _options(main.commands[command]) - {"--help", "-h", "-q", "--quiet", "-v", "--verbose"}
+    assert tabled - _options(main.commands[command]) == set(), "rows for options that do not exist"
+    assert options - tabled == set(), "options with no row"
+
+
+def _set_up_commands() -> tuple[str, str]:
+    """The README's two set-up commands: the one after "Install and run the main job", the one
+    after "Install and run the tests"."""
+    text = (ROOT / "README.md").read_text()
+
+    def after(heading: str) -> str:
+        rest = text[text.index(heading):]
+        return next(line.strip() for line in rest.splitlines()[1:] if line.startswith("    "))
+
+    return after("Install and run the main job"), after("Install and run the tests")
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    _, test_command = _set_up_commands()
+    assert "pytest" in test_command
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert test_command in ci
+
+
+def test_readme_main_command_is_the_one_test_bundled_runs():
+    main_command, _ = _set_up_commands()
+    assert main_command == ("pip install -e . && styler apply samples/content/astronaut.jpg --style starry "
+                            "-o out/astronaut_starry.jpg")
