@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from styler._version import __version__
 
-__all__ = ["Stylizer", "__version__"]
+__all__ = ["Stylizer", "__version__", "list_styles"]
 
 
 def __getattr__(name: str):
@@ -17,4 +17,8 @@ def __getattr__(name: str):
         from styler.inference.stylizer import Stylizer
 
         return Stylizer
+    if name == "list_styles":
+        from styler.io.weights import list_styles
+
+        return list_styles
     raise AttributeError(f"module 'styler' has no attribute {name!r}")

@@ -1,4 +1,6 @@
-"""`styler sheet`: one image in every style, labelled."""
+"""`styler sheet`: one image in every style (or those of --styles), labelled."""
+
+import json
 
 import torch
 from click.testing import CliRunner
@@ -9,7 +11,7 @@ from styler.config import GeneratorConfig
 from styler.inference.sheet import LABEL_HEIGHT, render_sheet
 from styler.io.weights import save_generator
 from styler.nn import Generator
-from tests.conftest import make_photo
+from tests.conftest import make_photo, one_line_error
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
 
@@ -20,6 +22,7 @@ def invoke(args):
 
 def no_bundled_styles(monkeypatch, tmp_path):
     monkeypatch.setattr("styler.io.weights.bundled_dir", lambda: tmp_path / "no-bundled")
+    monkeypatch.chdir(tmp_path)  # the checkout's ./weights is the bundled folder: not read here
 
 
 def test_sheet_shows_every_style_and_skips_broken_files(tmp_path, monkeypatch):
@@ -56,3 +59,38 @@ def test_help_of_new_commands_has_examples():
     for command in ("export", "sheet"):
         text = invoke([command, "--help"]).output
         assert "Examples:" in text and f"styler {command}" in text
+
+
+def three_styles(folder):
+    for i, name in enumerate(("alpha", "beta", "gamma")):
+        torch.manual_seed(i)
+        save_generator(folder / f"{name}.safetensors", Generator(TINY), {"style_name": name})
+
+
+def test_sheet_refuses_to_replace_an_existing_output_without_overwrite(tmp_path, monkeypatch):
+    no_bundled_styles(monkeypatch, tmp_path)
+    three_styles(tmp_path / "w")
+    photo = make_photo(tmp_path / "photo.png", size=(40, 32))
+    (tmp_path / "sheet.png").write_bytes(b"mine")
+    args = ["sheet", str(photo), "-o", str(tmp_path / "sheet.png"), "--size", "32", "--weights-dir",
+            str(tmp_path / "w"), "--device", "cpu"]
+    one_line_error(CliRunner().invoke(main, args), "sheet.png already exists; pass --overwrite to replace it")
+    assert (tmp_path / "sheet.png").read_bytes() == b"mine"
+    assert invoke([*args, "--overwrite"]).exit_code == 0
+    assert Image.open(tmp_path / "sheet.png").size[0] > 32
+
+
+def test_sheet_styles_picks_a_subset_in_order(tmp_path, monkeypatch):
+    no_bundled_styles(monkeypatch, tmp_path)
+    three_styles(tmp_path / "w")
+    photo = make_photo(tmp_path / "photo.png", size=(40, 32))
+    args = ["sheet", str(photo), "--size", "32", "--weights-dir", str(tmp_path / "w"), "--device", "cpu", "--json"]
+    result = invoke([*args, "-o", str(tmp_path / "two.png"), "--styles", "gamma, ALPHA,gamma", "--columns", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["styles"] == ["gamma", "alpha"]
+    assert Image.open(tmp_path / "two.png").size[0] == 3 * 32 + 4 * 8  # original + 2 styles in one row
+    one_line_error(CliRunner().invoke(main, [*args, "-o", str(tmp_path / "x.png"), "--styles", "alpah"]),
+                   "no style named 'alpah'")
+    assert not (tmp_path / "x.png").exists()
+    empty = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "x.png"), "--styles", " , "])
+    assert empty.exit_code == 2 and "give one or more style names" in empty.output
