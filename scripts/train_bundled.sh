@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 PHOTOS=runs/photos
 [ -d "$PHOTOS" ] || python scripts/export_training_photos.py "$PHOTOS"
 VGG=$(python scripts/fetch_vgg16.py runs/vgg)
+# styler never trains into the package's folder; the finished files are copied there at the end.
+OUT=runs/bundled/weights
 declare -A STYLE=([starry]=starry_night.jpg [shipwreck]=shipwreck.jpg [matisse]=woman-with-hat-matisse.jpg)
 # Starry Night uses Gatys et al.'s style layers (up to relu5_1): bolder, thicker strokes and small
 # swirling dabs than Johnson et al.'s (the vgg16 default), the study in docs/bundled-styles.md.
@@ -40,7 +42,7 @@ for n in "${names[@]}"; do
     --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
     --steps "$STEPS" --image-size 128 --style-size "${STYLE_SIZE[$n]}" --batch-size 4 --seed 0 --workers 0 \
     --val-every 100 --checkpoint-every 100 --preview-every 200 --device cpu \
-    --weights-dir weights --run-dir "runs/bundled/$n" --force --overwrite &
+    --weights-dir "$OUT" --run-dir "runs/bundled/$n" --force --overwrite &
 done
 wait
 # The Shipwreck's dark, busy surface swallows faces at content weight 1: a short second stage
@@ -48,11 +50,11 @@ wait
 if [[ " ${names[*]} " == *" shipwreck "* ]]; then
   # shellcheck disable=SC2086  # TV holds options
   OMP_NUM_THREADS=2 python -m styler -q train --style samples/styles/shipwreck.jpg --content-dir "$PHOTOS" \
-    --name shipwreck --init-from weights/shipwreck.safetensors $TV \
+    --name shipwreck --init-from "$OUT/shipwreck.safetensors" $TV \
     --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
     --steps 200 --lr 5e-4 --content-weight 5 --image-size 128 --style-size 256 --batch-size 4 --seed 1 \
     --workers 0 --val-every 50 --checkpoint-every 100 --preview-every 0 --device cpu \
-    --weights-dir weights --run-dir runs/bundled/shipwreck_finish --force --overwrite
+    --weights-dir "$OUT" --run-dir runs/bundled/shipwreck_finish --force --overwrite
 fi
 # Video variants (<name>-video): 200 steps from each style with the temporal loss, so strokes stay
 # put when the picture moves by a few pixels or gains noise (docs/bundled-styles.md, "Video variants").
@@ -63,10 +65,13 @@ declare -A TEMPORAL=([starry]=10 [shipwreck]=20 [matisse]=10)
 for n in "${names[@]}"; do
   # shellcheck disable=SC2086  # EXTRA, LAYERS and TV hold options
   python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n-video" \
-    --init-from "weights/$n.safetensors" ${EXTRA[$n]} ${LAYERS[$n]} $TV \
+    --init-from "$OUT/$n.safetensors" ${EXTRA[$n]} ${LAYERS[$n]} $TV \
     --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe \
     --steps 200 --lr 5e-4 --temporal-weight "${TEMPORAL[$n]}" --image-size 128 --style-size "${STYLE_SIZE[$n]}" --batch-size 4 --seed 1 \
     --workers 0 --val-every 50 --checkpoint-every 50 --preview-every 0 --device cpu \
-    --weights-dir weights --run-dir "runs/bundled/$n-video" --force --overwrite &
+    --weights-dir "$OUT" --run-dir "runs/bundled/$n-video" --force --overwrite &
 done
 wait
+for n in "${names[@]}"; do
+  cp "$OUT/$n.safetensors" "$OUT/$n-video.safetensors" styler/weights/
+done

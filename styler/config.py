@@ -19,6 +19,7 @@ from styler.errors import ConfigError
 
 FORMAT_VERSION = 2  # of weights files and run.json
 WEIGHTS_ENV = "STYLER_WEIGHTS_DIR"
+HOME_ENV = "STYLER_HOME"
 # The generator's cosine learning-rate schedule ends at this fraction of --lr.
 LR_FLOOR = 0.1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -441,9 +442,22 @@ class ClusterConfig:
         _check(self.connect_timeout > 0, f"connect timeout must be > 0, got {self.connect_timeout}")
 
 
+def default_data_dir() -> Path:
+    """Where styler keeps your styles and runs, whatever the working folder: ``$STYLER_HOME`` if
+    set, else the per-user data folder (``~/.local/share/styler`` on Linux,
+    ``~/Library/Application Support/styler`` on macOS, ``%LOCALAPPDATA%\\styler`` on Windows)."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("styler", appauthor=False))
+
+
 def default_weights_dir() -> Path:
-    """``$STYLER_WEIGHTS_DIR`` if set, else ``./weights``."""
-    return Path(os.environ.get(WEIGHTS_ENV) or "weights")
+    """Where new styles go: ``$STYLER_WEIGHTS_DIR`` if set, else ``weights`` in the data folder."""
+    folder = os.environ.get(WEIGHTS_ENV)
+    return Path(folder).expanduser() if folder else default_data_dir() / "weights"
 
 
 T = TypeVar("T")

@@ -17,10 +17,12 @@ torch.set_num_threads(1)
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path_factory, monkeypatch):
-    """No test may touch the network, the user's weights or torch's real cache."""
+    """No test may touch the network, the user's styles and runs or torch's real cache."""
     torch.manual_seed(0)
     home = tmp_path_factory.mktemp("torch_home")
     monkeypatch.setenv("TORCH_HOME", str(home))
+    # styler's data folder (styles, runs); also for `python -m styler` in a subprocess.
+    monkeypatch.setenv("STYLER_HOME", str(tmp_path_factory.mktemp("styler_home")))
     monkeypatch.setenv("STYLER_OFFLINE", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for subprocesses (torchrun, python -m styler)
     monkeypatch.delenv("STYLER_WEIGHTS_DIR", raising=False)

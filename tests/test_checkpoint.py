@@ -88,7 +88,7 @@ def test_resolve_by_name_and_path_and_list_available(tmp_path):
     assert resolve_weights("mine", tmp_path) == path
     assert resolve_weights(str(path), tmp_path / "elsewhere") == path
     bundled_and_mine = r"matisse, matisse-video, mine, shipwreck, shipwreck-video, starry, starry-video"
-    with pytest.raises(WeightsError, match=rf"available: {bundled_and_mine}\)"):
+    with pytest.raises(WeightsError, match=rf"available: {bundled_and_mine};"):
         resolve_weights("nope", tmp_path)
 
 

@@ -19,7 +19,9 @@ FAST = ["--features", "random", "--image-size", "64", "--style-size", "64", "--b
 
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # training writes ./runs/<name>; keep it out of the checkout
+    # The data folder (weights/, runs/<name>) is the test's own folder, where the tests look.
+    monkeypatch.setenv("STYLER_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
 
 
 def run(args, **kwargs):

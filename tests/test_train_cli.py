@@ -23,7 +23,9 @@ TINY = ["--features", "random", "--image-size", "32", "--style-size", "64", "--b
 
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # runs/ and weights/ default to the working directory
+    # The data folder (weights/, runs/<name>) is the test's own folder, where the tests look.
+    monkeypatch.setenv("STYLER_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -78,7 +80,7 @@ def test_ctrl_c_then_resume_from_the_run_folder(tmp_path, photo_dir, style_image
     result = train(*args)
     assert result.exit_code == 130
     assert result.stderr.strip().endswith("error: interrupted at step 2; checkpoint saved, resume with: "
-                                          "styler train --resume runs/style")
+                                          f"styler train --resume {tmp_path / 'runs' / 'style'}")
     restore()
     one_line_error(train("--resume", "runs/style", "--lr", 0.002), "lr: 0.001 -> 0.002")
     one_line_error(train(*args), "unfinished run (step 2)")
@@ -205,7 +207,8 @@ def test_torchrun_two_processes_on_gloo(tmp_path, photo_dir, style_image):
            "--name", "ddp", *TINY]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("saved weights/ddp.safetensors") == 1
+    assert proc.stdout.count(f"saved {tmp_path / 'weights' / 'ddp.safetensors'}") == 1  # rank 0 only
+    assert proc.stdout.count(f"run folder: {tmp_path / 'runs' / 'ddp'}") == 2  # at the start and the end
     meta = read_info(tmp_path / "weights" / "ddp.safetensors").metadata
     assert meta["world_size"] == 2
     metrics = (tmp_path / "runs" / "ddp" / "metrics.jsonl").read_text().splitlines()

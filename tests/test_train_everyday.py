@@ -15,6 +15,7 @@ from tests import test_train_cli
 from tests.test_train_cli import TINY, one_line_error, train
 
 in_tmp = test_train_cli.in_tmp  # its autouse fixture: every test here runs in tmp_path
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def base(photo_dir, style_image, *extra):
@@ -32,21 +33,27 @@ def test_existing_style_is_not_replaced_without_overwrite(tmp_path, photo_dir, s
     assert result.exit_code == 0, result.output
 
 
-def test_a_bundled_name_is_refused_then_hidden_never_replaced(tmp_path, photo_dir, style_image):
+def test_the_examples_bundled_name_trains_and_says_it_hides_the_bundled_style(tmp_path, photo_dir, style_image):
+    """`styler train --style starry.png ...` names the style starry, like the bundled one: it
+    trains into your folder, says in one line that it hides the bundled one, never replaces it."""
     bundled = (bundled_dir() / "starry.safetensors").read_bytes()
-    one_line_error(train(*base(photo_dir, style_image, "--steps", 1, "--name", "starry")), "is a bundled style")
-    result = train(*base(photo_dir, style_image, "--steps", 1, "--name", "starry", "--overwrite", "--val-fraction",
-                         0))
+    starry = style_image.rename(style_image.with_name("starry.png"))
+    result = train(*base(photo_dir, starry, "--steps", 1, "--val-fraction", 0))
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "weights" / "starry.safetensors").is_file()
+    note = [line for line in result.stdout.splitlines() if line.startswith("note:")]
+    assert note == ["note: your 'starry' will hide the bundled 'starry'; to keep both, pass another --name"]
+    assert read_info(tmp_path / "weights" / "starry.safetensors").name == "starry"
     assert (bundled_dir() / "starry.safetensors").read_bytes() == bundled
+    one_line_error(train(*base(photo_dir, starry, "--steps", 1)), "a style named 'starry' already exists")
+    result = train(*base(photo_dir, starry, "--steps", 1, "--val-fraction", 0, "--overwrite"))
+    assert result.exit_code == 0 and "note:" not in result.output  # yours already hid it
 
 
-def test_never_writes_into_an_installed_package(photo_dir, style_image, monkeypatch):
-    monkeypatch.setattr("styler.training.resume.in_source_checkout", lambda: False)
-    result = train(*base(photo_dir, style_image, "--steps", 1, "--name", "new", "--weights-dir", bundled_dir(),
+@pytest.mark.parametrize("folder", [bundled_dir(), ROOT / "weights"])
+def test_never_writes_into_the_bundled_styles_not_even_from_a_clone(photo_dir, style_image, folder):
+    result = train(*base(photo_dir, style_image, "--steps", 1, "--name", "new", "--weights-dir", folder,
                          "--overwrite"))
-    one_line_error(result, "inside the installed package")
+    one_line_error(result, "holds styler's bundled styles, inside the package")
     assert not (bundled_dir() / "new.safetensors").exists()
 
 
@@ -330,8 +337,7 @@ def test_loss_curve_plots_the_training_loss_validation_measures(tmp_path, photo_
     assert curve_series([{"step": 1, "total": 3.0}])[0] == [(1.0, 3.0)]  # runs logged before "perceptual"
 
 
-def test_library_callers_replace_their_own_files_but_never_the_installed_package(tmp_path, photo_dir, style_image,
-                                                                                   monkeypatch):
+def test_library_callers_replace_their_own_files_but_never_the_bundled_styles(tmp_path, photo_dir, style_image):
     from dataclasses import replace
 
     from styler.config import GeneratorConfig, TrainConfig
@@ -343,6 +349,5 @@ def test_library_callers_replace_their_own_files_but_never_the_installed_package
                                                                                         num_residual=1))
     for _ in range(2):  # a benchmark or study script rerun into the same folders
         Trainer(config, style_image, photo_dir, tmp_path / "w", torch.device("cpu"), run_dir=tmp_path / "r").run()
-    monkeypatch.setattr("styler.training.resume.in_source_checkout", lambda: False)
-    with pytest.raises(ConfigError, match="inside the installed package"):
+    with pytest.raises(ConfigError, match="bundled styles, inside the package"):
         Trainer(config, style_image, photo_dir, bundled_dir(), torch.device("cpu"), run_dir=tmp_path / "r2")

@@ -105,7 +105,8 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="More detail, repeatable (also accepted before the command)."),
         click.option("--weights-dir", type=click.Path(file_okay=False, path_type=Path),
                      default=None, envvar="STYLER_WEIGHTS_DIR", show_envvar=True,
-                     help="Folder of style weights [default: ./weights]."),
+                     help="Folder of your styles, where training writes [default: weights/ in styler's data "
+                          "folder, which 'styler styles' shows]; ./weights and the bundled styles are read too."),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout for scripts."),
     ]
     for decorator in reversed(decorators):

@@ -125,9 +125,9 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 @click.option("--log-every", type=int, default=_TRAIN.log_every, show_default=True,
               help="Append a line to metrics.jsonl every N steps.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for checkpoints, metrics and previews [default: ./runs/<name>].")
+              help="Folder for checkpoints, metrics and previews [default: runs/<name> in the data folder].")
 @click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
-              help="Continue a checkpointed run: alone with the same options, or with its run folder; "
+              help="Continue a checkpointed run: alone with the same options, or with its name or run folder; "
                    "with a larger --steps, train a finished run longer.")
 @click.option("--force", is_flag=True,
               help="Resume despite changed options, or start over in a folder holding an unfinished run.")
@@ -169,8 +169,8 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
       styler train --style scream.jpg --content-dir photos/ \\
           --vgg-weights ~/vgg16-397923af.pth
       styler train --style starry.png --content-dir photos/ --features random
-      styler train --resume runs/starry          # after Ctrl-C or a crash
-      styler train --resume runs/starry --steps 4000   # train longer
+      styler train --resume starry                 # after Ctrl-C or a crash
+      styler train --resume starry --steps 4000     # train longer
       styler train --style wave.jpg --content-dir photos/ --init-from none
       torchrun --nproc_per_node=4 -m styler train --style starry.png \\
           --content-dir photos/
@@ -268,9 +268,10 @@ def _run_inputs(ctx: click.Context, params: dict[str, Any], resume: str | None, 
                 device: Any) -> tuple[Any, ...]:
     """(config, style, content folder, VGG file, weights folder, run folder or None) of a fresh
     run, or of the run folder being resumed: its run.json supplies everything not typed again."""
-    from styler.training.runs import RunDir
+    from styler.training.runs import RunDir, find_run_dir
 
     if resume:
+        resume = str(find_run_dir(resume))
         spec = RunDir(Path(resume)).read_spec()
         weights_dir = weights_dir or spec.weights_dir
         return (_train_config(ctx, spec.config, params, weights_dir), style_path or spec.style,
@@ -335,6 +336,9 @@ LONG_RUN_S = 30 * 60
 
 
 def _say_start(trainer: Any) -> None:
+    """The run folder (and a budget's plan) before the first step, and that a new style hides a
+    bundled one of its name."""
+    from styler.io.weights import bundled_style
     from styler.training.budget import format_duration
 
     cfg = trainer.config
@@ -345,6 +349,9 @@ def _say_start(trainer: Any) -> None:
                    f"{cfg.style_size} px); {where}", err=True)
     else:
         click.echo(where, err=True)
+    if bundled_style(trainer.name) and not trainer.weights_path.exists():
+        click.echo(f"note: your {trainer.name!r} will hide the bundled {trainer.name!r}; to keep both, "
+                   f"pass another --name", err=True)
 
 
 def _prediction(trainer: Any, steps_per_s: float) -> str:

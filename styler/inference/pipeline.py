@@ -26,6 +26,7 @@ from torchvision.transforms.v2 import functional as TF
 from styler.config import FolderConfig
 from styler.errors import ImageError, StylerError
 from styler.inference.stylizer import Stylizer
+from styler.io.files import remove_stale_temps
 from styler.io.images import mark_output, open_image, save_image, split_alpha
 
 OnImage = Callable[[Path, "str | None"], None]
@@ -235,4 +236,5 @@ def apply_to_paths(stylizer: Stylizer, pairs: Sequence[tuple[Path, Path]], confi
     """Stylize every (input, output) pair; one failing image is recorded and the rest still run."""
     config = config or FolderConfig()
     set_max_pixels(config.max_pixels)
+    remove_stale_temps(dst for _, dst in pairs)  # what a killed run left half-written
     return Pipeline(stylizer, config, on_image).run(pairs)

@@ -8,13 +8,22 @@ to ``0666 & ~umask`` (the umask at import) before it is renamed into place.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from styler.errors import ConfigError
+
+# What atomic_path's mkstemp names a temp file: ".<target name>.<8 random characters>.tmp".
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+# A temp file last written before this moment belongs to a process that died before this one
+# imported styler (a kill -9, a power cut): never to a write still under way.
+_STARTED = time.time()
 
 
 def _read_umask() -> int:
@@ -51,22 +60,6 @@ def atomic_path(path: Path) -> Iterator[str]:
         raise
 
 
-def remove_stale_temps(paths: Iterable[Path]) -> None:
-    """Delete the temp files :func:`atomic_path` left beside ``paths`` when its process was killed
-    (a ``kill -9`` or a lost machine runs no cleanup). Only for a caller that knows no other
-    process is writing these paths; each folder is listed once."""
-    names: dict[Path, set[str]] = {}
-    for path in paths:
-        names.setdefault(Path(path).parent, set()).add(Path(path).name)
-    for folder, wanted in names.items():
-        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") and entry.name.endswith(".tmp") \
-                        and entry.name[1:].rsplit(".", 2)[0] in wanted:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
-
-
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -85,3 +78,37 @@ def check_writable(folder: Path, option: str) -> None:
         raise ConfigError(f"{option} {folder}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {folder}: {existing} is not writable")
+
+
+def _names_matcher(names: Iterable[str]) -> Callable[[str], bool]:
+    """Exact names, or shell patterns such as ``step_*.png``."""
+    exact = set(names)
+    patterns = [name for name in exact if any(c in name for c in "*?[")]
+    return lambda name: name in exact or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _remove_if_stale(path: Path) -> bool:
+    with contextlib.suppress(FileNotFoundError):  # another process cleaning the same folder
+        if path.is_file() and not path.is_symlink() and path.stat().st_mtime < _STARTED:
+            path.unlink()
+            return True
+    return False
+
+
+def remove_stale_temps_in(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Delete the temp files :func:`atomic_path` left in ``folder`` for targets named in ``names``
+    (shell patterns such as ``step_*.png`` allowed) and last written before this process started,
+    so a killed writer leaves no litter once its folder is used again. Other files, and a write
+    under way in another process, are left alone; returns the paths removed."""
+    folder, wanted = Path(folder), _names_matcher(names)
+    temps = [(path, _TEMP_NAME.fullmatch(path.name)) for path in folder.glob(".*.tmp")] if folder.is_dir() else []
+    return [path for path, match in temps if match and wanted(match["target"]) and _remove_if_stale(path)]
+
+
+def remove_stale_temps(paths: Iterable[Path]) -> list[Path]:
+    """:func:`remove_stale_temps_in` for each of ``paths``, in its own folder: a killed writer's
+    temp files beside its outputs (a ``kill -9`` or a lost machine runs no cleanup)."""
+    by_folder: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        by_folder.setdefault(path.parent, set()).add(path.name)
+    return [removed for folder, names in by_folder.items() for removed in remove_stale_temps_in(folder, names)]

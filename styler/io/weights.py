@@ -25,6 +25,7 @@ WEIGHTS_SUFFIX = ".safetensors"
 # Generator fields a weights file may lack, with the value every file that lacks it was built
 # with: the bundled matisse and matisse-video hold no num_downsamples and have three halvings.
 _ABSENT_GENERATOR_FIELDS = {"num_downsamples": 3}
+HEAD_START_ROLE = "head-start"  # metadata "role" of the generator new VGG styles start from
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,32 @@ class WeightsInfo:
     @property
     def features(self) -> str:
         return str(self.metadata.get("features", "unknown"))
+
+    @property
+    def loss_network(self) -> str:
+        """The loss network in brief, ``vgg16 (caffe)``; ``features_source`` names its file too."""
+        source = self.metadata.get("vgg_weights")
+        if isinstance(source, dict) and source.get("kind") not in (None, "random") and source.get("preprocess"):
+            return f"{source['kind']} ({source['preprocess']})"
+        return self.features
+
+    @property
+    def head_start(self) -> bool:
+        """The shared generator new styles start from, not a style of its own."""
+        return self.metadata.get("role") == HEAD_START_ROLE
+
+    @property
+    def steps_trained(self) -> int:
+        # Files from before steps_trained recorded the last step as "steps".
+        return int(self.metadata.get("steps_trained", self.metadata.get("steps", 0)))
+
+    @property
+    def lineage_steps(self) -> int:
+        """Steps trained into this generator, counting the styles it started from (``init_from``)
+        but not the head start's pre-training; recorded when it was trained."""
+        if self.head_start:
+            return 0
+        return int(self.metadata.get("lineage_steps", self.steps_trained))
 
 
 def utc_now() -> str:
@@ -142,6 +169,10 @@ def short_reason(error: Exception, path: Path) -> str:
 
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # styler/, this file is styler/io/weights.py
+# Read when it exists, after your weights folder: styles trained into the working folder, or a
+# project's own. Never written to by default.
+LOCAL_WEIGHTS = Path("weights")
+YOURS, LOCAL, BUNDLED = "yours", "./weights", "bundled"  # where a style comes from, as `styles` says
 
 
 def bundled_dir() -> Path:
@@ -149,69 +180,112 @@ def bundled_dir() -> Path:
     return _PACKAGE / "weights"
 
 
-def in_source_checkout() -> bool:
-    """True when the package runs from a clone of the repository (not an installed copy)."""
-    return (_PACKAGE.parent / "pyproject.toml").is_file()
+def is_bundled_dir(folder: Path) -> bool:
+    """True for the package's own styles folder, also through a link (a clone's ``weights``)."""
+    return Path(folder).resolve() == bundled_dir().resolve()
+
+
+def bundled_style(name: str) -> Path | None:
+    """The bundled style file called ``name``, if there is one."""
+    path = bundled_dir() / f"{name}{WEIGHTS_SUFFIX}"
+    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)
 class Style:
-    """One style a name can pick: the user's (weights folder) or bundled with the package."""
+    """One style a name can pick: yours, one in ``./weights``, or one bundled with the package."""
 
     path: Path
-    bundled: bool
+    source: str  # YOURS, LOCAL or BUNDLED
     info: WeightsInfo | None = None
     error: WeightsError | None = None
-    shadowed: bool = False  # a bundled style hidden by the user's style of the same name
+    hidden_by: str = ""  # the source of a style of the same name found first, which a name picks
 
     @property
     def name(self) -> str:
         return self.path.stem
 
+    @property
+    def bundled(self) -> bool:
+        return self.source == BUNDLED
 
-def _search_dirs(directory: Path | None) -> tuple[Path, Path | None]:
-    """(the user's weights folder, the bundled folder unless it is the same folder)."""
-    user = Path(directory) if directory is not None else default_weights_dir()
-    bundled = bundled_dir()
-    same = user.is_dir() and bundled.is_dir() and user.resolve() == bundled.resolve()
-    return user, None if same else bundled
+    @property
+    def shadowed(self) -> bool:
+        return bool(self.hidden_by)
 
 
-def list_styles(directory: Path | None = None) -> list[Style]:
-    """The user's styles in ``directory`` (default ``$STYLER_WEIGHTS_DIR`` or ``./weights``) and
-    the bundled ones, sorted by name; a user style hides a bundled one of the same name."""
-    user, bundled = _search_dirs(directory)
-    same = bundled is None
+def search_dirs(directory: Path | None = None) -> list[tuple[str, Path]]:
+    """(source, folder) where style names are looked up, in order: your weights folder
+    (``directory``, default :func:`styler.config.default_weights_dir`), ``./weights`` when it
+    exists, the bundled styles. A folder met twice counts once, and the bundled folder is always
+    the bundled one (a clone's ``weights`` links to it)."""
+    candidates = [(YOURS, Path(directory) if directory is not None else default_weights_dir()),
+                  (LOCAL, LOCAL_WEIGHTS), (BUNDLED, bundled_dir())]
+    found: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
+    for source, folder in candidates:
+        key = folder.resolve()
+        if (source == LOCAL and not folder.is_dir()) or key in seen or (source != BUNDLED and is_bundled_dir(folder)):
+            continue
+        seen.add(key)
+        found.append((source, folder))
+    return found
+
+
+def _styles_in_search_order(directory: Path | None) -> list[Style]:
     styles: list[Style] = []
-    mine = set()
-    for root, is_bundled in ((user, same), (bundled, True)):
-        if root is None or not root.is_dir():
+    first: dict[str, str] = {}  # style name -> the source a name picks
+    for source, root in search_dirs(directory):
+        if not root.is_dir():
             continue
         for path in sorted(root.glob(f"*{WEIGHTS_SUFFIX}")):
             try:
                 info, error = read_info(path), None
             except WeightsError as exc:
                 info, error = None, exc
-            styles.append(Style(path, is_bundled, info, error, shadowed=is_bundled and path.stem in mine))
-            if not is_bundled:
-                mine.add(path.stem)
-    return sorted(styles, key=lambda s: (s.name, s.bundled))
+            styles.append(Style(path, source, info, error, hidden_by=first.get(path.stem, "")))
+            first.setdefault(path.stem, source)
+    return styles
+
+
+def list_styles(directory: Path | None = None) -> list[Style]:
+    """Every style a name can pick, sorted by name: yours (``directory``, default
+    ``$STYLER_WEIGHTS_DIR`` or the data folder's ``weights``), those in ``./weights`` and the
+    bundled ones. A style hides the later ones of its name (``hidden_by``); a file that cannot
+    be read is listed with its ``error``."""
+    return sorted(_styles_in_search_order(directory), key=lambda style: style.name)  # stable: search order
+
+
+def _no_such_style(name: str, directory: Path | None) -> WeightsError:
+    """One line: the folders searched, the close names (if any) and every usable name."""
+    import difflib
+
+    usable = sorted({style.name for style in _styles_in_search_order(directory) if style.error is None})
+    folders = ", ".join("the bundled styles" if source == BUNDLED else str(folder)
+                        for source, folder in search_dirs(directory))
+    by_key = {style.casefold(): style for style in usable}
+    close = [by_key[key] for key in difflib.get_close_matches(name.casefold(), list(by_key), n=3)]
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return WeightsError(f"no style named {name!r} in {folders}; {hint}available: {', '.join(usable) or 'none'}; "
+                        f"pass a .safetensors path or train one with 'styler train'")
 
 
 def resolve_weights(name_or_path: str, directory: Path | None = None) -> Path:
-    """A path to an existing file is used as is; otherwise ``<name>.safetensors`` in the user's
-    weights folder, then among the bundled styles."""
+    """A path to an existing file is used as is; otherwise the style of that name (exactly, else
+    in any case) from the first folder of :func:`search_dirs` that has it."""
     candidate = Path(name_or_path)
     if candidate.is_file():
         return candidate
-    user, bundled = _search_dirs(directory)
-    for root in (user, bundled):
-        if root is not None and (root / f"{name_or_path}{WEIGHTS_SUFFIX}").is_file():
+    if candidate.suffix == WEIGHTS_SUFFIX or len(candidate.parts) > 1:
+        raise WeightsError(f"{name_or_path}: no such weights file")
+    for _, root in search_dirs(directory):
+        if (root / f"{name_or_path}{WEIGHTS_SUFFIX}").is_file():
             return root / f"{name_or_path}{WEIGHTS_SUFFIX}"
-    available = sorted({s.name for s in list_styles(directory) if s.error is None})
-    listing = ", ".join(available) if available else "none"
-    raise WeightsError(f"no style named {name_or_path!r} in {user} or the bundled styles (available: {listing}); "
-                       f"pass a .safetensors path or train one with 'styler train'")
+    key = str(name_or_path).casefold()
+    for style in _styles_in_search_order(directory):
+        if style.name.casefold() == key and not style.shadowed:
+            return style.path
+    raise _no_such_style(str(name_or_path), directory)
 
 
 def head_start_path() -> Path:

@@ -5,14 +5,15 @@ configuration, the kept step and losses, and where it started from."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
 from styler.config import Features, TrainConfig, to_json
-from styler.io.weights import utc_now
+from styler.io.weights import WeightsInfo, utc_now
 from styler.nn.vgg import FeatureExtractor
 from styler.training.distributed import DistContext
+from styler.training.runs import RunSpec
 from styler.training.validation import BestTracker
 
 
@@ -34,6 +35,7 @@ class RunState(Protocol):
     device: torch.device
     train_paths: list[Path]
     val_count: int
+    spec: RunSpec
 
 
 def weights_metadata(trainer: RunState) -> dict[str, object]:
@@ -66,11 +68,27 @@ def weights_metadata(trainer: RunState) -> dict[str, object]:
     }
     if trainer.best.state is not None:
         meta.update(val_loss=trainer.best.loss, stopped_early=trainer.stopped_early)
-    if cfg.init_from:
-        meta["init_from"] = cfg.init_from
+    meta.update(lineage_metadata(trainer.spec.init, cfg.init_from, trainer.step))
     if cfg.features is Features.RANDOM:
         meta["features_note"] = ("trained with random (not ImageNet) VGG features; "
                                  "expect weaker stylization")
     elif trainer.extractor.source.note:
         meta["features_note"] = trainer.extractor.source.note
+    return meta
+
+
+def init_facts(info: WeightsInfo) -> dict[str, object]:
+    """What a run keeps about the generator it starts from, read when it starts (the file may be
+    gone, or replaced, by the time the run ends)."""
+    return {"name": info.name, "steps": info.lineage_steps, "head_start": info.head_start}
+
+
+def lineage_metadata(init: dict[str, Any], init_from: str, steps: int) -> dict[str, object]:
+    """``init_from`` and ``lineage_steps``: this run's steps plus those of the styles it started
+    from. The head start's pre-training is not counted: it is where every new style starts."""
+    if not init:  # from scratch, or a run folder from before runs kept what they started from
+        return {"init_from": init_from} if init_from else {}
+    meta: dict[str, object] = {"init_from": init_from or init["name"], "lineage_steps": init["steps"] + steps}
+    if init["head_start"]:
+        meta["init_head_start"] = True
     return meta

@@ -13,10 +13,10 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from styler.config import LR_FLOOR, TrainConfig, from_dict, to_json
+from styler.config import LR_FLOOR, TrainConfig, default_weights_dir, from_dict, to_json
 from styler.errors import ConfigError, TrainingError
-from styler.io.files import check_writable
-from styler.io.weights import bundled_dir, in_source_checkout
+from styler.io.files import check_writable, remove_stale_temps_in
+from styler.io.weights import is_bundled_dir
 from styler.training.runs import config_differences
 from styler.training.schedule import cosine_schedule
 
@@ -47,22 +47,19 @@ def saved_config(state: dict[str, Any]) -> TrainConfig:
     return from_dict(TrainConfig, json.loads(state["config"]))
 
 
+def check_weights_folder(folder: Path) -> None:
+    """Never write into the package's bundled styles, also from a clone (its ``weights`` links there)."""
+    if is_bundled_dir(folder):
+        raise ConfigError(f"{folder} holds styler's bundled styles, inside the package; styles you train go "
+                          f"to your weights folder ({default_weights_dir()}) or another folder you name")
+
+
 def check_new_style(weights_path: Path, overwrite: bool) -> None:
-    """Refuse to replace a style (or hide a bundled one) unless ``overwrite``; never write into
-    an installed package's bundled styles."""
-    name, bundled = weights_path.stem, bundled_dir()
-    into_package = weights_path.parent.absolute().resolve() == bundled.resolve()
-    if into_package and not in_source_checkout():
-        raise ConfigError(f"{weights_path.parent} holds styler's bundled styles inside the installed package; "
-                          f"pass another --weights-dir")
-    if overwrite:
-        return
-    if weights_path.exists():
-        raise ConfigError(f"a style named {name!r} already exists ({weights_path}); pick another --name, "
-                          f"or pass --overwrite to replace it")
-    if (bundled / weights_path.name).is_file():
-        raise ConfigError(f"{name!r} is a bundled style; pick another --name, or pass --overwrite to hide it "
-                          f"with yours")
+    """Refuse to replace your style of that name unless ``overwrite``. A bundled style of that name
+    is not replaced, only hidden: a name picks yours first."""
+    if weights_path.exists() and not overwrite:
+        raise ConfigError(f"a style named {weights_path.stem!r} already exists ({weights_path}); pick another "
+                          f"--name, or pass --overwrite to replace it")
 
 
 class Resumable:
@@ -70,13 +67,17 @@ class Resumable:
 
     def _check_destination(self, resume: bool, force: bool, overwrite: bool) -> None:
         """Before any data is read: refuse to replace a style or a finished run unless
-        ``overwrite``, to write into an installed package, or into a folder we cannot write."""
+        ``overwrite``, to write into the package's bundled styles, or into a folder we cannot
+        write; remove what a killed run of these names left half-written."""
         if resume:
             self._check_something_to_add()
         if not self.dist.is_main:
             return
+        check_weights_folder(self.weights_path.parent)
         for folder, option in ((self.weights_path.parent, "--weights-dir"), (self.run_dir.path, "--run-dir")):
             check_writable(folder, option)
+        self.run_dir.remove_stale_temps()
+        remove_stale_temps_in(self.weights_path.parent, (self.weights_path.name,))
         if not resume:
             check_new_style(self.weights_path, overwrite)
             self._check_run_folder(force, overwrite)
@@ -116,7 +117,8 @@ class Resumable:
         self._check_same_run(saved, force)
         self._load_checked(self._resume_state)
         if self.run_dir.spec_path.is_file():
-            self.spec = replace(self.spec, schedule=self.run_dir.read_spec().schedule)
+            saved_spec = self.run_dir.read_spec()
+            self.spec = replace(self.spec, schedule=saved_spec.schedule, init=saved_spec.init)
         if self.config.steps != saved.steps or self.config.lr != saved.lr:
             self._fresh_schedule()
         if self.dist.is_main:

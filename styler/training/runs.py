@@ -1,9 +1,10 @@
 """Run directories: what a training run leaves on disk so it can be watched and resumed.
 
-``runs/<name>/`` holds ``run.json`` (the config and paths, enough to resume with only the
-folder), ``checkpoint.pt`` (everything mutable: networks, optimisers, scheduler, step, RNG
-states, data position), ``metrics.jsonl`` (one JSON line per logged step), ``previews/`` and,
-at the end, ``loss_curve.png`` and ``contact_sheet.png``.
+``runs/<name>/`` in the data folder (:func:`default_run_dir`, beside your styles) holds
+``run.json`` (the config and paths, enough to resume with only the folder), ``checkpoint.pt``
+(everything mutable: networks, optimisers, scheduler, step, RNG states, data position),
+``metrics.jsonl`` (one JSON line per logged step), ``previews/`` and, at the end,
+``loss_curve.png`` and ``contact_sheet.png``.
 
 Checkpoints are written with ``torch.save`` and read with ``torch.load(weights_only=True)``:
 only tensors and plain containers, so loading one never unpickles arbitrary objects. Every
@@ -15,17 +16,16 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from styler.config import FORMAT_VERSION, TrainConfig, from_dict, to_json
+from styler.config import FORMAT_VERSION, TrainConfig, default_data_dir, from_dict, to_json
 from styler.errors import ConfigError, TrainingError
-from styler.io.files import atomic_path
+from styler.io.files import atomic_path, remove_stale_temps_in
 
-RUNS_DIR = Path("runs")
 CHECKPOINT_FORMAT = "styler-run-checkpoint"
 CHECKPOINT_VERSION = 2
 # Options that change how a run is watched or executed but not what it computes: they may
@@ -36,8 +36,17 @@ RESUME_SAFE_FIELDS = frozenset({"log_every", "val_every", "patience", "checkpoin
 
 
 def default_run_dir(name: str) -> Path:
-    """``./runs/<name>``: relative to the working directory, like ``./weights``."""
-    return RUNS_DIR / name
+    """``runs/<name>`` in the data folder, beside your styles, whatever the working folder."""
+    return default_data_dir() / "runs" / name
+
+
+def find_run_dir(name_or_path: Path | str) -> Path:
+    """A run folder given as a path, or by the name of a run in the data folder's ``runs``."""
+    path = Path(name_or_path)
+    if path.is_dir() or len(path.parts) != 1:
+        return path
+    named = default_run_dir(str(name_or_path))
+    return named if named.is_dir() else path
 
 
 @dataclass(frozen=True)
@@ -54,12 +63,15 @@ class RunSpec:
     schedule: tuple[dict[str, Any], ...] = ()
     # A budgeted run's plan (styler.training.budget.Plan): the chosen steps, cadence and timings.
     plan: dict[str, Any] | None = None
+    # The generator it started from (init_from), read once at the start: {"name", "steps" (its
+    # lineage's), "head_start"}; the weights file records the lineage from it even if that file goes.
+    init: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": FORMAT_VERSION, "config": json.loads(to_json(self.config)), "style": str(self.style),
                 "content_dir": str(self.content_dir), "weights_dir": str(self.weights_dir),
                 "vgg_weights": str(self.vgg_weights) if self.vgg_weights else None,
-                "schedule": list(self.schedule), "plan": self.plan}
+                "schedule": list(self.schedule), "plan": self.plan, "init": self.init}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
@@ -70,7 +82,7 @@ class RunSpec:
         return cls(config=from_dict(TrainConfig, data["config"]), style=Path(data["style"]),
                    content_dir=Path(data["content_dir"]), weights_dir=Path(data["weights_dir"]),
                    vgg_weights=Path(vgg) if vgg else None, schedule=tuple(data.get("schedule", ())),
-                   plan=data.get("plan"))
+                   plan=data.get("plan"), init=dict(data.get("init") or {}))
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -118,8 +130,8 @@ class RunDir:
 
     def read_spec(self) -> RunSpec:
         if not self.spec_path.is_file():
-            raise ConfigError(f"{self.path}: not a styler run folder (no run.json); "
-                              f"pass the folder 'styler train' created under runs/")
+            raise ConfigError(f"{self.path}: not a styler run folder (no run.json); pass a run's name "
+                              f"or the folder 'styler train' named when it started")
         try:
             return RunSpec.from_dict(json.loads(self.spec_path.read_text()))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -143,6 +155,13 @@ class RunDir:
             raise TrainingError(f"{path}: checkpoint version {state.get('version')} is not supported "
                                 f"(expects {CHECKPOINT_VERSION})")
         return state
+
+    def remove_stale_temps(self) -> list[Path]:
+        """What a killed run left half-written here (see :func:`styler.io.files.remove_stale_temps_in`)."""
+        names = (self.spec_path, self.checkpoint_path, self.metrics_path, self.loss_curve_path,
+                 self.contact_sheet_path)
+        return (remove_stale_temps_in(self.path, [path.name for path in names])
+                + remove_stale_temps_in(self.previews_dir, ["*.png"]))
 
     def reset(self) -> None:
         """Start over: drop the previous run's checkpoint, metrics and pictures."""

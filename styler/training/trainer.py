@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Sequence
 
@@ -27,7 +27,7 @@ from styler.nn.vgg import build_feature_extractor
 from styler.training import distributed
 from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content, content_images
 from styler.training.distributed import DistContext
-from styler.training.facts import weights_metadata
+from styler.training.facts import init_facts, weights_metadata
 from styler.training.losses import PerceptualLoss, TemporalLoss, hinge_discriminator_loss, hinge_generator_loss
 from styler.training.previews import loss_curve, pairs_grid
 from styler.training.report import load_style, not_finite, out_of_memory, reraise, timed, worker_failure
@@ -166,6 +166,7 @@ class Trainer(Resumable, Budgeted):
                               f"use the file's architecture")
         self.generator.load_state_dict(load_generator(info.path)[0].state_dict())
         self.init_info = info
+        self.spec = replace(self.spec, init=init_facts(info))
 
     def _wrap_networks(self) -> None:
         cfg = self.config
