@@ -40,7 +40,7 @@ def test_the_examples_bundled_name_trains_and_says_it_hides_the_bundled_style(tm
     starry = style_image.rename(style_image.with_name("starry.png"))
     result = train(*base(photo_dir, starry, "--steps", 1, "--val-fraction", 0))
     assert result.exit_code == 0, result.output
-    note = [line for line in result.stdout.splitlines() if line.startswith("note:")]
+    note = [line for line in result.stderr.splitlines() if line.startswith("note:")]
     assert note == ["note: your 'starry' will hide the bundled 'starry'; to keep both, pass another --name"]
     assert read_info(tmp_path / "weights" / "starry.safetensors").name == "starry"
     assert (bundled_dir() / "starry.safetensors").read_bytes() == bundled
