@@ -27,9 +27,12 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster(tmp_path_factory):
-    """One small cluster for the module: starting one takes seconds, a run on it milliseconds."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    """One small cluster for the module: starting one takes seconds, a run on it milliseconds.
+    Its workers get a data folder of their own, as on another machine (and never the user's)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("STYLER_HOME", str(tmp_path_factory.mktemp("workers_home")))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 _temp_dir=str(tmp_path_factory.mktemp("ray")))
     yield
     ray.shutdown()
 
@@ -184,6 +187,25 @@ def test_a_workers_error_is_the_local_runs_one_line(tmp_path, weights):
     one_line_error(local, "cuda")
     assert remote.exit_code == 1 and remote.stderr.strip().splitlines()[-1] == local.stderr.strip()
     assert "Traceback" not in remote.output and not (tmp_path / "o.png").exists()
+
+
+def test_a_style_found_here_in_the_data_folder_or_in_weights_is_found_by_the_workers(tmp_path, weights,
+                                                                                    monkeypatch):
+    """The workers have neither this process's $STYLER_HOME nor its working folder: they are told
+    the folder where the name was found here."""
+    from styler.config import default_weights_dir
+    from styler.inference.cluster import for_workers
+
+    monkeypatch.chdir(make_photo(tmp_path / "work" / "a.png").parent)
+    default_weights_dir().mkdir(parents=True)
+    (weights / "demo.safetensors").rename(default_weights_dir() / "mine.safetensors")
+    result = CliRunner().invoke(main, ["apply", "a.png", "-o", "o.png", "--style", "mine", "--engine", "ray",
+                                       "--device", "cpu", "--json"])
+    assert summary(result)["done"] == 1 and Image.open(tmp_path / "work" / "o.png").size == (80, 64)
+    (tmp_path / "work" / "weights").mkdir()
+    (default_weights_dir() / "mine.safetensors").rename(tmp_path / "work" / "weights" / "here.safetensors")
+    assert for_workers("here", None) == ("here", tmp_path / "work" / "weights")
+    assert for_workers("starry", None) == ("starry", None)  # every worker has the bundled styles
 
 
 def test_the_address_check_lets_a_real_ray_head_through():

@@ -29,7 +29,7 @@ from styler.config import ApplyConfig, ClusterConfig, FolderConfig, VideoConfig
 from styler.errors import ClusterError, StylerError
 from styler.inference.pipeline import ApplySummary, OnImage, apply_to_paths, set_max_pixels
 from styler.io.files import check_writable, file_sha256, remove_stale_temps
-from styler.io.weights import read_info, resolve_weights
+from styler.io.weights import is_bundled_dir, read_info, resolve_weights
 
 Pair = tuple[Path, Path]
 Task = tuple[str, Any]  # ("stills", [pairs]) or ("moving", pair)
@@ -281,9 +281,16 @@ def _absolute(pair: Pair) -> Pair:
 
 
 def for_workers(style: str | Path, weights_dir: Path | None) -> tuple[str, Path | None]:
-    """Paths workers can open whatever folder they run in; a style name stays a name."""
-    style = Path(style).absolute() if Path(style).is_file() else style
-    return str(style), Path(weights_dir).absolute() if weights_dir is not None else None
+    """(style, weights folder) as workers look the style up, whatever folder and environment they
+    run in: a file as an absolute path; a name stays a name (a worker may hold its own copy; the
+    driver checks they all loaded the same bytes), looked up first in the folder the driver found
+    it in, since a worker has neither the driver's working folder (``./weights``) nor its
+    ``$STYLER_HOME``. A name found nowhere is the local run's one line, here."""
+    if Path(style).is_file():
+        return str(Path(style).absolute()), Path(weights_dir).absolute() if weights_dir is not None else None
+    found = resolve_weights(str(style), weights_dir).parent
+    folder = weights_dir if is_bundled_dir(found) else found
+    return str(style), Path(folder).absolute() if folder is not None else None
 
 
 def apply_on_cluster(style: str | Path, stills: Sequence[Pair], moving: Sequence[Pair], *,
