@@ -98,6 +98,8 @@ def test_the_budget_is_kept_and_the_chosen_steps_reproduce_the_run(tmp_path, pho
         return 2 * step, validation
 
     monkeypatch.setattr(budget_module, "measure", pessimistic)
+    data = tmp_path / "data"  # a budgeted run also writes into the data folder, not the working folder
+    monkeypatch.setenv("STYLER_HOME", str(data))
     gram = ("--style-loss", "gram")
     budget = machine_budget(photo_dir, style_image, *gram)
     start = time.perf_counter()
@@ -106,14 +108,14 @@ def test_the_budget_is_kept_and_the_chosen_steps_reproduce_the_run(tmp_path, pho
     assert result.exit_code == 0, result.output
     assert took <= budget * 1.1, (took, budget)
     summary = json.loads(result.stdout)
-    spec = json.loads((tmp_path / "runs" / "b" / "run.json").read_text())
+    spec = json.loads((data / "runs" / "b" / "run.json").read_text())
     steps, every = spec["config"]["steps"], spec["config"]["val_every"]
     assert spec["config"]["budget_seconds"] == budget and spec["plan"]["steps"] == steps >= 4
     assert summary["steps"] == steps and summary["cut_short"] is None  # it finished its plan in time
     # The same options with --steps N train the same generator, bit for bit.
     again = train(*base(photo_dir, style_image, "--steps", steps, "--val-every", every, "--name", "r", *gram))
     assert again.exit_code == 0, again.output
-    a, b = load_file(tmp_path / "weights" / "b.safetensors"), load_file(tmp_path / "weights" / "r.safetensors")
+    a, b = load_file(data / "weights" / "b.safetensors"), load_file(data / "weights" / "r.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

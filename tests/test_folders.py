@@ -152,3 +152,17 @@ def test_a_folder_apply_removes_stale_temps_of_its_outputs(tmp_path, weights):
                                        str(weights), "--device", "cpu"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert (out / "p0.png").is_file() and not litter.exists() and all(path.exists() for path in others)
+
+
+@pytest.mark.parametrize("command", [
+    ["apply", "a.png", "-o", "out.png", "--style", "Mine"],
+    ["export", "mine", "--format", "torchscript", "-o", "out.pt"],
+    ["sheet", "a.png", "--styles", "mine", "-o", "out.png", "--size", "32"],
+])
+def test_apply_export_and_sheet_find_your_style_from_any_folder(elsewhere, weights, command):
+    default_weights_dir().mkdir(parents=True)
+    (weights / "demo.safetensors").rename(default_weights_dir() / "mine.safetensors")
+    make_photo(elsewhere / "a.png", size=(32, 24))
+    result = CliRunner().invoke(main, [*command, "--device", "cpu"] if command[0] != "export" else command)
+    assert result.exit_code == 0, result.output
+    assert (elsewhere / command[command.index("-o") + 1]).is_file()
