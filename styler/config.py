@@ -224,7 +224,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # JSON (run.json, checkpoints) gives a list; a tuple keeps configs comparable and hashable.
         object.__setattr__(self, "style_layers", tuple(self.style_layers))
-        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        self._check_sizes()
+        self._check_run()
+
+    def _check_sizes(self) -> None:
         _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         _check(self.image_size >= 16, f"image size must be >= 16 pixels, got {self.image_size}")
         _check(self.image_size % self.generator.stride == 0,
@@ -234,17 +237,20 @@ class TrainConfig:
         _check(self.loss.temporal_weight == 0 or self.image_size >= 8 * self.generator.stride,
                f"the temporal loss compares crops {self.generator.stride} px apart away from the edges: "
                f"image size must be >= {8 * self.generator.stride} pixels with it, got {self.image_size}")
+        _check(self.feature_width_divisor in (1, 2, 4, 8),
+               f"feature width divisor must be 1, 2, 4 or 8, got {self.feature_width_divisor}")
+        _check(self.feature_width_divisor == 1 or self.features is Features.RANDOM,
+               "a feature width divisor other than 1 only applies to --features random "
+               "(ImageNet weights have fixed widths)")
+
+    def _check_run(self) -> None:
+        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         for name in ("lr", "d_lr"):
             value = getattr(self, name)
             _check(math.isfinite(value) and value > 0, f"{name} must be a finite number > 0, got {value!r}")
         _check(self.d_every >= 1, f"d_every must be >= 1, got {self.d_every}")
         _check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
         _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
-        _check(self.feature_width_divisor in (1, 2, 4, 8),
-               f"feature width divisor must be 1, 2, 4 or 8, got {self.feature_width_divisor}")
-        _check(self.feature_width_divisor == 1 or self.features is Features.RANDOM,
-               "a feature width divisor other than 1 only applies to --features random "
-               "(ImageNet weights have fixed widths)")
         _check(isinstance(self.val_fraction, (int, float)) and math.isfinite(self.val_fraction)
                and 0 <= self.val_fraction <= 0.5,
                f"val fraction must be between 0 and 0.5, got {self.val_fraction!r}")
@@ -254,7 +260,6 @@ class TrainConfig:
                and self.budget_seconds >= 0, f"budget must be a finite number of seconds >= 0, got {self.budget_seconds!r}")
         for name in ("patience", "preview_every"):
             _check(getattr(self, name) >= 0, f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
-
 
     @property
     def loss_layers(self) -> tuple[str, tuple[str, ...]]:

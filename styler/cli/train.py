@@ -268,27 +268,38 @@ def _run_inputs(ctx: click.Context, params: dict[str, Any], resume: str | None, 
                 device: Any) -> tuple[Any, ...]:
     """(config, style, content folder, VGG file, weights folder, run folder or None) of a fresh
     run, or of the run folder being resumed: its run.json supplies everything not typed again."""
-    from styler.training.runs import RunDir, find_run_dir
-
     if resume:
-        resume = str(find_run_dir(resume))
-        spec = RunDir(Path(resume)).read_spec()
-        weights_dir = weights_dir or spec.weights_dir
-        return (_train_config(ctx, spec.config, params, weights_dir), style_path or spec.style,
-                content_dir or spec.content_dir, vgg_weights or spec.vgg_weights, weights_dir, Path(resume))
+        return _resumed_inputs(ctx, params, resume, style_path, content_dir, vgg_weights, weights_dir)
     if style_path is None or content_dir is None:
         raise click.UsageError("--style and --content-dir are required (unless --resume RUN_DIR)")
     weights_dir = weights_dir or default_weights_dir()
     params["name"] = params["name"] or Path(style_path).stem
-    # Start from the defaults of the chosen loss network (--features random has its own recipe).
-    base = replace(defaults_for(Features(params["features"])), name=params["name"])
-    if budget_s:
-        # The machine's recipe; whatever the user typed still wins in _train_config.
-        size = BUDGET.gpu_image_size if device.type == "cuda" else BUDGET.cpu_image_size
-        base = replace(base, budget_seconds=budget_s, image_size=size, style_size=BUDGET.style_size)
-    config = _train_config(ctx, base, params, weights_dir)
+    config = _train_config(ctx, _fresh_base(params["features"], params["name"], budget_s, device), params,
+                           weights_dir)
     _check_head_start(config)
     return config, style_path, content_dir, vgg_weights, weights_dir, None
+
+
+def _resumed_inputs(ctx: click.Context, params: dict[str, Any], resume: str, style_path: Path | None,
+                    content_dir: Path | None, vgg_weights: Path | None, weights_dir: Path | None) -> tuple[Any, ...]:
+    """:func:`_run_inputs` of a run given by its name (in the data folder's runs) or its folder."""
+    from styler.training.runs import RunDir, find_run_dir
+
+    run_dir = find_run_dir(resume)
+    spec = RunDir(run_dir).read_spec()
+    weights_dir = weights_dir or spec.weights_dir
+    return (_train_config(ctx, spec.config, params, weights_dir), style_path or spec.style,
+            content_dir or spec.content_dir, vgg_weights or spec.vgg_weights, weights_dir, run_dir)
+
+
+def _fresh_base(features: str, name: str, budget_s: float, device: Any) -> TrainConfig:
+    """The defaults of the chosen loss network (--features random has its own recipe) and, for a
+    budget, the machine's recipe; whatever the user typed still wins in _train_config."""
+    base = replace(defaults_for(Features(features)), name=name)
+    if not budget_s:
+        return base
+    size = BUDGET.gpu_image_size if device.type == "cuda" else BUDGET.cpu_image_size
+    return replace(base, budget_seconds=budget_s, image_size=size, style_size=BUDGET.style_size)
 
 
 def _check_head_start(config: TrainConfig) -> None:

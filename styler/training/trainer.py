@@ -331,10 +331,15 @@ class Trainer(Resumable, Budgeted):
         last = self.step == cfg.steps
         if self._due(cfg.log_every) or val is not None or last or self.stopped_early:
             self._log(losses, rate, val)
-        if self._due(cfg.preview_every) or (cfg.preview_every and self.step == FIRST_PREVIEW_STEP):
+        if self._preview_due():
             self.write_preview()
         if self._due(cfg.checkpoint_every) and not last and not self.stopped_early:
             self.save_checkpoint()
+
+    def _preview_due(self) -> bool:
+        """Every ``preview_every`` steps, and once early, so that a slow run soon shows it works."""
+        every = self.config.preview_every
+        return self._due(every) or bool(every and self.step == FIRST_PREVIEW_STEP)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -367,26 +372,9 @@ class Trainer(Resumable, Budgeted):
         deadline = self._deadline()
         self.generator.train()
         self.discriminator.train()
-        first_step, started = self.step, time.perf_counter()
-        clock = started - self.seconds
-        loader: Iterator[Any] | None = None
         with deferred_interrupt() as interrupted:
             try:
-                while self.step < self.config.steps and not self.stopped_early:
-                    self.cut_short = self._cut_short(stop, deadline)
-                    if self.cut_short:
-                        break
-                    if loader is None:
-                        loader = iter(self._loader())
-                    self._step(self._next_batch(loader, interrupted))
-                    now = time.perf_counter()
-                    self.seconds = now - clock
-                    rate = (self.step - first_step) / max(now - started, 1e-9)
-                    self._after_step(self.last_losses, rate)
-                    if on_step is not None:
-                        on_step(StepReport(self.step, self.last_losses, rate))
-                    if interrupted():
-                        raise KeyboardInterrupt
+                self._steps(on_step, stop, deadline, interrupted)
             except KeyboardInterrupt:
                 if self._at_boundary and self.step > 0:
                     self.save_checkpoint()
@@ -394,6 +382,28 @@ class Trainer(Resumable, Budgeted):
         if self.cut_short and self.val_images is not None and self.best.step != self.step:
             self.best.update(self.validate(), self.step, self.generator, self.last_losses)
         return self._finish()
+
+    def _steps(self, on_step: Callable[[StepReport], None] | None, stop: threading.Event | None,
+               deadline: float | None, interrupted: Callable[[], bool]) -> None:
+        """Step until the last step, an early stop, ``stop`` or the deadline (``cut_short`` says which)."""
+        first_step, started = self.step, time.perf_counter()
+        clock = started - self.seconds
+        loader: Iterator[Any] | None = None
+        while self.step < self.config.steps and not self.stopped_early:
+            self.cut_short = self._cut_short(stop, deadline)
+            if self.cut_short:
+                break
+            if loader is None:
+                loader = iter(self._loader())
+            self._step(self._next_batch(loader, interrupted))
+            now = time.perf_counter()
+            self.seconds = now - clock
+            rate = (self.step - first_step) / max(now - started, 1e-9)
+            self._after_step(self.last_losses, rate)
+            if on_step is not None:
+                on_step(StepReport(self.step, self.last_losses, rate))
+            if interrupted():
+                raise KeyboardInterrupt
 
     def _finish(self) -> TrainResult:
         self.finished = True
