@@ -96,7 +96,8 @@ def run_variant(name: str, spec: dict, out: Path, photos: Path, steps: int, size
                       val_every=max(steps // 6, 1), checkpoint_every=steps,
                       generator=GeneratorConfig(upsample=spec.get("upsample", Upsample.NEAREST),
                                                 antialias=spec.get("antialias", False), num_downsamples=3))
-    trainer = Trainer(cfg, STYLE, photos, out, torch.device("cpu"))
+    # Its run folder beside its styles, not in the user's data folder.
+    trainer = Trainer(cfg, STYLE, photos, out, torch.device("cpu"), run_dir=out / "runs" / name)
     if not spec.get("calibrate", True):
         # Rebuild the loss network without the per-layer rescaling, for the comparison only.
         content_layer, style_layers = DEFAULT_LAYERS[Features.RANDOM]
