@@ -30,7 +30,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from styler.config import Temporal, TileStats, VideoConfig
-from styler.errors import ImageError
+from styler.errors import ConfigError, ImageError
 from styler.inference.guided import scaled_size
 from styler.inference.tiling import Autocast, FixedStatsNorm, GlobalStatsGenerator, NormMode, downscale, \
     tiled_forward
@@ -101,8 +101,8 @@ class _Ema:
 class SteadyNorms:
     """The temporal state of one clip over a :class:`GlobalStatsGenerator`'s norms."""
 
-    def __init__(self, model: GlobalStatsGenerator, temporal: Temporal, config: VideoConfig) -> None:
-        self.model, self.temporal = model, Temporal(temporal)
+    def __init__(self, model: GlobalStatsGenerator, config: VideoConfig) -> None:
+        self.model, self.temporal = model, config.temporal
         self.cuts = SceneCuts(config.cut_threshold)
         self.resets: list[bool] = []
         self.smoothers = {id(n): _Ema(config.ema_decay, self.resets) for n in model.norms}
@@ -171,11 +171,11 @@ class FrameStylizer:
     """Stylizes the consecutive frames of one clip, (N, 3, H, W) uint8 batches in clip order,
     with the clip's temporal statistics (a fresh one per clip: it holds the clip's state)."""
 
-    def __init__(self, stylizer: "Stylizer", temporal: Temporal, config: VideoConfig) -> None:
+    def __init__(self, stylizer: "Stylizer", config: VideoConfig) -> None:
         self.stylizer, self.config = stylizer, config
-        self.temporal = Temporal(temporal)
+        self.temporal = config.temporal
         self.norms = None if self.temporal is Temporal.OFF else \
-            SteadyNorms(stylizer.stats_model(), self.temporal, config)
+            SteadyNorms(stylizer.stats_model(), config)
 
     @property
     def needs_samples(self) -> bool:
@@ -246,10 +246,17 @@ def _to_uint8(frame: Image.Image | torch.Tensor) -> torch.Tensor:
     return frame if frame.dtype == torch.uint8 else frame.float().clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
-def stylize_frames(stylizer: "Stylizer", frames: Iterable[Image.Image | torch.Tensor], temporal: Temporal,
+def stylize_frames(stylizer: "Stylizer", frames: Iterable[Image.Image | torch.Tensor],
                    config: VideoConfig) -> Iterator[Image.Image | torch.Tensor]:
     """See :meth:`styler.inference.stylizer.Stylizer.stylize_frames`."""
-    steady = FrameStylizer(stylizer, temporal, config)
+    if not isinstance(config, VideoConfig):  # checked now, not at the first frame
+        raise ConfigError(f"config must be a VideoConfig (VideoConfig(temporal=...) sets the steadying), "
+                          f"got {config!r}")
+    return _stylized(FrameStylizer(stylizer, config), frames, config)
+
+
+def _stylized(steady: "FrameStylizer", frames: Iterable[Image.Image | torch.Tensor],
+              config: VideoConfig) -> Iterator[Image.Image | torch.Tensor]:
     stream: Iterator[Image.Image | torch.Tensor] = iter(frames)
     if steady.needs_samples:  # SHARED on a stream: statistics of its first frames
         stream = _shared_from_head(steady, stream, config.stats_frames)

@@ -89,7 +89,7 @@ class VideoJob:
         reader = Reader(src, self.stylizer.config.max_size)
         try:
             writer = Writer(dst, reader, self.config)
-            steady = FrameStylizer(self.stylizer, self.config.temporal, self.config)
+            steady = FrameStylizer(self.stylizer, self.config)
             if steady.needs_samples and (samples := reader.samples(self.config.stats_frames)):
                 steady.share(samples)
             try:
@@ -140,7 +140,7 @@ def stylize_animation(stylizer: "Stylizer", src: Path, dst: Path, config: VideoC
     animation_format(dst)  # refuse a target it cannot be written to before the work
     split = [split_alpha(frame, stylizer.config.max_size) for frame in frames]
     pixels = [TF.pil_to_tensor(rgb) for rgb, _ in split]
-    steady = FrameStylizer(stylizer, config.temporal, config)
+    steady = FrameStylizer(stylizer, config)
     if steady.needs_samples:
         step = max(1, len(pixels) // config.stats_frames)
         steady.share(pixels[::step][:config.stats_frames])
