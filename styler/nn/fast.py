@@ -1,7 +1,8 @@
 """Inference fast path: the same generator with its upsample-then-convolve layers rewritten.
 
 :class:`FastGenerator` gives the outputs of :class:`styler.nn.generator.Generator` within float
-rounding, faster and in less memory (docs/performance.md); the Stylizer runs it.
+rounding, faster and in less memory (docs/performance.md); the Stylizer runs it, on the photo
+extended by :data:`~styler.nn.generator.BORDER` pixels (``margin=0`` runs it as trained).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from styler.config import Upsample
-from styler.nn.generator import Generator, UpBlock, _padded_forward
+from styler.nn.generator import BORDER, Generator, UpBlock, _padded_forward
 
 # --- Inference fast path -------------------------------------------------------------------
 #
@@ -70,12 +71,13 @@ class FastGenerator(nn.Module):
 
     Built from a trained generator with :meth:`from_generator`; it shares no state with it and
     has its own state_dict layout, so save and load the plain :class:`Generator` and convert
-    after loading.
+    after loading. ``margin``: pixels of :class:`~styler.nn.generator.Border` extension around
+    every input (0: the trained generator's own outputs, borders included).
     """
 
-    def __init__(self, generator: Generator) -> None:
+    def __init__(self, generator: Generator, margin: int = BORDER) -> None:
         super().__init__()
-        self.config = generator.config
+        self.config, self.margin = generator.config, margin
         # The body ends with the upsample before the head; the head's SubpixelConv takes it in.
         layers = [_fast_up_block(m) if isinstance(m, UpBlock) else m for m in list(generator.body)[:-1]]
         self.head = SubpixelConv(generator.head[1], self.config.upsample)
@@ -83,10 +85,10 @@ class FastGenerator(nn.Module):
 
     @classmethod
     @torch.no_grad()
-    def from_generator(cls, generator: Generator) -> "FastGenerator":
+    def from_generator(cls, generator: Generator, margin: int = BORDER) -> "FastGenerator":
         import copy
 
-        return cls(copy.deepcopy(generator)).eval()
+        return cls(copy.deepcopy(generator), margin).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _padded_forward(self.body, self.head, self.config, x)
+        return _padded_forward(self.body, self.head, self.config, x, self.margin)
