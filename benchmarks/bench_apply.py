@@ -84,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="one JSON object per size on stdout")
     add_curve_arguments(p)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     default_sizes = CURVE_SIZES if args.curve else DEFAULT_SIZES
     args.sizes = args.sizes or [parse_size(s) for s in default_sizes]
     if args.large:
@@ -242,14 +244,18 @@ def print_table(rows: list[dict[str, object]], info: dict[str, object]) -> None:
                   f"PSNR {row['styler_bf16_psnr_vs_fp32_db']} dB vs fp32")
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, object]]:
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def _curve(args: argparse.Namespace) -> list[dict[str, object]] | None:
+    """The --curve rows (or one child's measurement); None when the run is not a curve."""
     if args.curve_child:
         return [curve_child(args)]
-    if args.curve:
-        return run_curve(args)
+    return run_curve(args) if args.curve else None
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+    args = parse_args(argv)
+    curve = _curve(args)
+    if curve is not None:
+        return curve
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if args.device == "auto" else args.device)
     peak_dtype = torch.bfloat16 if device.type == "cuda" and args.precision == "bf16" else torch.float32
@@ -269,7 +275,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     if not args.json:
         print_table(rows, info)
     return rows
-
 
 
 # --- The time-per-megapixel curve and peak memory (--curve) ----------------------------------
