@@ -9,11 +9,18 @@ achieved GFLOP/s next to the device's peak, the best of large matmuls run before
 ``--precision both`` adds the fast path under bf16 autocast (its speed against fp32's and its PSNR
 against the fp32 output: what ``--precision auto`` would pick on a CPU with native bf16); the
 header names the CPU's bf16 instructions (AVX512-BF16, AMX).
+styler's two networks run on the photo extended by its border (styler.nn.generator.Border), as
+``styler apply`` does; TransformerNet on the photo alone.
+
+``--curve``: what ``styler apply`` costs as photos grow, the whole-image pass against the
+streamed stripes of styler.inference.tiling (exact statistics): milliseconds per megapixel and
+peak memory for each size, every measurement in a fresh process (see :func:`run_curve`).
 
     PYTHONPATH=. python -m benchmarks.bench_apply                      # 256 512 1024 2048
     PYTHONPATH=. python -m benchmarks.bench_apply --sizes 256 --precision both
     PYTHONPATH=. python -m benchmarks.bench_apply --sizes 1024 3840x2160 --json
     PYTHONPATH=. python -m benchmarks.bench_apply --precision bf16 --channels-last --device cuda
+    PYTHONPATH=. python -m benchmarks.bench_apply --curve              # 512 .. 4096, 8000x6000
 """
 
 from __future__ import annotations
@@ -21,19 +28,25 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
+import time
 from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import loadavg, machine_info, peak_gflops, peak_memory_mb, psnr, time_once
+from benchmarks.common import REPO, loadavg, machine_info, peak_gflops, peak_memory_mb, psnr, time_once
 from benchmarks.transformer_net import TransformerNet
-from styler.config import GeneratorConfig
+from styler.config import ApplyConfig, GeneratorConfig
 from styler.nn.fast import FastGenerator
-from styler.nn.generator import Generator
+from styler.nn.generator import BORDER, Border, Generator, extend_border
 
 DEFAULT_SIZES = ("256", "512", "1024", "2048")
+CURVE_SIZES = ("512", "1024", "2048", "4096", "8000x6000")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -69,8 +82,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--downsamples", type=int, choices=range(1, 5), default=GeneratorConfig().num_downsamples,
                    help="halvings before the residual blocks (3: blocks at 1/8; 2: at 1/4, same FLOPs, more memory traffic)")
     p.add_argument("--json", action="store_true", help="one JSON object per size on stdout")
+    add_curve_arguments(p)
     args = p.parse_args(argv)
-    args.sizes = args.sizes or [parse_size(s) for s in DEFAULT_SIZES]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    default_sizes = CURVE_SIZES if args.curve else DEFAULT_SIZES
+    args.sizes = args.sizes or [parse_size(s) for s in default_sizes]
     if args.large:
         args.sizes.append((4096, 4096))
     if args.repeats < 1:
@@ -179,19 +196,32 @@ def fidelity(outputs: dict[str, torch.Tensor], reference: torch.Tensor, row: dic
     return found
 
 
+class Bordered(torch.nn.Module):
+    """The plain generator on the photo extended by its border, as the fast path runs it: the
+    same work and, within float rounding, the same outputs."""
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stride = self.generator.config.stride
+        return Border(*x.shape[-2:], stride).crop(self.generator(extend_border(x, stride, BORDER)))
+
+
 def build(args: argparse.Namespace, device: torch.device) -> tuple[dict[str, Callable], dict[str, torch.nn.Module]]:
     torch.manual_seed(0)
     plain = Generator(GeneratorConfig(base_channels=args.base_channels, num_downsamples=args.downsamples)).eval()
     models: dict[str, torch.nn.Module] = {"styler": FastGenerator.from_generator(plain)}
     if not args.no_plain:
-        models["plain"] = plain
+        models["plain"] = Bordered(plain)
     if not args.no_baseline:
         models["baseline"] = TransformerNet().eval()
     if args.precision == "both":
         models["styler_bf16"] = models["styler"]
     nets = {name: runner(copy.deepcopy(m), args, device, fast_options=name.startswith("styler"),
                          bf16=args.precision == "bf16" or name == "styler_bf16") for name, m in models.items()}
-    models["reference"] = copy.deepcopy(plain)
+    models["reference"] = Bordered(copy.deepcopy(plain))
     return nets, models
 
 
@@ -214,10 +244,18 @@ def print_table(rows: list[dict[str, object]], info: dict[str, object]) -> None:
                   f"PSNR {row['styler_bf16_psnr_vs_fp32_db']} dB vs fp32")
 
 
+def _curve(args: argparse.Namespace) -> list[dict[str, object]] | None:
+    """The --curve rows (or one child's measurement); None when the run is not a curve."""
+    if args.curve_child:
+        return [curve_child(args)]
+    return run_curve(args) if args.curve else None
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    curve = _curve(args)
+    if curve is not None:
+        return curve
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if args.device == "auto" else args.device)
     peak_dtype = torch.bfloat16 if device.type == "cuda" and args.precision == "bf16" else torch.float32
@@ -237,6 +275,97 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     if not args.json:
         print_table(rows, info)
     return rows
+
+
+# --- The time-per-megapixel curve and peak memory (--curve) ----------------------------------
+
+
+def add_curve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--curve", action="store_true",
+                   help="ms per megapixel and peak memory of the whole-image pass and of stripes, per size "
+                        "(default sizes 512 .. 4096 and 8000x6000), each in a fresh process")
+    p.add_argument("--tile", type=int, default=512,
+                   help="--curve: stripes of about TILE x TILE pixels (styler apply --tile)")
+    p.add_argument("--whole-max", type=int, default=4096 * 4096,
+                   help="--curve: largest image (pixels) also run whole; an 8000x6000 whole pass needs several GiB")
+    p.add_argument("--curve-child", nargs=2, metavar=("MODE", "WxH"), help=argparse.SUPPRESS)
+
+
+def curve_child(args: argparse.Namespace) -> dict[str, object]:
+    """One measurement in this (fresh) process: ``styler apply``'s network on one random photo,
+    whole or in stripes; the best of ``--repeats`` calls after a first one; the peak resident set
+    (``ru_maxrss``: Python, torch, the model, the input and the output included) and the peak heap
+    above what was in use before the timed call (the input was; the output is not)."""
+    from styler.inference.stylizer import Stylizer
+
+    mode, (h, w) = args.curve_child[0], parse_size(args.curve_child[1])
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(base_channels=args.base_channels, num_downsamples=args.downsamples))
+    config = ApplyConfig(tile=args.tile if mode == "stripes" else None, max_tile_pixels=0)
+    stylizer = Stylizer(generator.eval(), device="cpu", config=config)
+    x = torch.rand(1, 3, h, w)
+    stylizer.stylize_tensor(x)  # first call: allocator and kernels warm
+    seconds = []
+    for _ in range(max(1, args.repeats - 1)):
+        start = time.perf_counter()
+        stylizer.stylize_tensor(x)
+        seconds.append(time.perf_counter() - start)
+    heap = peak_memory_mb(lambda: stylizer.stylize_tensor(x), torch.device("cpu"))
+    row = {"mode": mode, "width": w, "height": h, "megapixels": round(h * w / 1e6, 3),
+           "ms_per_megapixel": round(min(seconds) * 1e3 / (h * w / 1e6), 1), "seconds": round(min(seconds), 3),
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+           "heap_peak_mib": None if heap is None else round(heap), "image_mib": round(x.numel() * 4 / 2**20),
+           "threads": torch.get_num_threads(), "loadavg": loadavg()}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _child(args: argparse.Namespace, mode: str, hw: tuple[int, int]) -> dict[str, object]:
+    h, w = hw
+    command = [sys.executable, "-m", "benchmarks.bench_apply", "--curve-child", mode, f"{w}x{h}",
+               "--tile", str(args.tile), "--repeats", str(args.repeats), "--downsamples", str(args.downsamples),
+               "--base-channels", str(args.base_channels), *(["--threads", str(args.threads)] if args.threads else [])]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_curve(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Every size in stripes, and whole up to ``--whole-max`` pixels; a 64x64 run first gives
+    the resident baseline (Python, torch, the model). One table (or JSON rows) for the run."""
+    info = machine_info(torch.device("cpu"))
+    baseline = _child(args, "whole", (64, 64))
+    rows = []
+    for hw in args.sizes:
+        row: dict[str, object] = {"size": f"{hw[1]}x{hw[0]}", "megapixels": round(hw[0] * hw[1] / 1e6, 3),
+                                  "baseline_rss_mib": baseline["peak_rss_mib"]}
+        for mode in ("whole", "stripes"):
+            if mode == "whole" and hw[0] * hw[1] > args.whole_max:
+                continue
+            result = _child(args, mode, hw)
+            for key in ("ms_per_megapixel", "seconds", "peak_rss_mib", "heap_peak_mib", "loadavg"):
+                row[f"{mode}_{key}"] = result[key]
+            row["image_mib"] = result["image_mib"]
+        rows.append(row)
+        if args.json:
+            print(json.dumps({**row, **info}), flush=True)
+    if not args.json:
+        print_curve(rows, info, args)
+    return rows
+
+
+def print_curve(rows: list[dict[str, object]], info: dict[str, object], args: argparse.Namespace) -> None:
+    print(f"# {info['cpu']} ({info['cores']} cores, {info['threads']} threads), torch {info['torch']}, commit "
+          f"{info['commit']}, {info['date_utc']} UTC; stripes of about {args.tile}x{args.tile} px; "
+          f"resident baseline {rows[0]['baseline_rss_mib']} MiB (python, torch, the model)")
+    print(f"{'size':>10} {'MP':>6} {'whole ms/MP':>12} {'stripes ms/MP':>14} {'ratio':>6} "
+          f"{'whole RSS':>10} {'stripes RSS':>12} {'heap':>7} {'image':>6}  loadavg")
+    for row in rows:
+        whole, stripes = row.get("whole_ms_per_megapixel"), row["stripes_ms_per_megapixel"]
+        ratio = f"{stripes / whole:.2f}" if whole else "-"
+        print(f"{row['size']:>10} {row['megapixels']:>6} {whole or '-':>12} {stripes:>14} {ratio:>6} "
+              f"{row.get('whole_peak_rss_mib') or '-':>10} {row['stripes_peak_rss_mib']:>12} "
+              f"{row['stripes_heap_peak_mib'] or '-':>7} {row['image_mib']:>6}  {row['stripes_loadavg']}")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def relative_warping_error(stylized: torch.Tensor, clip: torch.Tensor, shift: tu
 def stylize_clip(stylizer: Stylizer, clip: torch.Tensor, temporal: Temporal, batch: int = 4) -> torch.Tensor:
     """The clip's frames through ``stylize_frames``, (T, 3, H, W) float in [0, 1]."""
     config = VideoConfig(temporal=temporal, batch_size=batch, stats_frames=min(8, len(clip)))
-    return torch.stack(list(stylizer.stylize_frames(list(clip), temporal, config)))
+    return torch.stack(list(stylizer.stylize_frames(list(clip), config)))
 
 
 Clip = tuple[torch.Tensor, tuple[int, int]]  # frames and their motion (dy, dx) per frame

@@ -60,15 +60,12 @@ def test_tiling_arithmetic_is_the_default_generators():
     assert f"about {tiled / untiled:.2f} times the multiply-adds" in USAGE
 
 
-def test_tile_context_sizes_are_the_codes():
-    for upsample, phrase in ((Upsample.BILINEAR, "{margin} px of context with the default bilinear decoder"),
-                             (Upsample.NEAREST, "{margin} px with `--upsample nearest`")):
+def test_stripe_halos_are_the_codes():
+    for upsample in (Upsample.BILINEAR, Upsample.NEAREST):
         tiler = GlobalStatsGenerator(Generator(GeneratorConfig(upsample=upsample)))
-        assert phrase.format(margin=tiler.margin) in PERFORMANCE
-    bilinear = GlobalStatsGenerator(Generator(GeneratorConfig())).decoder_margin
-    nearest = GlobalStatsGenerator(Generator(GeneratorConfig(upsample=Upsample.NEAREST))).decoder_margin
-    assert (f"({bilinear} low-resolution positions of context with the default bilinear decoder, {nearest} with"
-            in PERFORMANCE)
+        assert (f"{tiler.encoder_halo} px above and below an encoder stripe and {tiler.decoder_halo} "
+                f"low-resolution rows around a decoder stripe (the default bilinear decoder and "
+                f"`--upsample nearest` alike)" in PERFORMANCE)
 
 
 def _code_lines(page: Path) -> list[str]:

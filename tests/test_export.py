@@ -9,7 +9,9 @@ from click.testing import CliRunner
 from styler.cli import main
 from styler.config import GeneratorConfig
 from styler.io.weights import save_generator
+from styler.inference.export import export_generator
 from styler.nn import Generator
+from styler.nn.fast import FastGenerator
 
 SIZES = [(48, 64), (37, 53), (12, 7)]  # not a multiple of the stride; narrower than a pad
 
@@ -23,6 +25,11 @@ def weights(tmp_path, request):
             p.add_(torch.randn_like(p) * 0.1)
     save_generator(tmp_path / "w" / "demo.safetensors", g, {"style_name": "demo"})
     return tmp_path / "w", g
+
+
+def applied(g: Generator, x: torch.Tensor) -> torch.Tensor:
+    """What `styler apply` computes: the generator on the photo extended by its border."""
+    return FastGenerator.from_generator(g)(x)
 
 
 def export(tmp_path, weights_dir, fmt, name):
@@ -44,7 +51,7 @@ def test_onnx_matches_torch_at_three_sizes(tmp_path, weights):
         x = torch.rand(2, 3, h, w)
         (y,) = session.run(["stylized"], {"image": x.numpy()})
         with torch.no_grad():
-            assert y.shape == (2, 3, h, w) and (torch.from_numpy(y) - g(x)).abs().max() < 1e-3
+            assert y.shape == (2, 3, h, w) and (torch.from_numpy(y) - applied(g, x)).abs().max() < 1e-3
 
 
 def test_torchscript_matches_torch_at_three_sizes(tmp_path, weights):
@@ -55,7 +62,7 @@ def test_torchscript_matches_torch_at_three_sizes(tmp_path, weights):
     for h, w in SIZES:
         x = torch.rand(1, 3, h, w)
         with torch.no_grad():
-            assert (module(x) - g(x)).abs().max() < 1e-5
+            assert (module(x) - applied(g, x)).abs().max() < 1e-5
 
 
 def test_export_unknown_style_lists_available(tmp_path, weights):
@@ -68,3 +75,10 @@ def test_export_default_name(tmp_path, weights, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["export", "demo", "--weights-dir", str(weights[0])])
     assert result.exit_code == 0 and (tmp_path / "demo.onnx").stat().st_size > 1000
+
+
+def test_export_leaves_the_callers_model_where_it_was(tmp_path):
+    """Exporting works from a CPU copy: the model keeps its dtype and training mode (and device)."""
+    g = Generator(GeneratorConfig(base_channels=4, num_residual=1)).to(torch.float64).train()
+    export_generator(g, tmp_path / "g.pt", "torchscript")
+    assert next(g.parameters()).dtype == torch.float64 and g.training

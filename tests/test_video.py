@@ -10,6 +10,7 @@ import pytest
 
 from styler.config import VideoConfig
 from styler.inference.temporal import FrameStylizer
+from styler.inference.video import Estimate
 from styler.nn import Generator
 from tests.media import TINY, make_clip, probe, run
 
@@ -118,16 +119,54 @@ def test_folders_skip_videos_without_pyav(tmp_path, weights, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
 
 
-def test_webm_by_extension_and_audio_that_cannot_go_there(tmp_path, weights):
+def test_webm_by_extension_reencodes_aac_audio_as_opus(tmp_path, weights):
     silent = make_clip(tmp_path / "silent.mp4", frames=4, audio=False)
     assert run([str(silent), "-o", str(tmp_path / "out.webm"), "--max-size", "32"], weights).exit_code == 0
     with av.open(str(tmp_path / "out.webm")) as container:
         assert container.streams.video[0].codec_context.name == "vp9"
     assert probe(tmp_path / "out.webm")["size"] == (32, 24)  # --max-size shrinks a video
-    loud = make_clip(tmp_path / "loud.mp4", frames=4)
+    loud = make_clip(tmp_path / "loud.mp4", frames=25)  # one second of AAC: WebM cannot hold it unchanged
     result = run([str(loud), "-o", str(tmp_path / "loud.webm")], weights)
-    assert result.exit_code == 1 and "aac audio" in result.output and ".mkv" in result.output
-    assert not (tmp_path / "loud.webm").exists()
+    assert result.exit_code == 0, result.output
+    assert "note:" not in result.stderr  # a one-second clip is not long
+    with av.open(str(tmp_path / "loud.webm")) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "opus" and audio.rate == 48000
+        seconds = sum(frame.samples for frame in container.decode(audio)) / audio.rate
+    assert 0.95 < seconds < 1.1 and probe(tmp_path / "loud.webm")["frames"] == 25
+
+
+def test_container_and_codec_fit_is_checked_before_the_first_frame(tmp_path, weights, monkeypatch):
+    calls = []
+    monkeypatch.setattr(FrameStylizer, "__call__", lambda self, frames: calls.append(1))
+    src = make_clip(tmp_path / "clip.mp4", frames=4)
+    result = run([str(src), "-o", str(tmp_path / "out.webm"), "--codec", "libx264"], weights)
+    assert result.exit_code == 1 and "a .webm file cannot hold libx264 video" in result.output, result.output
+    assert calls == [] and not (tmp_path / "out.webm").exists() and not leftovers(tmp_path)
+
+
+def test_a_long_clip_says_how_long_and_what_shortens_it(tmp_path, weights, monkeypatch):
+    import styler.inference.video as video
+
+    src = make_clip(tmp_path / "wide.mp4", width=1024, height=32, frames=3, audio=False)
+    assert run([str(src), "-o", str(tmp_path / "a.mp4")], weights).stderr.count("note:") == 0
+    monkeypatch.setattr(video, "LONG_VIDEO_SECONDS", 0.0)  # every clip is long
+    result = run([str(src), "-o", str(tmp_path / "b.mp4")], weights)
+    assert result.exit_code == 0, result.output
+    (note,) = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert "wide.mp4: 3 frames at" in note and "frames/s, about" in note
+    assert "--max-size 720 (2x fewer pixels) or --stroke-scale 2 (4x fewer pixels) shortens it" in note
+
+
+def test_estimate_of_a_phone_clip():
+    """30 s of 1080p at 0.9 frames/s, as the issue measured: about 17 minutes."""
+    estimate = Estimate(frames=900, frames_per_second=0.9, height=1080, width=1920, stroke_scale=1.0)
+    assert estimate.long and estimate.duration == "17 min"
+    (size, value, fewer), strokes = estimate.shorter()
+    assert (size, value, round(fewer, 1)) == ("max_size", 720, 7.1) and strokes == ("stroke_scale", 2.0, 4.0)
+    assert Estimate(40, 20.0, 480, 640, 2.0).shorter() == [("stroke_scale", 4.0, 4.0)]
+    assert Estimate(40, 20.0, 480, 640, 2.0).duration == "2 s" and not Estimate(40, 20.0, 480, 640, 2.0).long
+    assert Estimate(8000, 1.0, 480, 640, 1.0).duration == "2 h 13 min"
 
 
 def test_unknown_codec_and_image_output_for_video(tmp_path, weights):

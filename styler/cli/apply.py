@@ -90,7 +90,7 @@ def _apply_moving(stylizer: Any, pairs: list[tuple[Path, Path]], config: VideoCo
                 bar[0](done, f"{done / max(time.perf_counter() - begun, 1e-9):.1f} frames/s")
 
             try:
-                stylize_file(stylizer, src, dst, config, on_frame, quality)
+                stylize_file(stylizer, src, dst, config, on_frame, quality, lambda e: _long_video(src, e, quiet))
                 summary.done.append(dst)
                 summary.pairs.append((src, dst))
             except StylerError as exc:
@@ -121,6 +121,15 @@ class _LocalRun:
 
 
 _RUNS = {Engine.LOCAL: _LocalRun, Engine.RAY: RayRun}  # where the files are stylized
+
+
+def _long_video(src: Path, estimate: Any, quiet: bool) -> None:
+    """Say once, early, that a clip will take long, and which options shorten it."""
+    if estimate.long and not quiet:
+        options = " or ".join(f"--{name.replace('_', '-')} {value:g} ({fewer:.0f}x fewer pixels)"
+                              for name, value, fewer in estimate.shorter())
+        click.echo(f"note: {src.name}: {estimate.frames} frames at {estimate.frames_per_second:.1f} frames/s, "
+                   f"about {estimate.duration}; {options} shortens it", err=True)
 
 
 def _suggest_video_variant(style: str, weights_dir: Path | None) -> None:

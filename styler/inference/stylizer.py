@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator, overload
 import torch
 from PIL import Image, ImageOps
 
-from styler.config import ApplyConfig, DeviceChoice, Temporal, VideoConfig
+from styler.config import ApplyConfig, DeviceChoice, VideoConfig
 from styler.device import autocast, compute_dtype, memory_format, resolve_device
 from styler.errors import ImageError
 from styler.inference.guided import at_stroke_scale
@@ -154,18 +154,19 @@ class Stylizer:
         rgb, alpha = split_alpha(ImageOps.exif_transpose(image), self.config.max_size)
         return join_alpha(self.stylize_tensor(pil_to_tensor(rgb)[None])[0], alpha)
 
-    def stylize_frames(self, frames: Iterable[Image.Image | torch.Tensor], temporal: Temporal = Temporal.EMA,
+    def stylize_frames(self, frames: Iterable[Image.Image | torch.Tensor],
                        config: VideoConfig | None = None) -> Iterator[Image.Image | torch.Tensor]:
         """Stylize a stream of frames in order (a webcam, a decoder of your own) and yield each
         stylized frame as soon as its batch is done, of the kind it came in (PIL or (3, H, W)).
 
-        ``temporal`` steadies the frames (:mod:`styler.inference.temporal`). EMA works on an endless stream;
-        SHARED takes its statistics from the first ``config.stats_frames`` frames, so it suits
-        a stream whose scene does not change. ``config.batch_size`` frames go through together.
+        ``config`` (a :class:`VideoConfig`, the same as for files) steadies the frames with
+        ``config.temporal`` (:mod:`styler.inference.temporal`): SHARED, the default, takes its
+        statistics from the first ``config.stats_frames`` frames, so it suits a stream whose scene
+        does not change; EMA suits an endless one. ``config.batch_size`` frames go through together.
         """
         from styler.inference.temporal import stylize_frames
 
-        return stylize_frames(self, frames, Temporal(temporal), config or VideoConfig(temporal=temporal))
+        return stylize_frames(self, frames, config or VideoConfig())
 
     def stylize_video(self, src: str | Path, dst: str | Path, config: VideoConfig | None = None,
                       on_frame: Callable[[int, int | None], None] | None = None) -> int:

@@ -30,12 +30,11 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from styler.config import Temporal, TileStats, VideoConfig
-from styler.errors import ImageError
+from styler.errors import ConfigError, ImageError
 from styler.inference.guided import scaled_size
 from styler.inference.tiling import Autocast, FixedStatsNorm, GlobalStatsGenerator, NormMode, downscale, \
     tiled_forward
 from styler.io.images import luma
-from styler.nn.fast import FastGenerator
 
 if TYPE_CHECKING:
     from styler.inference.stylizer import Stylizer
@@ -101,8 +100,8 @@ class _Ema:
 class SteadyNorms:
     """The temporal state of one clip over a :class:`GlobalStatsGenerator`'s norms."""
 
-    def __init__(self, model: GlobalStatsGenerator, temporal: Temporal, config: VideoConfig) -> None:
-        self.model, self.temporal = model, Temporal(temporal)
+    def __init__(self, model: GlobalStatsGenerator, config: VideoConfig) -> None:
+        self.model, self.temporal = model, config.temporal
         self.cuts = SceneCuts(config.cut_threshold)
         self.resets: list[bool] = []
         self.smoothers = {id(n): _Ema(config.ema_decay, self.resets) for n in model.norms}
@@ -142,15 +141,6 @@ class SteadyNorms:
             self._set(NormMode.PLAIN)
 
 
-def _fast(model: GlobalStatsGenerator) -> FastGenerator:
-    """The sub-pixel fast path (:class:`FastGenerator`) over ``model``'s own layers, so it shares
-    their FixedStatsNorms: built once per model, ~1.4x faster than the plain layers."""
-    fast = model.__dict__.get("_steady_fast")
-    if fast is None:
-        fast = model.__dict__["_steady_fast"] = FastGenerator(model.net).eval()  # not a submodule
-    return fast
-
-
 def steady_forward(norms: SteadyNorms, x: torch.Tensor, tile: int | None, device: torch.device,
                    autocast: Autocast, stats_size: int) -> torch.Tensor:
     """Raw generator output for a batch of consecutive frames with the clip's statistics. Frames
@@ -159,7 +149,7 @@ def steady_forward(norms: SteadyNorms, x: torch.Tensor, tile: int | None, device
     with norms.frames(x):
         if tile is None:
             with autocast():
-                return _fast(model)(x.to(device)).float()
+                return model(x.to(device)).float()
         with autocast():
             model(downscale(x.float(), stats_size).to(device))  # SMOOTH records, SHARED is fixed already
         model._set_mode(NormMode.FIXED)
@@ -171,11 +161,11 @@ class FrameStylizer:
     """Stylizes the consecutive frames of one clip, (N, 3, H, W) uint8 batches in clip order,
     with the clip's temporal statistics (a fresh one per clip: it holds the clip's state)."""
 
-    def __init__(self, stylizer: "Stylizer", temporal: Temporal, config: VideoConfig) -> None:
+    def __init__(self, stylizer: "Stylizer", config: VideoConfig) -> None:
         self.stylizer, self.config = stylizer, config
-        self.temporal = Temporal(temporal)
+        self.temporal = config.temporal
         self.norms = None if self.temporal is Temporal.OFF else \
-            SteadyNorms(stylizer.stats_model(), self.temporal, config)
+            SteadyNorms(stylizer.stats_model(), config)
 
     @property
     def needs_samples(self) -> bool:
@@ -246,10 +236,17 @@ def _to_uint8(frame: Image.Image | torch.Tensor) -> torch.Tensor:
     return frame if frame.dtype == torch.uint8 else frame.float().clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
-def stylize_frames(stylizer: "Stylizer", frames: Iterable[Image.Image | torch.Tensor], temporal: Temporal,
+def stylize_frames(stylizer: "Stylizer", frames: Iterable[Image.Image | torch.Tensor],
                    config: VideoConfig) -> Iterator[Image.Image | torch.Tensor]:
     """See :meth:`styler.inference.stylizer.Stylizer.stylize_frames`."""
-    steady = FrameStylizer(stylizer, temporal, config)
+    if not isinstance(config, VideoConfig):  # checked now, not at the first frame
+        raise ConfigError(f"config must be a VideoConfig (VideoConfig(temporal=...) sets the steadying), "
+                          f"got {config!r}")
+    return _stylized(FrameStylizer(stylizer, config), frames, config)
+
+
+def _stylized(steady: "FrameStylizer", frames: Iterable[Image.Image | torch.Tensor],
+              config: VideoConfig) -> Iterator[Image.Image | torch.Tensor]:
     stream: Iterator[Image.Image | torch.Tensor] = iter(frames)
     if steady.needs_samples:  # SHARED on a stream: statistics of its first frames
         stream = _shared_from_head(steady, stream, config.stats_frames)

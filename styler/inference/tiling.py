@@ -1,28 +1,32 @@
-"""Stylize images of any size in bounded memory: tiles that share whole-image statistics.
+"""Stylize images of any size: the network streamed through horizontal stripes, with
+statistics of the whole image.
 
 Instance normalisation makes the generator non-local: every output pixel depends on per-channel
-means and variances over the whole image. Running tiles naively therefore gives every tile its
-own colour cast and visible seams. Here every ``InstanceNorm2d`` is swapped for
-:class:`FixedStatsNorm`, which normalises with statistics set from outside. With fixed statistics
-the network is purely local (convolutions, affine normalisation, ReLU, upsampling), so a
-tile whose context extends at least the receptive-field radius beyond the pixels we keep computes
-exactly what the untiled pass would. Tile origins are multiples of the generator stride so the
-pixel-unshuffle and strided convolutions see the same sampling grid as the untiled pass.
+means and variances over the whole image, so pieces stylized on their own would each get their
+own colour cast. Here every ``InstanceNorm2d`` is swapped for :class:`FixedStatsNorm`, which
+normalises with statistics set from outside. With fixed statistics the network is local
+(convolutions, affine normalisation, ReLU, upsampling), so a stripe that carries a halo of rows
+at least the reach of its layers computes exactly what the whole-image pass would. Stripes run
+the layers of :class:`styler.nn.fast.FastGenerator` on the photo extended by its
+:class:`~styler.nn.generator.Border`, the rows of which are built stripe by stripe.
 
-Two ways to get the statistics (:class:`styler.config.TileStats`):
+The network goes through in three parts (:func:`streamed_forward`):
 
-* EXACT (default): every norm's statistics over the whole padded image at full resolution, so
-  the tiled output equals the untiled forward to float rounding. Norms are measured in forward
-  order: for norm k, with all earlier norms fixed to their exact values, the tiles run only up
-  to norm k (:class:`_Reached` stops them) and its input is summed, in float64, over a
-  partition of its positions. The activation after the last strided stage holds as many floats
-  as the input image, so the input of the last encoder norm is built whole once the earlier
-  norms are known; that norm and the residual blocks run on it directly with ordinary instance
-  norm, and the decoder runs tile-wise from
-  it, its norms measured the same way. Cost: see docs/performance.md.
-* DOWNSCALED: one whole-image pass on a copy shrunk to ``stats_size`` records every norm, then
-  overlapping tiles are blended with a raised-cosine window. Cheaper, but low-resolution
-  features have other statistics, so the result differs visibly from the untiled pass.
+* encoder, full resolution -> lowest: stripes of the input; each encoder norm but the last is
+  measured by a pass that runs only the layers before it; a last pass writes the input of the
+  last norm into a whole buffer at the lowest resolution.
+* residual blocks, at the lowest resolution, layer by layer over two whole buffers (the block's
+  input and one scratch buffer, which each convolution overwrites in place keeping a carry of
+  the rows the next stripe still needs): every norm's input is complete before it is used, so
+  its statistics are exact.
+* decoder, lowest -> full resolution: stripes of the buffer; each decoder norm is measured by a
+  pass up to it; the last pass writes the output image.
+
+Where the statistics come from (:class:`styler.config.TileStats`): EXACT measures them as above,
+so the output equals the whole-image pass to float rounding; DOWNSCALED takes every norm's from
+one pass over a copy shrunk to ``stats_size`` and skips the measuring passes (faster, approximate).
+Memory beyond the input and output images: the two buffers (each ``C / stride**2`` floats per
+input pixel) and one stripe's activations; time: linear in the pixels (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -41,29 +45,20 @@ from torch import nn
 from styler.config import TileStats
 from styler.errors import ConfigError
 from styler.nn import Generator
-from styler.nn.generator import finish_output, pad_to_stride, reach
+from styler.nn.fast import FastGenerator, instance_stats, moment_sums, normalize
+from styler.nn.generator import BORDER, Border, finish_output, reach
 
-# Pixels on each side where neighbouring tiles overlap and are cross-faded (DOWNSCALED mode).
-BLEND = 32
+MIN_TILE = 64
 
 Autocast = Callable[[], AbstractContextManager[object]]
+Layers = list[nn.Module]
 
 
 class NormMode(enum.Enum):
     PLAIN = "plain"    # ordinary instance norm over the input it sees
     RECORD = "record"  # ordinary instance norm, and keep its statistics
     FIXED = "fixed"    # normalise with the recorded statistics
-    STOP = "stop"      # the norm being measured: hand its input out by raising _Reached
     SMOOTH = "smooth"  # pass the input's statistics through ``smooth`` (inference.temporal), use and keep them
-
-
-class _Reached(Exception):
-    """Carries the input of the norm being measured out of the forward pass: nothing after it
-    is needed for that norm's statistics, so the rest of the network is skipped."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        super().__init__("norm reached")
-        self.x = x
 
 
 class FixedStatsNorm(nn.Module):
@@ -80,52 +75,59 @@ class FixedStatsNorm(nn.Module):
         self.smooth: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode is NormMode.STOP:
-            raise _Reached(x)
         if self.mode is NormMode.FIXED:
             # One set of statistics (batch 1) may serve a whole batch: frames of one clip.
             if self.mean is None or self.var is None or self.mean.shape[0] not in (1, x.shape[0]):
                 raise RuntimeError("FixedStatsNorm: no statistics recorded for this batch size")
             mean, var = self.mean, self.var
         else:
-            var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, unbiased=False)
+            mean, var = instance_stats(x)
             if self.mode is NormMode.SMOOTH:
                 if self.smooth is None:
                     raise RuntimeError("FixedStatsNorm: SMOOTH mode without a smooth function")
                 mean, var = self.smooth(mean, var)
             if self.mode in (NormMode.RECORD, NormMode.SMOOTH):
                 self.mean, self.var = mean, var
-        y = (x - mean) * torch.rsqrt(var + self.eps)
-        if self.weight is not None:
-            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        return y.to(x.dtype)
+        return normalize(x, mean, var, self.weight, self.bias, self.eps)
 
 
-def _leaves(module: nn.Module) -> list[nn.Module]:
+def _leaves(module: nn.Module) -> Layers:
     """The layers of nested Sequentials in execution order."""
     if isinstance(module, nn.Sequential):
         return [leaf for child in module for leaf in _leaves(child)]
     return [module]
 
 
-def _sections(net: Generator) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
-    """Split into the encoder up to (not including) its last norm, everything from that norm
-    through the residual blocks at the lowest resolution, and the decoder (upsampling, head)."""
-    encoder_layers, residual, decoder = net.stages()
-    encoder = _leaves(nn.Sequential(*encoder_layers))
-    norms = [i for i, m in enumerate(encoder) if isinstance(m, FixedStatsNorm)]
-    cut = norms[-1] if norms else len(encoder)
-    return nn.Sequential(*encoder[:cut]), nn.Sequential(*encoder[cut:], *residual), nn.Sequential(*decoder)
+def _split(layers: Layers) -> list[Layers]:
+    """``layers`` cut before every norm: [before the first norm, from it to the next, ...]."""
+    parts: list[Layers] = [[]]
+    for layer in layers:
+        if isinstance(layer, FixedStatsNorm):
+            parts.append([])
+        parts[-1].append(layer)
+    return parts
+
+
+def _reach(layers: Layers) -> Fraction:
+    return reach(module for layer in layers for module in layer.modules())
+
+
+def _joined(parts: list[Layers]) -> Layers:
+    return [layer for part in parts for layer in part]
+
+
+def _halo(layers: Layers, slack: int = 1) -> int:
+    return math.ceil(_reach(layers)) + slack
 
 
 class GlobalStatsGenerator(nn.Module):
-    """A copy of a :class:`Generator` whose instance norms use statistics set from outside."""
+    """A copy of a :class:`Generator` whose instance norms use statistics set from outside, run
+    through its fast path on the photo extended by ``margin`` (:class:`~styler.nn.generator.Border`)."""
 
-    def __init__(self, generator: Generator) -> None:
+    def __init__(self, generator: Generator, margin: int = BORDER) -> None:
         super().__init__()
         self.net = copy.deepcopy(generator).eval()
-        self.margin = receptive_margin(generator)
-        self.stride = generator.config.stride
+        self.stride, self.margin = generator.config.stride, margin
         self.norms: list[FixedStatsNorm] = []
         for parent in list(self.net.modules()):
             for name, child in parent.named_children():
@@ -133,11 +135,18 @@ class GlobalStatsGenerator(nn.Module):
                     fixed = FixedStatsNorm(child)
                     setattr(parent, name, fixed)
                     self.norms.append(fixed)
-        self.encoder, self.middle, self.decoder = _sections(self.net)
-        # Context around an encoder tile (input pixels, a multiple of the stride so every tile
-        # keeps the sampling grid) and around a decoder tile (lowest-resolution positions).
-        self.encoder_margin = math.ceil(reach(self.encoder.modules()) / self.stride + 1) * self.stride
-        self.decoder_margin = math.ceil(reach(self.decoder.modules())) + 1
+        # The fast path over the same layers: it shares their FixedStatsNorms.
+        self.fast = FastGenerator(self.net, margin).eval()
+        # The fast body is the plain one less its final upsample, which the fast head takes in.
+        body = list(self.fast.body)
+        encoder, residual = (len(stage) for stage in self.net.stages()[:2])
+        self.encoder = _leaves(nn.Sequential(*body[:encoder]))
+        self.blocks = body[encoder:encoder + residual]
+        self.decoder = [*_leaves(nn.Sequential(*body[encoder + residual:])), self.fast.head]
+        # Rows of context around an encoder stripe (input pixels, a multiple of the stride so
+        # every stripe keeps the sampling grid) and a decoder stripe (lowest-resolution rows).
+        self.encoder_halo = math.ceil(_reach(self.encoder) / self.stride + 1) * self.stride
+        self.decoder_halo = _halo(self.decoder)
 
     def _set_mode(self, mode: NormMode) -> None:
         for norm in self.norms:
@@ -148,19 +157,177 @@ class GlobalStatsGenerator(nn.Module):
         """Record every layer's statistics from a (downscaled) pass over the whole image ``x``."""
         self._set_mode(NormMode.RECORD)
         try:
-            self.net(x)
+            self.fast(x)
         finally:
             self._set_mode(NormMode.FIXED)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.fast(x)
 
 
-def receptive_margin(generator: Generator) -> int:
-    """Input pixels beyond a kept pixel that can influence it, rounded up to the stride, plus one
-    stride of slack for the sampling grid."""
-    stride = generator.config.stride
-    return math.ceil((reach(generator.modules()) + stride) / stride) * stride
+class _Moments:
+    """Per-(sample, channel) mean and variance of a tensor seen in pieces: float64 sums."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sums: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def add(self, piece: torch.Tensor) -> None:
+        sums = moment_sums(piece)
+        self.sums = sums if self.sums is None else (self.sums[0] + sums[0], self.sums[1] + sums[1])
+        self.count += piece.shape[-2] * piece.shape[-1]
+
+    def set(self, norm: FixedStatsNorm, device: torch.device) -> None:
+        if self.sums is None:
+            raise RuntimeError("tiling: the measured norm saw no positions")
+        mean = self.sums[0] / self.count
+        norm.mean = mean.float().to(device)
+        norm.var = (self.sums[1] / self.count - mean.square()).clamp_min(0.0).float().to(device)
+
+
+def check_tile(tile: int, stride: int) -> None:
+    if tile < MIN_TILE or tile % stride:
+        raise ConfigError(f"tile size must be a multiple of {stride} and at least {MIN_TILE}, got {tile}")
+
+
+def stripe_rows(tile: int, width: int, stride: int) -> int:
+    """Rows of a full-resolution stripe: about ``tile * tile`` pixels, a multiple of ``stride``."""
+    return max(stride, tile * tile // max(width, 1) // stride * stride)
+
+
+class _Stream:
+    """One batch of images through a :class:`GlobalStatsGenerator`, stripe by stripe."""
+
+    def __init__(self, model: GlobalStatsGenerator, x: torch.Tensor, tile: int, device: torch.device,
+                 autocast: Autocast, measure: bool) -> None:
+        self.model, self.x, self.device, self.autocast, self.measure = model, x, device, autocast, measure
+        self.border = Border(*x.shape[-2:], model.stride, model.margin)
+        self.rows = stripe_rows(tile, self.border.padded_width, model.stride)
+        self.low_rows = self.rows // model.stride
+
+    def _run(self, layers: Layers, piece: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), self.autocast():
+            for layer in layers:
+                piece = layer(piece)
+        return piece
+
+    def _input(self, start: int, stop: int) -> torch.Tensor:
+        """Rows of the extended photo, centred as the generator's first layer expects."""
+        return self.border.rows(self.x, start, stop).to(self.device, torch.float32) * 2.0 - 1.0
+
+    def _stripes(self, layers: Layers, height: int, rows: int, halo: int,
+                 source: Callable[[int, int], torch.Tensor]) -> Iterator[tuple[torch.Tensor, int, int]]:
+        """``layers`` over stripes of ``rows`` rows of a source ``height`` rows high, each with
+        ``halo`` rows of context: yields (the stripe's own rows of the result, their first row
+        and the result's rows per source row)."""
+        for start in range(0, height, rows):
+            stop = min(start + rows, height)
+            first, end = max(0, start - halo), min(height, stop + halo)
+            y = self._run(layers, source(first, end))
+            scale = Fraction(y.shape[-2], end - first)  # exact: stripes keep the sampling grid
+            yield y[..., int((start - first) * scale):int((stop - first) * scale), :], int(start * scale), scale
+
+    def _measure_norms(self, parts: list[Layers], count: int, height: int, rows: int, halo: int,
+                       source: Callable[[int, int], torch.Tensor]) -> None:
+        """Set the statistics of the norms that start ``parts[1:count]``, in order, each by a pass
+        of the layers before it over the whole image (the earlier norms already set)."""
+        for i in range(1, count if self.measure else 1):
+            moments = _Moments()
+            for core, _, _ in self._stripes(_joined(parts[:i]), height, rows, halo, source):
+                moments.add(core)
+            moments.set(parts[i][0], self.device)
+
+    def encode(self) -> torch.Tensor:
+        """The encoder's output, whole, at the lowest resolution; every encoder norm measured."""
+        m, b = self.model, self.border
+        parts = _split(m.encoder)  # a norm follows the encoder's first convolution at least
+        self._measure_norms(parts, len(parts) - 1, b.padded_height, self.rows, m.encoder_halo, self._input)
+        last = parts[-1][0]  # its input is built whole, and measured on the way
+        low = torch.empty(self.x.shape[0], last.weight.numel(), b.padded_height // m.stride,
+                          b.padded_width // m.stride, dtype=torch.float32, device=self.x.device)
+        moments = _Moments()
+        for core, top, _ in self._stripes(_joined(parts[:-1]), b.padded_height, self.rows, m.encoder_halo,
+                                          self._input):
+            low[..., top:top + core.shape[-2], :] = core.to(low.device)
+            moments.add(core)
+        if self.measure:
+            moments.set(last, self.device)
+        self._pass(parts[-1], low, low, 0)  # that norm and its ReLU, in place
+        return low
+
+    def _pass(self, layers: Layers, src: torch.Tensor, dst: torch.Tensor, halo: int,
+              norm: FixedStatsNorm | None = None, add: bool = False) -> None:
+        """``dst`` = ``layers(src)`` (or ``dst +=`` it) at one resolution, stripe by stripe;
+        ``dst`` may be ``src``: the rows the next stripe reads above itself are kept aside before
+        they are overwritten. ``norm``: measure its statistics on the result."""
+        height, carry, moments = src.shape[-2], None, _Moments()
+        for start in range(0, height, self.low_rows):
+            stop = min(start + self.low_rows, height)
+            first, end = max(0, start - halo), min(height, stop + halo)
+            # carry: rows [first, start) of src as they were before the previous stripe wrote them
+            piece = src[..., first:end, :] if carry is None else torch.cat([carry, src[..., start:end, :]], -2)
+            core = self._run(layers, piece.to(self.device))[..., start - first:stop - first, :].float()
+            if norm is not None and self.measure:
+                moments.add(core)
+            if dst is src and halo:
+                carry = src[..., max(0, stop - halo):stop, :].clone()
+            if add:
+                dst[..., start:stop, :] += core.to(dst.device)
+            else:
+                dst[..., start:stop, :] = core.to(dst.device)
+        if norm is not None and self.measure:
+            moments.set(norm, self.device)
+
+    def middle(self, low: torch.Tensor) -> torch.Tensor:
+        """The residual blocks, layer by layer over ``low`` and one scratch buffer."""
+        scratch = torch.empty_like(low) if self.model.blocks else low
+        for block in self.model.blocks:
+            parts = _split(_leaves(block.body))
+            for i, part in enumerate(parts[:-1]):
+                self._pass(part, low if i == 0 else scratch, scratch, _halo(part, slack=0), parts[i + 1][0])
+            self._pass(parts[-1], scratch, low, _halo(parts[-1], slack=0), add=True)
+        return low
+
+    def decode(self, low: torch.Tensor) -> torch.Tensor:
+        """The decoder from the whole lowest-resolution ``low`` to the output image."""
+        m, height = self.model, low.shape[-2]
+
+        def source(start: int, stop: int) -> torch.Tensor:
+            return low[..., start:stop, :].to(self.device)
+
+        parts = _split(m.decoder)
+        self._measure_norms(parts, len(parts), height, self.low_rows, m.decoder_halo, source)
+        n, b = self.x.shape[0], self.border
+        out = torch.empty(n, 3, b.height, b.width, dtype=torch.float32, device=self.x.device)
+        for core, top, _ in self._stripes(m.decoder, height, self.low_rows, m.decoder_halo, source):
+            rows = range(max(top, b.margin), min(top + core.shape[-2], b.margin + b.height))
+            if not rows:
+                continue
+            skip = self.border.rows(self.x, top, top + core.shape[-2]).to(self.device, torch.float32) \
+                if m.net.config.input_skip else core
+            image = finish_output(core.float(), skip, m.net.config.input_skip)
+            out[..., rows.start - b.margin:rows.stop - b.margin, :] = \
+                image[..., rows.start - top:rows.stop - top, b.margin:b.margin + b.width].to(out.device)
+        return out
+
+
+@torch.no_grad()
+def streamed_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, device: torch.device,
+                     autocast: Autocast = nullcontext, measure: bool = True) -> torch.Tensor:
+    """``model`` over ``x`` (N, 3, H, W, on any device) in stripes of about ``tile * tile``
+    pixels on ``device``; float32 on ``x``'s device. ``measure``: every norm's statistics from
+    the whole image (EXACT); otherwise the norms keep the statistics they hold (DOWNSCALED,
+    inference.temporal)."""
+    model._set_mode(NormMode.FIXED)
+    stream = _Stream(model, x, tile, device, autocast, measure)
+    return stream.decode(stream.middle(stream.encode()))
+
+
+def exact_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, device: torch.device,
+                  autocast: Autocast = nullcontext) -> torch.Tensor:
+    """Stripes with every norm's statistics measured over the whole image: equals ``model(x)``
+    (the whole-image fast path) to float rounding."""
+    return streamed_forward(model, x, tile, device, autocast, measure=True)
 
 
 def downscale(x: torch.Tensor, longer: int) -> torch.Tensor:
@@ -173,157 +340,18 @@ def downscale(x: torch.Tensor, longer: int) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
-def tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Starts of cores ``[s, s + tile)`` covering ``[0, length)``; neighbours overlap by BLEND."""
-    step = tile - BLEND
-    starts = [0]
-    while starts[-1] + tile < length:
-        starts.append(starts[-1] + step)
-    assert all(s % stride == 0 for s in starts)
-    return starts
-
-
-def _ramp(start: int, end: int, length: int) -> torch.Tensor:
-    """1-D weights of a core: raised-cosine fade over BLEND pixels at each inner edge."""
-    w = torch.ones(end - start)
-    fade = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(BLEND) + 0.5) / BLEND)
-    if start > 0:
-        w[:BLEND] = fade
-    if end < length:
-        w[-BLEND:] = 1.0 - fade  # the next core's fade-in covers exactly these pixels
-    return w
-
-
-def check_tile(tile: int, stride: int) -> None:
-    if tile < 2 * BLEND or tile % stride:
-        raise ConfigError(f"tile size must be a multiple of {stride} and at least {2 * BLEND}, got {tile}")
-
-
 def tiled_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, device: torch.device,
                   autocast: Autocast = nullcontext, stats_size: int | None = 1024, collect: bool = True,
                   stats: TileStats = TileStats.EXACT) -> torch.Tensor:
-    """Stylize ``x`` (N, 3, H, W, on any device) tile by tile on ``device``; returns float32 on
-    ``x``'s device. ``stats`` says where the instance-norm statistics come from; for DOWNSCALED,
-    from ``x`` shrunk to ``stats_size`` (None: full size), unless ``collect`` is False (the caller
-    already collected them)."""
+    """Stylize ``x`` (N, 3, H, W, on any device) in stripes of about ``tile * tile`` pixels on
+    ``device``; returns float32 on ``x``'s device. ``stats`` says where the instance-norm
+    statistics come from; for DOWNSCALED, from ``x`` shrunk to ``stats_size`` (None: full size),
+    unless ``collect`` is False (the caller already set them)."""
     check_tile(tile, model.stride)
     if stats is TileStats.EXACT:
         return exact_forward(model, x, tile, device, autocast)
-    return _downscaled_forward(model, x, tile, device, autocast, stats_size, collect)
-
-
-def _downscaled_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, device: torch.device,
-                        autocast: Autocast, stats_size: int | None, collect: bool) -> torch.Tensor:
     if collect:
         small = downscale(x.float(), stats_size) if stats_size else x.float()
         with autocast():
             model.collect(small.to(device))
-    n, _, h, w = x.shape
-    out = torch.zeros(n, 3, h, w, dtype=torch.float32, device=x.device)
-    m = model.margin
-    for top in tile_starts(h, tile, model.stride):
-        bottom = min(top + tile, h)
-        wy = _ramp(top, bottom, h)
-        c_top, c_bottom = max(0, top - m), min(h, bottom + m)
-        for left in tile_starts(w, tile, model.stride):
-            right = min(left + tile, w)
-            c_left, c_right = max(0, left - m), min(w, right + m)
-            crop = x[..., c_top:c_bottom, c_left:c_right].to(device, torch.float32)
-            with torch.no_grad(), autocast():
-                y = model(crop)
-            core = y[..., top - c_top:bottom - c_top, left - c_left:right - c_left].float().to(x.device)
-            weight = (wy[:, None] * _ramp(left, right, w)[None, :]).to(x.device)
-            out[..., top:bottom, left:right].addcmul_(core, weight)
-    return out
-
-
-def _cores(section: nn.Module, src: torch.Tensor, tile: int, margin: int, device: torch.device,
-           autocast: Autocast, prep: Callable[[torch.Tensor], torch.Tensor] | None = None,
-           ) -> Iterator[tuple[torch.Tensor, int, int]]:
-    """Run ``section`` on non-overlapping cores of ``src`` (each with ``margin`` positions of
-    context) and yield each core's result (or the input of the norm in STOP mode) with its
-    top-left position at the result's resolution. The cores partition ``src`` exactly once."""
-    h, w = src.shape[-2:]
-    for top in range(0, h, tile):
-        bottom, c_top, c_bottom = min(top + tile, h), max(0, top - margin), min(h, top + tile + margin)
-        for left in range(0, w, tile):
-            right, c_left, c_right = min(left + tile, w), max(0, left - margin), min(w, left + tile + margin)
-            crop = src[..., c_top:c_bottom, c_left:c_right].to(device, torch.float32)
-            with torch.no_grad(), autocast():
-                try:
-                    y = section(prep(crop) if prep else crop)
-                except _Reached as reached:
-                    y = reached.x
-            # Crops are aligned to the stride, so the scale between crop and result is exact.
-            sy, sx = Fraction(y.shape[-2], c_bottom - c_top), Fraction(y.shape[-1], c_right - c_left)
-            core = y[..., int((top - c_top) * sy):int((bottom - c_top) * sy),
-                     int((left - c_left) * sx):int((right - c_left) * sx)]
-            yield core, int(top * sy), int(left * sx)
-
-
-def _measure(norm: FixedStatsNorm, section: nn.Module, src: torch.Tensor, tile: int, margin: int,
-             device: torch.device, autocast: Autocast, prep: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
-    """Set ``norm``'s statistics to those of its input over the whole image (earlier norms fixed)."""
-    norm.mode = NormMode.STOP
-    total = squares = None
-    count = 0
-    try:
-        for core, _, _ in _cores(section, src, tile, margin, device, autocast, prep):
-            core = core.double()
-            s, q = core.sum((2, 3)), core.square().sum((2, 3))
-            total, squares = (s, q) if total is None else (total + s, squares + q)
-            count += core.shape[-2] * core.shape[-1]
-    finally:
-        norm.mode = NormMode.FIXED
-    if total is None or squares is None:
-        raise RuntimeError("tiling: the measured norm was never reached")
-    mean = total / count
-    var = (squares / count - mean.square()).clamp_min(0.0)
-    norm.mean, norm.var = (t[..., None, None].float().to(device) for t in (mean, var))
-
-
-def _norms_of(section: nn.Module) -> list[FixedStatsNorm]:
-    return [m for m in section.modules() if isinstance(m, FixedStatsNorm)]
-
-
-def _assemble(cores: Iterator[tuple[torch.Tensor, int, int]], n: int, size: tuple[int, int],
-              device: torch.device) -> torch.Tensor:
-    """Write the cores into one whole tensor of spatial ``size`` on ``device``."""
-    whole: torch.Tensor | None = None
-    for core, top, left in cores:
-        if whole is None:
-            whole = torch.empty(n, core.shape[1], *size, dtype=torch.float32, device=device)
-        whole[..., top:top + core.shape[-2], left:left + core.shape[-1]] = core
-    assert whole is not None
-    return whole
-
-
-def _centre(x: torch.Tensor) -> torch.Tensor:
-    return x * 2.0 - 1.0  # the generator's input transform, applied before its body
-
-
-@torch.no_grad()
-def exact_forward(model: GlobalStatsGenerator, x: torch.Tensor, tile: int, device: torch.device,
-                  autocast: Autocast = nullcontext) -> torch.Tensor:
-    """Tiled forward with every norm's statistics measured over the whole image at full
-    resolution (see the module docstring): equals ``generator(x)`` to float rounding."""
-    n, _, h, w = x.shape
-    xp = pad_to_stride(x.float(), model.stride)
-    model._set_mode(NormMode.FIXED)
-    for norm in _norms_of(model.encoder):
-        _measure(norm, model.encoder, xp, tile, model.encoder_margin, device, autocast, _centre)
-    low_size = (xp.shape[-2] // model.stride, xp.shape[-1] // model.stride)
-    low = _assemble(_cores(model.encoder, xp, tile, model.encoder_margin, device, autocast, _centre),
-                    n, low_size, x.device)
-    # The last encoder norm and the residual blocks run whole at the lowest resolution (a tensor
-    # the size of the input image), where ordinary instance norm is exact.
-    for norm in _norms_of(model.middle):
-        norm.mode = NormMode.PLAIN
-    with autocast():
-        low = model.middle(low.to(device)).float().to(x.device)
-    low_tile = tile // model.stride
-    for norm in _norms_of(model.decoder):
-        _measure(norm, model.decoder, low, low_tile, model.decoder_margin, device, autocast, None)
-    out = _assemble(_cores(model.decoder, low, low_tile, model.decoder_margin, device, autocast),
-                    n, xp.shape[-2:], x.device)
-    return finish_output(out, xp, model.net.config.input_skip)[..., :h, :w]
+    return streamed_forward(model, x, tile, device, autocast, measure=False)

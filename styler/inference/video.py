@@ -5,7 +5,10 @@
                                                    -> [encode] -> writer thread: encode, mux
 
 Both queues are bounded, so memory stays flat for a clip of any length. Audio packets travel
-through the same queues in demux order and reach the writer untouched. Decoding and encoding
+through the same queues in demux order and reach the writer (which copies them, or encodes them
+again where the container needs another codec). After the first batch, ``on_estimate`` gets an
+:class:`Estimate` of the whole clip's time, so a caller can say early that a clip is long and
+what shortens it. Decoding and encoding
 (:class:`styler.io.video.Reader`, :class:`~styler.io.video.Writer`) and animated images' files
 (:mod:`styler.io.animation`) live in :mod:`styler.io`.
 """
@@ -15,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -36,6 +41,51 @@ if TYPE_CHECKING:
 
 OnFrame = Callable[[int, "int | None"], None]
 _DONE = object()
+# A clip expected to take longer than this is long: worth a note on what shortens it.
+LONG_VIDEO_SECONDS = 120.0
+SMALLER_FRAMES = 720  # the longer side suggested for long clips of larger frames
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A clip's expected stylizing time, from the speed of its first batch of frames."""
+
+    frames: int
+    frames_per_second: float
+    height: int  # of the frames as decoded (after max_size)
+    width: int
+    stroke_scale: float
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.frames_per_second
+
+    @property
+    def long(self) -> bool:
+        return self.seconds > LONG_VIDEO_SECONDS
+
+    @property
+    def duration(self) -> str:
+        """``45 s``, ``17 min``, ``2 h 12 min``."""
+        seconds = round(self.seconds)
+        if seconds < 90:
+            return f"{seconds} s"
+        hours, minutes = divmod(round(seconds / 60), 60)
+        return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+    def shorter(self) -> list[tuple[str, float, float]]:
+        """(ApplyConfig field, value, times fewer pixels through the network) for each setting
+        that shortens the run: frames 720 px long where that halves their pixels at least, and
+        strokes twice as large (the network runs at half the size; the detail comes back)."""
+        options = []
+        fewer = (max(self.height, self.width) / SMALLER_FRAMES) ** 2
+        if fewer >= 2:
+            options.append(("max_size", SMALLER_FRAMES, fewer))
+        options.append(("stroke_scale", self.stroke_scale * 2, 4.0))
+        return options
+
+
+OnEstimate = Callable[[Estimate], None]
 
 
 class _Cancelled(Exception):
@@ -45,8 +95,9 @@ class _Cancelled(Exception):
 class VideoJob:
     """One video through the threaded pipeline of the module docstring."""
 
-    def __init__(self, stylizer: "Stylizer", config: VideoConfig, on_frame: OnFrame | None) -> None:
-        self.stylizer, self.config, self.on_frame = stylizer, config, on_frame
+    def __init__(self, stylizer: "Stylizer", config: VideoConfig, on_frame: OnFrame | None,
+                 on_estimate: OnEstimate | None = None) -> None:
+        self.stylizer, self.config, self.on_frame, self.on_estimate = stylizer, config, on_frame, on_estimate
         self.stop = threading.Event()
         self.threads = _Threads()
         depth = 2 * config.batch_size + 8
@@ -89,7 +140,7 @@ class VideoJob:
         reader = Reader(src, self.stylizer.config.max_size)
         try:
             writer = Writer(dst, reader, self.config)
-            steady = FrameStylizer(self.stylizer, self.config.temporal, self.config)
+            steady = FrameStylizer(self.stylizer, self.config)
             if steady.needs_samples and (samples := reader.samples(self.config.stats_frames)):
                 steady.share(samples)
             try:
@@ -112,7 +163,11 @@ class VideoJob:
         self.threads.start(self._write, writer)
         is_frame = lambda item: isinstance(item, Frame)  # noqa: E731
         for run in runs(self._drain(self.decoded), is_frame, lambda f: tuple(f.pixels.shape), self.config.batch_size):
-            done += self._stylize_run(run, steady)
+            start = time.perf_counter()
+            frames = self._stylize_run(run, steady)
+            if frames and not done:
+                self._estimate(run, frames, time.perf_counter() - start, total)
+            done += frames
             self._report(done, total)
         self._put(self.encoded, _DONE)
         self.threads.join()
@@ -128,6 +183,12 @@ class VideoJob:
             self._put(self.encoded, item)
         return len(frames)
 
+    def _estimate(self, run: list[Any], frames: int, seconds: float, total: int | None) -> None:
+        if self.on_estimate and total:
+            h, w = next(item for item in run if isinstance(item, Frame)).pixels.shape[-2:]
+            speed = frames / max(seconds, 1e-6)
+            self.on_estimate(Estimate(total, speed, h, w, self.stylizer.config.stroke_scale))
+
     def _report(self, done: int, total: int | None) -> None:
         if self.on_frame:
             self.on_frame(done, max(total, done) if total else None)
@@ -140,7 +201,7 @@ def stylize_animation(stylizer: "Stylizer", src: Path, dst: Path, config: VideoC
     animation_format(dst)  # refuse a target it cannot be written to before the work
     split = [split_alpha(frame, stylizer.config.max_size) for frame in frames]
     pixels = [TF.pil_to_tensor(rgb) for rgb, _ in split]
-    steady = FrameStylizer(stylizer, config.temporal, config)
+    steady = FrameStylizer(stylizer, config)
     if steady.needs_samples:
         step = max(1, len(pixels) // config.stats_frames)
         steady.share(pixels[::step][:config.stats_frames])
@@ -155,10 +216,11 @@ def stylize_animation(stylizer: "Stylizer", src: Path, dst: Path, config: VideoC
 
 
 def stylize_file(stylizer: "Stylizer", src: Path, dst: Path, config: VideoConfig, on_frame: OnFrame | None = None,
-                 quality: int = 95) -> int:
-    """Stylize a video or an animated image ``src`` into ``dst``; returns the frames written."""
+                 quality: int = 95, on_estimate: OnEstimate | None = None) -> int:
+    """Stylize a video or an animated image ``src`` into ``dst``; returns the frames written.
+    ``on_estimate`` (videos) is called once, after the first batch, when the frame count is known."""
     if not is_video_path(src) and is_animated(src):
         return stylize_animation(stylizer, src, dst, config, on_frame, quality)
     if not is_video_path(dst):
         raise VideoError(f"{dst}: a video is written as one of {', '.join(sorted(FORMATS))}")
-    return VideoJob(stylizer, config, on_frame).run(src, dst)
+    return VideoJob(stylizer, config, on_frame, on_estimate).run(src, dst)

@@ -1,9 +1,11 @@
 """Video files through PyAV: frames and audio packets in, frames and audio packets out.
 
 :class:`Reader` yields a clip's frames (with their timestamps and rotation) and its audio packets
-in demux order; :class:`Writer` encodes frames and muxes the audio packets untouched (no
-re-encoding), keeping the stream's rate, the frames' timestamps (variable frame rates survive) and
-the display rotation. The output is written under a temporary name in the target folder
+in demux order; :class:`Writer` encodes frames and muxes the audio packets untouched, keeping
+the stream's rate, the frames' timestamps (variable frame rates survive) and the display rotation.
+Audio whose codec the container cannot hold (AAC in WebM) is decoded and encoded again with the
+container's own (Opus for WebM); what fits is checked before the first frame. The output is
+written under a temporary name in the target folder
 (:func:`styler.io.files.atomic_path`) and renamed when complete: a corrupt input, a crash or
 Ctrl-C never leaves a half-written video. PyAV ships ffmpeg's libraries in its wheels, so there is
 no ffmpeg to install; it is the optional extra ``styler[video]``. The stylization pipeline over
@@ -13,6 +15,7 @@ these is :mod:`styler.inference.video`.
 from __future__ import annotations
 
 import contextlib
+import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +31,7 @@ from styler.io.images import is_image_path
 
 FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 _CODECS = {".webm": "libvpx-vp9"}  # everything else: H.264
+_AUDIO_CODECS = {".webm": "libopus"}  # audio the container cannot hold unchanged; everything else: AAC
 _SUBSAMPLED = ("yuv420p", "yuvj420p", "yuv422p", "nv12")  # chroma at half width: sizes must be even
 
 
@@ -166,21 +170,96 @@ def _even(pixels: torch.Tensor) -> torch.Tensor:
     return F.pad(pixels[None].float(), (0, w % 2, 0, h % 2), mode="replicate")[0].to(torch.uint8)
 
 
+def _supported(av: Any, fmt: str) -> set[str]:
+    """Codec names a container format can hold (asked of an in-memory container)."""
+    with av.open(io.BytesIO(), "w", format=fmt) as probe:
+        return set(probe.supported_codecs)
+
+
+def _encoder(av: Any, name: str) -> Any:
+    try:
+        return av.codec.Codec(name, "w")
+    except (av.FFmpegError, ValueError) as exc:
+        raise VideoError(f"codec {name!r} is not available ({_reason(exc)})") from exc
+
+
+class _Audio:
+    """One input audio stream in the output: its packets copied, or, where the container cannot
+    hold its codec (AAC in WebM), decoded and encoded again with the container's own codec."""
+
+    def __init__(self, av: Any, source: Any, supported: set[str], suffix: str) -> None:
+        self.av, self.source = av, source
+        name = source.codec_context.name
+        self.encoder: Any = None
+        if name in supported:
+            return
+        target = _AUDIO_CODECS.get(suffix, "aac")
+        codec = _encoder(av, target)
+        if target not in supported and codec.name not in supported:
+            raise VideoError(f"a {suffix} file cannot hold the input's {name} audio, nor {target}; write .mkv")
+        self.encoder = codec
+        self.decoder = av.CodecContext.create(name, "r")
+        self.decoder.extradata = source.codec_context.extradata
+        self.stream: Any = None
+
+    @property
+    def copied(self) -> bool:
+        return self.encoder is None
+
+    def add_to(self, container: Any) -> None:
+        if self.copied:
+            self.stream = container.add_stream_from_template(self.source)
+            return
+        rates, rate = self.encoder.audio_rates, self.source.rate
+        if rates and rate not in rates:  # Opus: 48 kHz and divisors only
+            rate = min((r for r in rates if r >= rate), default=max(rates))
+        self.stream = container.add_stream(self.encoder.name, rate=rate, layout=self.source.layout.name)
+
+    def packets(self, packet: Any | None) -> Iterator[Any]:
+        """What to mux for an input ``packet`` (None: flush the re-encoding at the end)."""
+        if self.copied:
+            if packet is not None:
+                packet.stream = self.stream
+                yield packet
+            return
+        for frame in self.decoder.decode(packet):
+            frame.pts = None  # the encoder counts samples at its own rate
+            yield from self.stream.encode(frame)
+        if packet is None:
+            yield from self.stream.encode(None)
+
+
 class Writer:
     """The output video under a temporary name; opened at the first frame (its size and rotation
-    decide the stream), renamed over ``dst`` by :meth:`finish`, deleted by :meth:`abort`."""
+    decide the stream), renamed over ``dst`` by :meth:`finish`, deleted by :meth:`abort`. What the
+    container can hold is checked here, before any frame: the video codec, and each audio stream,
+    copied when the container takes its codec and encoded again otherwise (Opus for WebM)."""
 
     def __init__(self, dst: Path, reader: Reader, config: VideoConfig) -> None:
         self.av, self.dst, self.reader, self.config = reader.av, Path(dst), reader, config
         self.fmt = FORMATS.get(self.dst.suffix.lower())
         if self.fmt is None:
             raise VideoError(f"{dst}: write videos as one of {', '.join(sorted(FORMATS))}")
+        supported = _supported(self.av, self.fmt)
+        self.codec = config.codec or _CODECS.get(self.dst.suffix.lower(), "libx264")
+        try:
+            codec = _encoder(self.av, self.codec)
+            if self.codec not in supported and codec.name not in supported:
+                raise VideoError(f"a {self.dst.suffix} file cannot hold {self.codec} video; "
+                                 f"leave the codec to the extension or write .mkv")
+            self.audio = {s.index: _Audio(self.av, s, supported, self.dst.suffix.lower()) for s in reader.audio}
+        except VideoError as exc:
+            raise VideoError(f"{self.dst}: {exc}") from exc
         self.container: Any = None
         self.stream: Any = None
-        self.audio: dict[int, Any] = {}
         self.early: list[Any] = []  # audio packets demuxed before the first frame
         self.file = contextlib.ExitStack()  # holds the atomic_path of the temporary file
         self.frames = 0
+
+    @property
+    def reencoded(self) -> list[str]:
+        """``"aac -> libopus"`` for every audio stream that cannot be copied."""
+        return [f"{a.source.codec_context.name} -> {a.encoder.name}" for a in self.audio.values() if not a.copied]
 
     def _open(self, first: Frame) -> None:
         try:
@@ -189,14 +268,11 @@ class Writer:
         except (OSError, self.av.FFmpegError) as exc:
             raise VideoError(f"{self.dst}: cannot write ({_reason(exc)})") from exc
         self.stream = self._video_stream(first)
-        for stream in self.reader.audio:
-            if stream.codec_context.name not in self.container.supported_codecs:
-                raise VideoError(f"{self.dst}: a {self.dst.suffix} file cannot hold the input's "
-                                 f"{stream.codec_context.name} audio unchanged; write .mkv or .mp4")
-            self.audio[stream.index] = self.container.add_stream_from_template(stream)
+        for audio in self.audio.values():
+            audio.add_to(self.container)
 
     def _video_stream(self, first: Frame) -> Any:
-        name = self.config.codec or _CODECS.get(self.dst.suffix.lower(), "libx264")
+        name = self.codec
         stream = self._add_stream(name)
         formats = [f.name for f in (stream.codec_context.codec.video_formats or [])]
         stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
@@ -235,8 +311,7 @@ class Writer:
             elif self.stream is None:
                 self.early.append(item)
             else:
-                item.stream = self.audio[item.stream.index]
-                self.container.mux(item)
+                self._mux(self.audio[item.stream.index].packets(item))
         except self.av.FFmpegError as exc:
             raise VideoError(f"{self.dst}: cannot encode ({_reason(exc)})") from exc
 
@@ -257,6 +332,8 @@ class Writer:
             raise VideoError(f"{self.reader.path}: the video stream has no frames")
         try:
             self._mux(self.stream.encode())
+            for audio in self.audio.values():
+                self._mux(audio.packets(None))
             self.container.close()
         except self.av.FFmpegError as exc:
             raise VideoError(f"{self.dst}: cannot encode ({_reason(exc)})") from exc

@@ -1,7 +1,8 @@
 """Inference fast path: the same generator with its upsample-then-convolve layers rewritten.
 
 :class:`FastGenerator` gives the outputs of :class:`styler.nn.generator.Generator` within float
-rounding, faster and in less memory (docs/performance.md); the Stylizer runs it.
+rounding, faster and in less memory (docs/performance.md); the Stylizer runs it, on the photo
+extended by :data:`~styler.nn.generator.BORDER` pixels (``margin=0`` runs it as trained).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from styler.config import Upsample
-from styler.nn.generator import Generator, UpBlock, _padded_forward
+from styler.nn.generator import BORDER, Generator, UpBlock, _padded_forward
 
 # --- Inference fast path -------------------------------------------------------------------
 #
@@ -51,13 +52,70 @@ class SubpixelConv(nn.Module):
         if conv.kernel_size != (3, 3) or conv.stride != (1, 1):
             raise ValueError("SubpixelConv needs a 3x3 stride-1 convolution")
         self.conv = nn.Conv2d(conv.in_channels, conv.out_channels * 4, 3, bias=conv.bias is not None)
+        self.shuffle = nn.PixelShuffle(2)  # a module, so styler.nn.generator.reach sees the doubling
         with torch.no_grad():
             self.conv.weight.copy_(subpixel_weight(conv.weight, mode))
             if conv.bias is not None:
                 self.conv.bias.copy_(conv.bias.repeat_interleave(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate")), 2)
+        return self.shuffle(self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate")))
+
+
+def moment_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-(sample, channel) sums of ``x`` and of its square over the positions of an (N, C, H, W)
+    tensor, float64 (N, C, 1, 1): float32 sums of each row, added up in float64. As accurate as
+    ``torch.var_mean`` (relative 1e-8 on 2048x2048) and about 10x faster on a CPU, where
+    ``var_mean`` and instance norm run the slow per-channel path."""
+    x = x.float()
+    total = x.sum(-1).double().sum(-1)
+    squares = torch.einsum("nchw,nchw->nch", x, x).double().sum(-1)
+    return total[..., None, None], squares[..., None, None]
+
+
+def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-(sample, channel) mean and (biased) variance, float32 (N, C, 1, 1)."""
+    total, squares = moment_sums(x)
+    count = x.shape[-2] * x.shape[-1]
+    mean = total / count
+    return mean.float(), (squares / count - mean.square()).clamp_min(0.0).float()
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor | None,
+              bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` with (N or 1, C, 1, 1) statistics: one
+    ``batch_norm`` in eval mode over the (1, N*C, H, W) view, a single pass over ``x``."""
+    n, c = x.shape[:2]
+    # batch_norm takes no gradient through its statistics, and wants float32 NCHW.
+    if x.dtype != torch.float32 or not x.is_contiguous() or mean.requires_grad or var.requires_grad:
+        y = (x - mean) * torch.rsqrt(var + eps)
+        if weight is not None and bias is not None:
+            y = y * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+        return y.to(x.dtype)
+    mean, var = (t.float().expand(n, c, 1, 1).reshape(-1) for t in (mean, var))
+    weight = None if weight is None else weight.float().repeat(n)
+    bias = None if bias is None else bias.float().repeat(n)
+    y = F.batch_norm(x.view(1, n * c, *x.shape[2:]), mean, var, weight, bias, False, 0.0, eps)
+    return y.view(x.shape)
+
+
+class FastInstanceNorm(nn.Module):
+    """``nn.InstanceNorm2d`` (affine, no running statistics) through :func:`instance_stats` and
+    :func:`normalize`: the same outputs within float rounding, several times faster on a CPU."""
+
+    def __init__(self, norm: nn.InstanceNorm2d) -> None:
+        super().__init__()
+        self.eps, self.weight, self.bias = norm.eps, norm.weight, norm.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return normalize(x, *instance_stats(x), self.weight, self.bias, self.eps)
+
+
+def _fast_norms(module: nn.Module) -> None:
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.InstanceNorm2d) and child.affine and not child.track_running_stats:
+                setattr(parent, name, FastInstanceNorm(child))
 
 
 def _fast_up_block(block: UpBlock) -> nn.Sequential:
@@ -70,23 +128,25 @@ class FastGenerator(nn.Module):
 
     Built from a trained generator with :meth:`from_generator`; it shares no state with it and
     has its own state_dict layout, so save and load the plain :class:`Generator` and convert
-    after loading.
+    after loading. ``margin``: pixels of :class:`~styler.nn.generator.Border` extension around
+    every input (0: the trained generator's own outputs, borders included).
     """
 
-    def __init__(self, generator: Generator) -> None:
+    def __init__(self, generator: Generator, margin: int = BORDER) -> None:
         super().__init__()
-        self.config = generator.config
+        self.config, self.margin = generator.config, margin
         # The body ends with the upsample before the head; the head's SubpixelConv takes it in.
         layers = [_fast_up_block(m) if isinstance(m, UpBlock) else m for m in list(generator.body)[:-1]]
         self.head = SubpixelConv(generator.head[1], self.config.upsample)
         self.body = nn.Sequential(*layers)
+        _fast_norms(self.body)
 
     @classmethod
     @torch.no_grad()
-    def from_generator(cls, generator: Generator) -> "FastGenerator":
+    def from_generator(cls, generator: Generator, margin: int = BORDER) -> "FastGenerator":
         import copy
 
-        return cls(copy.deepcopy(generator)).eval()
+        return cls(copy.deepcopy(generator), margin).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _padded_forward(self.body, self.head, self.config, x)
+        return _padded_forward(self.body, self.head, self.config, x, self.margin)

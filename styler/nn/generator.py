@@ -25,13 +25,18 @@ Deliberate departures, all for speed on CPUs and small GPUs (see docs/performanc
     weights; weights files that set it load with it.
   * Any input size is accepted: the input is reflection-padded to a multiple of the stride and
     the output cropped back.
+  * At inference (:class:`styler.nn.fast.FastGenerator`, tiling, export) the photo is first
+    extended by :data:`BORDER` pixels of point reflection on every side and the result cropped
+    back (:class:`Border`): a trained network paints its own edges darker or lighter than the
+    rest (docs/performance.md, "Borders"), and this way no edge of the photo is an edge of the
+    network's input. Training runs without it, as the bundled styles were trained.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, List
 
 import torch
 import torch.nn.functional as F
@@ -168,6 +173,8 @@ def reach(modules: Iterable[nn.Module]) -> Fraction:
             if module.mode == "bilinear":
                 radius += scale  # interpolation reaches one position further, before the doubling
             scale /= 2
+        elif isinstance(module, nn.PixelShuffle):  # the fast path's sub-pixel convolutions
+            scale /= module.upscale_factor
     return radius
 
 
@@ -195,15 +202,112 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
     return F.pad(x, [0, pad_w, 0, pad_h], mode="replicate")
 
 
-def _padded_forward(body: nn.Module, head: nn.Module, config: GeneratorConfig, x: torch.Tensor) -> torch.Tensor:
-    """The generator's forward pass, shared by :class:`Generator` and :class:`FastGenerator`."""
+# Pixels of point reflection around the photo at inference. Averaged over 8 smooth random
+# images, the bundled styles paint their outer rows up to 27 levels (of 255) darker than the
+# same content inside a larger image; with 24 every style stays within 4.2, inside the spread of
+# its own interior rows (3-6); 16 leaves starry-video and matisse outside it, and 32 does no
+# better than 24 (docs/performance.md, "Borders"). A multiple of 8, the largest bundled stride,
+# so the photo keeps the sampling grid it has without the margin.
+BORDER = 24
+
+
+def _fold(v: torch.Tensor) -> torch.Tensor:
+    """Values beyond 0 or 1 reflected back into [0, 1] (1 - |1 - |v||), in place. Clamping instead
+    leaves flat patches where a bright or dark edge is continued, and the network darkens next to
+    them (twice the remaining band of starry-video, docs/performance.md)."""
+    return v.abs_().sub_(1).abs_().neg_().add_(1).clamp_(0, 1)
+
+
+def _repeat(x: torch.Tensor, dim: int, index: int, count: int) -> torch.Tensor:
+    """Position ``index`` of ``x`` repeated ``count`` times along ``dim`` (an index, not expand:
+    the ONNX exporter cannot take a shape computed in the scripted function)."""
+    return x.index_select(dim, torch.arange(count, device=x.device) * 0 + index)
+
+
+def _extended(x: torch.Tensor, dim: int, before: int, after: int, start: int, stop: int) -> torch.Tensor:
+    """Positions ``[start, stop)`` of ``x`` extended along ``dim`` by ``before`` and ``after``
+    positions of point reflection: twice the edge value minus the mirror image (folded into
+    [0, 1]). A side too short to mirror ``before`` or ``after`` positions repeats its edges."""
+    n = x.size(dim)
+    mirror = before < n and after < n
+    pieces: List[torch.Tensor] = []
+    a, b = start, min(stop, before)
+    if a < b:
+        edge = x.narrow(dim, 0, 1)
+        if mirror:
+            pieces.append(_fold(2 * edge - x.narrow(dim, before - b + 1, b - a).flip([dim])))
+        else:
+            pieces.append(_repeat(x, dim, 0, b - a))
+    a, b = max(start, before), min(stop, before + n)
+    if a < b:
+        pieces.append(x.narrow(dim, a - before, b - a))
+    a, b = max(start, before + n), stop
+    if a < b:
+        edge = x.narrow(dim, n - 1, 1)
+        first, last = a - (before + n - 1), b - (before + n - 1)
+        if mirror:
+            pieces.append(_fold(2 * edge - x.narrow(dim, n - last, last - first).flip([dim])))
+        else:
+            pieces.append(_repeat(x, dim, n - 1, b - a))
+    return torch.cat(pieces, dim)
+
+
+def padded_size(length: int, stride: int, margin: int) -> int:
+    """``length`` plus ``margin`` on both sides, rounded up to a multiple of ``stride``, and at
+    least 2 positions at the lowest resolution (instance norm needs more than one)."""
+    total = length + 2 * margin
+    return max(total + (-total) % stride, 2 * stride)
+
+
+def extend_border(x: torch.Tensor, stride: int, margin: int) -> torch.Tensor:
+    """``x`` (N, C, H, W) extended by ``margin`` on every side and on the bottom and right to
+    :func:`padded_size`, by point reflection (:class:`Border`; export scripts this function)."""
+    h, w = x.shape[-2], x.shape[-1]
+    ph, pw = padded_size(h, stride, margin), padded_size(w, stride, margin)
+    rows = _extended(x, -2, margin, ph - h - margin, 0, ph)
+    return _extended(rows, -1, margin, pw - w - margin, 0, pw)
+
+
+class Border:
+    """An (H, W) image extended for inference by ``margin`` on every side (and on the bottom and
+    right to a multiple of ``stride``) by point reflection, rows first, then columns: a value
+    beyond an edge is twice the edge value minus its mirror image, which continues the edge's
+    gradient. A plain mirror puts a ridge along every edge, and the network paints the ridge
+    (up to 9 levels, docs/performance.md). :meth:`rows` gives any band of rows of the extended
+    image, with the same values as :func:`extend_border`, so tiling builds it stripe by stripe."""
+
+    def __init__(self, height: int, width: int, stride: int, margin: int = BORDER) -> None:
+        self.height, self.width, self.margin = height, width, margin
+        self.padded_height = padded_size(height, stride, margin)
+        self.padded_width = padded_size(width, stride, margin)
+
+    def rows(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Rows ``[start, stop)`` of the extended ``x`` (N, C, H, W), every column."""
+        m = self.margin
+        band = _extended(x, -2, m, self.padded_height - self.height - m, start, stop)
+        return _extended(band, -1, m, self.padded_width - self.width - m, 0, self.padded_width)
+
+    def crop(self, y: torch.Tensor) -> torch.Tensor:
+        """The photo's own pixels of an output of the extended image."""
+        m = self.margin
+        return y[..., m:m + self.height, m:m + self.width]
+
+
+def _padded_forward(body: nn.Module, head: nn.Module, config: GeneratorConfig, x: torch.Tensor,
+                    margin: int = 0) -> torch.Tensor:
+    """The generator's forward pass, shared by :class:`Generator` (``margin`` 0: as trained) and
+    :class:`FastGenerator` (``margin``: :class:`Border`'s extension, for inference)."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected a (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
-    x = pad_to_stride(x, config.stride)
+    if margin:
+        x = extend_border(x, config.stride, margin)
+        crop = Border(h, w, config.stride, margin).crop
+    else:
+        x = pad_to_stride(x, config.stride)
+        crop = lambda y: y[..., :h, :w]  # noqa: E731
     # Centre the [0, 1] input so the first conv sees zero-mean data.
-    y = finish_output(head(body(x * 2.0 - 1.0)), x, config.input_skip)
-    return y[..., :h, :w]
+    return crop(finish_output(head(body(x * 2.0 - 1.0)), x, config.input_skip))
 
 
 def load_generator(path: Path, device: torch.device | str = "cpu") -> tuple[Generator, WeightsInfo]:
