@@ -71,8 +71,12 @@ class RayRun:
             cluster
         self.name = style_name(style, weights_dir)
 
+    def settings(self, folder: FolderConfig) -> None:
+        """No settings compared: an existing output is skipped."""
+        return None
+
     def __call__(self, pairs: list[tuple[Path, Path]], moving: list[tuple[Path, Path]], folder: FolderConfig,
-                 video: VideoConfig, quiet: bool) -> Any:
+                 video: VideoConfig, quiet: bool, written: list[Path]) -> Any:
         from styler.inference.cluster import apply_on_cluster, connected
         from styler.inference.pipeline import ApplySummary
 

@@ -25,7 +25,7 @@ from styler.errors import WeightsError
 def sheet(image: Path, output: Path, size: int, columns: int | None, strength: float, preserve_color: bool,
           tile: int | None, max_tile_pixels: int, tile_stats: str, stats_size: int, precision: str, device: str,
           weights_dir: Path | None, as_json: bool) -> None:
-    """Render one image in every style of the weights folder, labelled, to pick one by eye.
+    """One photo in every style, labelled, to pick a style by eye.
 
     \b
     Examples:
