@@ -109,11 +109,16 @@ def write_heic(path):
     return path
 
 
-def test_heic_photos_are_read_with_the_extra_and_written_as_jpeg(tmp_path):
+def test_heic_photos_are_read_with_the_extra_and_written_as_jpeg(tmp_path, monkeypatch):
+    import styler.io.images
+
+    monkeypatch.setattr(styler.io.images, "_heif_registered", False)
     write_heic(tmp_path / "phone" / "IMG_1.HEIC")
+    make_photo(tmp_path / "other" / "a.jpg")
+    assert apply("other").exit_code == 0 and not styler.io.images._heif_registered  # no HEIC, not registered
     result = apply("phone", "-o", "out/")
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "out" / "IMG_1.jpg").size == (80, 64)
+    assert Image.open(tmp_path / "out" / "IMG_1.jpg").size == (80, 64) and styler.io.images._heif_registered
     single = apply(tmp_path / "phone" / "IMG_1.HEIC")
     assert single.exit_code == 0 and (tmp_path / "phone" / "IMG_1_demo.jpg").is_file()
 

@@ -51,8 +51,8 @@ _heif_registered = False
 
 
 def require_heif(path: Path | None = None) -> None:
-    """Register pillow-heif's opener with Pillow, once, on the first HEIC/HEIF file: importing it
-    costs time every run needs not pay. Missing, it is one line naming the extra (and the file)."""
+    """Register pillow-heif's opener with Pillow, once, on the first HEIC/HEIF file (a run without
+    one does not pay for importing it). Missing: one line naming the extra (and the file)."""
     global _heif_registered
     with _HEIF_LOCK:
         if _heif_registered:
@@ -64,14 +64,6 @@ def require_heif(path: Path | None = None) -> None:
             raise ImageError(f"{where}HEIC/HEIF images need pillow-heif: pip install 'styler[heif]'") from exc
         pillow_heif.register_heif_opener()
         _heif_registered = True
-
-
-def heif_available() -> bool:
-    try:
-        require_heif()
-    except ImageError:
-        return False
-    return True
 
 
 # Outputs carry "styler <version> (<settings>)" in the EXIF Software tag, so that a later run over
