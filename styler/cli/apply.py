@@ -225,7 +225,7 @@ class _LocalRun:
         """What every output of the run records (reruns compare it)."""
         from styler.inference.pipeline import run_settings
 
-        return run_settings(self.stylizer, folder)
+        return run_settings(self.stylizer.settings(), folder)
 
     def __call__(self, pairs: list[tuple[Path, Path]], moving: list[tuple[Path, Path]], folder: FolderConfig,
                  video: VideoConfig, quiet: bool, written: list[Path]) -> Any:

@@ -94,9 +94,10 @@ def _fitting_size() -> int:
     return min(4096, math.isqrt(limit)) if limit else 4096
 
 
-def run_settings(stylizer: Stylizer, config: FolderConfig) -> str:
-    """The settings recorded in every output of a run (and compared by reruns)."""
-    return f"{stylizer.settings()}; quality {config.quality}"
+def run_settings(style_settings: str, config: FolderConfig) -> str:
+    """The settings recorded in every output of a run (and compared by reruns): the style's
+    (:meth:`Stylizer.settings`) and the run's."""
+    return f"{style_settings}; quality {config.quality}"
 
 
 def encode(item: _Item, quality: int, settings: str = "") -> None:
@@ -169,9 +170,15 @@ def _size(item: _Item) -> int:
     return item.pixels.shape[-2] * item.pixels.shape[-1]
 
 
+def images_per_batch(pixels: int, budget: int) -> int:
+    """How many images of ``pixels`` pixels one batch holds within ``budget`` pixels (at least
+    one: a larger image goes alone)."""
+    return max(1, budget // pixels)
+
+
 def _full(group: list[_Item], budget: int) -> bool:
-    """A group of one size holds as many images as fit the pixel budget (at least one)."""
-    return len(group) >= max(1, budget // _size(group[0]))
+    """A group of one size holds as many images as fit the pixel budget."""
+    return len(group) >= images_per_batch(_size(group[0]), budget)
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -185,7 +192,7 @@ class Pipeline:
     def __init__(self, stylizer: Stylizer, config: FolderConfig, on_image: OnImage | None,
                  on_work: OnWork | None = None) -> None:
         self.stylizer, self.config, self.on_image, self.on_work = stylizer, config, on_image, on_work
-        self.settings = run_settings(stylizer, config)
+        self.settings = run_settings(stylizer.settings(), config)
         self.summary = ApplySummary()
         self.lock = threading.Lock()
         self.jobs: queue.Queue[Any] = queue.Queue(maxsize=2 * config.workers)

@@ -105,19 +105,8 @@ class Stylizer:
         return float(self.config.stroke_scale)
 
     def settings(self) -> str:
-        """What decides the pixels of a result, as one line: outputs record it, so a rerun with
-        the same style and settings skips them and one with other settings redoes them."""
-        c = self.config
-        style = self.name
-        if self.info is not None and self.info.metadata.get("created_utc"):
-            style += f" {self.info.metadata['created_utc']}"  # another training of the same name
-        parts = [f"style {style}", f"strength {c.strength:g}", f"stroke scale {c.stroke_scale}",
-                 f"max size {c.max_size or 'none'}", f"precision {c.precision.value}"]
-        if c.preserve_color:
-            parts.append("preserve color")
-        if c.tile_stats is TileStats.DOWNSCALED:  # exact tiles equal the untiled pass
-            parts.append(f"downscaled tiles {c.tile or 'auto'} stats {c.stats_size}")
-        return "; ".join(parts)
+        """What decides the pixels of a result, as one line (see :func:`describe_settings`)."""
+        return describe_settings(self.info, self.config)
 
     def _autocast(self) -> AbstractContextManager[object]:
         return autocast(self.device, self.dtype)
@@ -219,6 +208,23 @@ class Stylizer:
         if array.dtype.kind == "f":
             return out.permute(1, 2, 0).numpy().astype(array.dtype)
         return out.permute(1, 2, 0).contiguous().numpy()
+
+
+def describe_settings(info: WeightsInfo | None, config: ApplyConfig) -> str:
+    """What decides the pixels of a result of the style ``info`` describes, as one line: outputs
+    record it, so a rerun with the same style and settings skips them and one with other
+    settings redoes them. It needs the weights file's header only, not the network (a Ray
+    driver plans a run without loading the style)."""
+    style = info.name if info else "styled"
+    if info is not None and info.metadata.get("created_utc"):
+        style += f" {info.metadata['created_utc']}"  # another training of the same name
+    parts = [f"style {style}", f"strength {config.strength:g}", f"stroke scale {config.stroke_scale}",
+             f"max size {config.max_size or 'none'}", f"precision {config.precision.value}"]
+    if config.preserve_color:
+        parts.append("preserve color")
+    if config.tile_stats is TileStats.DOWNSCALED:  # exact tiles equal the untiled pass
+        parts.append(f"downscaled tiles {config.tile or 'auto'} stats {config.stats_size}")
+    return "; ".join(parts)
 
 
 def check_tile(tile: int | None, stride: int, style: str) -> None:
