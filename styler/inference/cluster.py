@@ -268,6 +268,8 @@ class _Scheduler:
     def stop(self, actors: Sequence[Any]) -> None:
         """End the pool. Tasks cut short (Ctrl-C, an error) leave no temp file: their killed
         workers are waited for, then the temp files beside their outputs removed."""
+        for ref in self.running:
+            self.ray.cancel(ref)  # cancelled, not retried: Ray says nothing more about them
         for actor in actors:
             self.ray.kill(actor)
         if self.running:
