@@ -31,7 +31,9 @@ def _child(mode: str, width: int, height: int, tile: int, stats: str) -> None:
     from styler.nn import Generator
 
     torch.manual_seed(0)
-    config = ApplyConfig(tile=tile if mode == "tiled" else None, max_tile_pixels=0, tile_stats=TileStats(stats))
+    # stroke scale 1: the network at the full size, which is what tiling is measured on
+    config = ApplyConfig(tile=tile if mode == "tiled" else None, max_tile_pixels=0, tile_stats=TileStats(stats),
+                         stroke_scale=1.0)
     stylizer = Stylizer(Generator().eval(), device="cpu", config=config)
     x = torch.rand(1, 3, height, width) if mode != "baseline" else torch.rand(1, 3, 64, 64)
     start = time.perf_counter()

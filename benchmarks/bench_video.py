@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--strip", type=Path, default=None,
                         help="write a JPEG of the first clip: rows input, off, shared, ema; last column what flickers")
     args = parser.parse_args()
-    stylizer = Stylizer.load(args.style, device="cpu", config=ApplyConfig())
+    stylizer = Stylizer.load(args.style, device="cpu", config=ApplyConfig(stroke_scale=1.0))  # figures at S = 1
     info = stylizer.info
     print(json.dumps({"machine": machine_info(torch.device("cpu")), "style": args.style,
                       "weights": str(info.path) if info else None,

@@ -23,6 +23,11 @@ HOME_ENV = "STYLER_HOME"
 # The generator's cosine learning-rate schedule ends at this fraction of --lr.
 LR_FLOOR = 0.1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# Read through pillow-heif (the optional ``styler[heif]`` extra; iPhones shoot HEIC); never written.
+HEIF_EXTENSIONS = (".heic", ".heif")
+# Camera raw files: a folder scan names them as skipped (they need a raw developer first).
+RAW_EXTENSIONS = (".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".orf", ".rw2",
+                  ".raf", ".pef", ".srw", ".x3f", ".3fr", ".erf", ".kdc", ".mrw", ".iiq", ".rwl")
 # Read and written through PyAV (the optional ``styler[video]`` extra); see styler.io.video.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
 
@@ -331,6 +336,10 @@ class ExportFormat(str, enum.Enum):
 
 # Above this many pixels an image is stylized in tiles (bounded memory); see styler.inference.tiling.
 DEFAULT_MAX_TILE_PIXELS = 4096 * 4096
+# Smallest tile side: tiles overlap by 32 pixels a side (styler.inference.tiling.BLEND).
+MIN_TILE = 64
+# ``stroke_scale`` value that sizes the strokes to the image (styler.inference.guided.auto_stroke_scale).
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -340,24 +349,26 @@ class ApplyConfig:
     max_size: int | None = None
     strength: float = 1.0
     preserve_color: bool = False
-    tile: int | None = None  # tile side in pixels; None: tile only above max_tile_pixels
+    # Tile side in pixels; None: tile only above max_tile_pixels. A multiple of the style's
+    # stride, which the Stylizer checks (the stride is the weights file's, unknown here).
+    tile: int | None = None
     max_tile_pixels: int = DEFAULT_MAX_TILE_PIXELS  # 0 disables automatic tiling
     tile_stats: TileStats = TileStats.EXACT  # where tiles get their normalisation statistics
     stats_size: int = 1024  # longer side of the downscaled pass (TileStats.DOWNSCALED only)
     precision: Precision = Precision.AUTO
     # Strokes this many times larger than at the training resolution: the network runs at 1/S
     # of the size and the photo's detail is restored by guided upsampling (styler.inference.guided).
-    stroke_scale: float = 1.0
+    # AUTO grows S with the image, so a camera photo looks as painted as a 1000 px one.
+    stroke_scale: float | str = AUTO
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.stroke_scale, (int, float)) and math.isfinite(self.stroke_scale)
-               and 0.125 <= self.stroke_scale <= 16,
-               f"stroke scale must be between 0.125 and 16, got {self.stroke_scale!r}")
+        _check(self.stroke_scale == AUTO or (isinstance(self.stroke_scale, (int, float))
+                                             and math.isfinite(self.stroke_scale) and 0.125 <= self.stroke_scale <= 16),
+               f"stroke scale must be 'auto' or between 0.125 and 16, got {self.stroke_scale!r}")
         _check(self.max_size is None or self.max_size >= 1, f"max size must be >= 1, got {self.max_size}")
         _check(math.isfinite(self.strength) and 0.0 <= self.strength <= 1.0,
                f"strength must be between 0 and 1, got {self.strength!r}")
-        _check(self.tile is None or (self.tile >= 64 and self.tile % 8 == 0),
-               f"tile size must be a multiple of 8 and at least 64, got {self.tile}")
+        _check(self.tile is None or self.tile >= MIN_TILE, f"tile size must be at least {MIN_TILE}, got {self.tile}")
         _check(self.max_tile_pixels >= 0, f"max tile pixels must be >= 0, got {self.max_tile_pixels}")
         _check(isinstance(self.tile_stats, TileStats), f"tile stats must be a TileStats, got {self.tile_stats!r}")
         _check(self.stats_size >= 16, f"stats size must be >= 16, got {self.stats_size}")
@@ -369,17 +380,19 @@ class FolderConfig:
     """How a run over many files finds, schedules and writes them (:mod:`styler.inference.pipeline`)."""
 
     recursive: bool = True
-    overwrite: bool = False  # False: outputs that already exist are skipped
+    overwrite: bool = False  # False: outputs that already exist are skipped (unless made otherwise)
     format: OutputFormat = OutputFormat.SAME
     quality: int = 95
-    batch_size: int = 4  # images of the same size stylized together
+    # Images of one size go through the network together up to this many pixels (a larger one
+    # goes alone): memory follows pixels, so four 1 MP photos batch and 10 MP ones do not.
+    batch_pixels: int = 2048 * 2048
     workers: int = 2  # decoding threads (encoding uses as many)
     shard: tuple[int, int] | None = None  # (k, n): process the k-th (0-based) of n slices
-    max_pixels: int | None = None  # Pillow's decompression-bomb limit; None keeps Pillow's
+    max_pixels: int | None = None  # Pillow's decompression-bomb limit during the run; None keeps Pillow's
 
     def __post_init__(self) -> None:
         _check(1 <= self.quality <= 100, f"quality must be 1..100, got {self.quality}")
-        _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
+        _check(self.batch_pixels >= 1, f"batch pixels must be >= 1, got {self.batch_pixels}")
         _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         if self.shard is not None:
             k, n = self.shard

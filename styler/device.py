@@ -21,9 +21,9 @@ def resolve_device(choice: DeviceChoice | str = DeviceChoice.AUTO) -> torch.devi
             return torch.device("cuda")
         return torch.device("mps") if has_mps else torch.device("cpu")
     if choice is DeviceChoice.CUDA and not torch.cuda.is_available():
-        raise DeviceError("--device cuda: no CUDA GPU is visible to PyTorch (use --device cpu or auto)")
+        raise DeviceError("device=cuda: no CUDA GPU is visible to PyTorch; use device=cpu or device=auto")
     if choice is DeviceChoice.MPS and not has_mps:
-        raise DeviceError("--device mps: Apple MPS is not available here (use --device cpu or auto)")
+        raise DeviceError("device=mps: Apple MPS is not available here; use device=cpu or device=auto")
     return torch.device(choice.value)
 
 
@@ -68,8 +68,8 @@ def compute_dtype(precision: Precision | str, device: torch.device) -> torch.dty
     if precision is Precision.AUTO:
         return torch.bfloat16 if native_bf16(device) else torch.float32
     if precision is Precision.FP16 and device.type != "cuda":
-        raise ConfigError(f"precision fp16 needs a CUDA GPU (half-precision kernels on {device.type} are slow "
-                          f"or missing); use --precision bf16 or fp32")
+        raise ConfigError(f"precision=fp16 needs a CUDA GPU (half-precision kernels on {device.type} are slow "
+                          f"or missing); use precision=bf16 or precision=fp32")
     return _DTYPES[precision]
 
 

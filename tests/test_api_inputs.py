@@ -5,8 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from styler.config import GeneratorConfig
-from styler.errors import ImageError
+from styler.config import ApplyConfig, GeneratorConfig, Precision
+from styler.device import compute_dtype, resolve_device
+from styler.errors import ImageError, StylerError
+from styler.inference.planning import plan
 from styler.inference.stylizer import Stylizer
 from styler.io.images import pil_to_tensor
 from styler.nn import Generator
@@ -58,3 +60,48 @@ def test_float_tensor_outside_0_1_is_an_error_not_a_white_image(stylizer):
         stylizer(torch.linspace(0, 255, 3 * 16 * 16).view(3, 16, 16))
     with pytest.raises(ImageError, match="int64"):
         stylizer(torch.zeros(3, 16, 16, dtype=torch.int64))
+
+
+def test_repr_shows_style_device_and_precision():
+    st = Stylizer.load("starry", device="cpu", config=ApplyConfig(precision=Precision.BF16))
+    assert repr(st) == "Stylizer(style='starry', device='cpu', precision='bfloat16', stroke_scale='auto')"
+
+
+def library_errors(tmp_path):
+    """Errors a Python user can get from the apply side of the library, each with its message."""
+    make_photo(tmp_path / "a.jpg")
+    make_photo(tmp_path / "b.jpg", seed=1)
+    (tmp_path / "taken").write_text("x")
+    cases = [lambda: compute_dtype(Precision.FP16, torch.device("cpu")),
+             lambda: Stylizer(Generator(GeneratorConfig(num_downsamples=4)), config=ApplyConfig(tile=72)),
+             lambda: plan([tmp_path / "a.jpg", tmp_path / "b.jpg"], tmp_path / "out.png", "s"),
+             lambda: plan([tmp_path / "a.jpg"], tmp_path / "results", "s"),
+             lambda: plan([tmp_path], tmp_path / "taken", "s")]
+    if not torch.cuda.is_available():
+        cases.append(lambda: resolve_device("cuda"))
+    for case in cases:
+        with pytest.raises(StylerError) as caught:
+            case()
+        yield str(caught.value)
+
+
+def test_library_errors_name_arguments_not_cli_flags(tmp_path):
+    messages = list(library_errors(tmp_path))
+    assert all("--" not in m and "-o " not in m for m in messages), messages
+    assert "tile=72 does not fit style 'styled': tiles are a multiple of its stride, 16 (such as 64 or 80)" \
+        in messages[1]
+    assert messages[0].endswith("use precision=bf16 or precision=fp32")
+
+
+def test_the_cli_shows_the_same_errors_with_its_flags():
+    import click
+
+    from styler.cli.apply import apply
+    from styler.cli.common import cli_words
+
+    with click.Context(apply):
+        assert cli_words("use tile=512 or max_size=2048; output=a b.png, device=cpu") == \
+            "use --tile 512 or --max-size 2048; -o a b.png, --device cpu"
+        assert cli_words("pass overwrite=True; recursive=False; name=x") == \
+            "pass --overwrite; --no-recursive; name=x"
+    assert cli_words("tile=512") == "tile=512"  # no command: the library's words

@@ -122,8 +122,11 @@ def test_precision_fp16_refused_on_cpu_and_bad_tile(weights, tmp_path):
     src = make_photo(tmp_path / "a.png")
     result = run(["apply", str(src), "--precision", "fp16"], weights)
     assert result.exit_code == 1 and "fp16 needs a CUDA GPU" in result.stderr
-    result = run(["apply", str(src), "--tile", "100"], weights)
-    assert result.exit_code == 1 and "tile size must be a multiple of 8" in result.stderr
+    result = run(["apply", str(src), "--tile", "66"], weights)  # the tiny style's stride is 4
+    assert result.exit_code == 1 and "--tile 66 does not fit style 'demo'" in result.stderr
+    assert "multiple of its stride, 4 (such as 64 or 68)" in result.stderr
+    result = run(["apply", str(src), "--tile", "32"], weights)
+    assert result.exit_code == 1 and "tile size must be at least 64" in result.stderr
     result = run(["apply", str(src), "--stats-size", "8"], weights)
     assert result.exit_code == 1 and "stats size must be >= 16" in result.stderr
 

@@ -1,6 +1,6 @@
 """``styler apply --engine ray`` and ``stylize_dataset`` on a real local Ray cluster of two CPUs
-(started once for the module, stopped after it), never a mock: same outputs as a local run, a
-killed worker, a rerun, and the errors that come from the workers."""
+(started once for the module, stopped after it), never a mock: same outputs, summary and rerun
+rules as a local run, a killed worker, Ctrl-C, and the errors that come from the workers."""
 
 from __future__ import annotations
 
@@ -18,8 +18,14 @@ from PIL import Image, ImageCms
 
 from styler.cli import main
 from styler.errors import ImageError
+from styler.io.images import output_settings
 from tests.conftest import make_photo, one_line_error
 from tests.media import make_clip, make_gif
+
+try:  # the heif extra (in the test extra)
+    import pillow_heif
+except ImportError:
+    pillow_heif = None
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -63,8 +69,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def mixed_inputs(root: Path) -> Path:
-    """Ten files of mixed sizes and formats: EXIF orientation and an ICC profile, alpha, grey,
-    a still GIF, equal sizes to batch, a nested folder, an animated GIF and a tiny video."""
+    """Eleven files of mixed sizes and formats: EXIF orientation and an ICC profile, alpha, grey,
+    a still GIF, equal sizes to batch, a nested folder, one wide enough for ``--stroke-scale
+    auto`` to enlarge its strokes, an animated GIF and a tiny video; with pillow-heif a HEIC
+    photo too. A camera raw file is found and named, not read."""
     make_photo(root / "a.png", size=(80, 64), seed=1)
     make_photo(root / "b.png", size=(80, 64), seed=2)
     photo = Image.open(make_photo(root / "src.png", size=(72, 96), seed=3))
@@ -78,6 +86,11 @@ def mixed_inputs(root: Path) -> Path:
     make_photo(root / "f.tif", size=(40, 64), seed=6, mode="L")
     make_photo(root / "g.gif", size=(40, 40), seed=7)
     make_photo(root / "sub" / "h.bmp", size=(56, 56), seed=8)
+    make_photo(root / "wide.png", size=(1100, 24), seed=9)  # auto: strokes 1100 / 1024 times larger
+    (root / "raw.cr2").write_bytes(b"II*\x00" + bytes(64))
+    if pillow_heif is not None:
+        pillow_heif.from_pillow(Image.open(make_photo(root / "src.png", size=(48, 32), seed=10))).save(root / "i.heic")
+        (root / "src.png").unlink()
     make_gif(root / "loop.gif", frames=3)
     make_clip(root / "clip.mp4", width=32, height=24, frames=3, audio=False)
     return root
@@ -97,16 +110,20 @@ def frames(path: Path) -> list[np.ndarray]:
     return out
 
 
-def test_outputs_match_a_local_run_and_a_rerun_skips_them(tmp_path, weights):
+def outputs(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_outputs_and_summary_match_a_local_run_and_a_rerun_redoes_only_other_work(tmp_path, weights):
     inputs = mixed_inputs(tmp_path / "in")
+    files = 11 + (pillow_heif is not None)
     local = summary(apply(inputs, "-o", tmp_path / "local", weights=weights))
     remote = summary(apply(inputs, "-o", tmp_path / "ray", "--engine", "ray", "--ray-workers", "2",
                            weights=weights))
-    assert remote["done"] == local["done"] == 10 and remote["failed"] == 0
-
-    def outputs(folder: Path) -> list[str]:
-        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-
+    assert remote["done"] == local["done"] == files and remote["failed"] == 0
+    assert remote["unsupported"] == local["unsupported"] and [u["input"] for u in remote["unsupported"]] == \
+        [str(inputs / "raw.cr2")]
+    assert remote["output_folders"] == [str(tmp_path / "ray")]
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
     assert "g.png" in outputs(tmp_path / "ray") and not any(n.startswith(".") for n in outputs(tmp_path / "ray"))
     for name in outputs(tmp_path / "local"):
@@ -116,12 +133,34 @@ def test_outputs_match_a_local_run_and_a_rerun_skips_them(tmp_path, weights):
                 (theirs.mode, theirs.size, theirs.info.get("icc_profile"), theirs.getexif()), name
         pairs = list(zip(frames(tmp_path / "ray" / name), frames(tmp_path / "local" / name), strict=True))
         assert pairs and all(psnr(a, b) >= 50 for a, b in pairs), name
+    assert "stroke scale auto" in output_settings(tmp_path / "ray" / "wide.png")
 
     (tmp_path / "ray" / "sub" / "h.bmp").unlink()
     (tmp_path / "ray" / "clip.mp4").unlink()
     rerun = summary(apply(inputs, "-o", tmp_path / "ray", "--engine", "ray", "--ray-workers", "1", weights=weights))
-    assert (rerun["done"], rerun["skipped"]) == (2, 8)
+    assert (rerun["done"], rerun["skipped"]) == (2, files - 2)
     assert sorted(Path(o["output"]).name for o in rerun["outputs"]) == ["clip.mp4", "h.bmp"]
+
+    # Other settings: the outputs that record theirs are redone, by either engine alike.
+    local = summary(apply(inputs, "-o", tmp_path / "local", "--strength", "0.5", weights=weights))
+    remote = summary(apply(inputs, "-o", tmp_path / "ray", "--strength", "0.5", "--engine", "ray", weights=weights))
+    assert [Path(o["output"]).name for o in remote["outputs"]] == [Path(o["output"]).name for o in local["outputs"]]
+    assert remote["skipped"] == local["skipped"] and "wide.png" in [Path(o["output"]).name for o in remote["outputs"]]
+    assert output_settings(tmp_path / "ray" / "wide.png") == output_settings(tmp_path / "local" / "wide.png")
+    assert "strength 0.5" in output_settings(tmp_path / "ray" / "wide.png")
+
+
+def test_the_summary_line_names_the_output_folder_and_the_unsupported_files(tmp_path, weights):
+    make_photo(tmp_path / "in" / "a.png")
+    make_photo(tmp_path / "in" / "b.png", seed=1)
+    (tmp_path / "in" / "raw.CR2").write_bytes(b"II*\x00" + bytes(64))
+    result = CliRunner().invoke(main, ["apply", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--style", "demo",
+                                       "--weights-dir", str(weights), "--device", "cpu", "--engine", "ray"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("done 2, failed 0, ") and \
+        result.stdout.rstrip().endswith(f"; outputs in {tmp_path / 'out'}/")
+    assert result.stderr.splitlines()[-1].startswith(f"skipped 1 unsupported file: {tmp_path / 'in' / 'raw.CR2'} "
+                                                     f"(camera raw files are not read")
 
 
 def _workers() -> list[int]:
@@ -165,7 +204,7 @@ def test_a_worker_killed_mid_run_has_its_tasks_retried(tmp_path, weights):
 
     killer = threading.Thread(target=kill_one_worker_once_outputs_appear)
     killer.start()
-    result = summary(apply(tmp_path / "in", "-o", out, "--engine", "ray", "--ray-workers", "2", "--batch-size", "1",
+    result = summary(apply(tmp_path / "in", "-o", out, "--engine", "ray", "--ray-workers", "2", "--batch-pixels", "1",
                            weights=weights))
     killer.join()
     assert killed, "no worker was running when the first output appeared"
@@ -175,6 +214,46 @@ def test_a_worker_killed_mid_run_has_its_tasks_retried(tmp_path, weights):
         Image.open(path).load()  # complete files only
     rerun = summary(apply(tmp_path / "in", "-o", out, "--engine", "ray", weights=weights))
     assert (rerun["done"], rerun["skipped"]) == (0, 12)
+
+
+def test_ctrl_c_says_how_many_were_written_and_leaves_no_temp_file(tmp_path, weights, monkeypatch):
+    """Ctrl-C in the driver (raised where it takes in the first finished task's results) stops
+    the pool: the local run's one line, only complete files, and a rerun does the rest."""
+    from styler.inference import cluster
+
+    for i in range(12):
+        make_photo(tmp_path / "in" / f"p{i:02}.png", size=(160, 128), seed=i)
+    out, merge = tmp_path / "out", cluster._merge
+
+    def interrupted(summary, *args):
+        merge(summary, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cluster, "_merge", interrupted)
+    result = CliRunner().invoke(main, ["apply", str(tmp_path / "in"), "-o", str(out), "--style", "demo",
+                                       "--weights-dir", str(weights), "--device", "cpu", "--engine", "ray",
+                                       "--ray-workers", "1", "-q"])
+    one_line_error(result, f"error: interrupted: wrote 6 of 12 files; outputs in {out}/; the same command again "
+                           f"does the rest")  # 12 files in two tasks of 6 (two a worker), stopped after the first
+    assert result.exit_code == 130 and all(p.name.startswith("p") and p.suffix == ".png" for p in out.iterdir())
+    for path in out.iterdir():
+        Image.open(path).load()
+    monkeypatch.undo()
+    rerun = summary(apply(tmp_path / "in", "-o", out, "--engine", "ray", weights=weights))
+    assert rerun["done"] + rerun["skipped"] == 12 and rerun["skipped"] >= 6 and len(outputs(out)) == 12
+
+
+def test_a_dataset_batch_goes_through_the_network_within_the_pixel_budget(tmp_path, weights, monkeypatch):
+    from styler.inference.cluster_data import stylize_batch
+    from styler.inference.stylizer import Stylizer
+
+    stylizer = Stylizer.load("demo", weights_dir=weights, device="cpu")
+    arrays = [np.asarray(Image.open(make_photo(tmp_path / f"{i}.png", size=(40, 32), seed=i))) for i in range(5)]
+    whole = stylize_batch(stylizer, {"image": np.stack(arrays)}, "image")["image"]
+    sizes, network = [], stylizer.stylize_tensor
+    monkeypatch.setattr(stylizer, "stylize_tensor", lambda batch: sizes.append(len(batch)) or network(batch))
+    parts = stylize_batch(stylizer, {"image": np.stack(arrays)}, "image", batch_pixels=2 * 40 * 32)["image"]
+    assert sizes == [2, 2, 1] and all(psnr(a, b) >= 50 for a, b in zip(parts, whole, strict=True))
 
 
 def test_a_workers_error_is_the_local_runs_one_line(tmp_path, weights):

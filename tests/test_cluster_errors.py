@@ -75,6 +75,23 @@ def test_an_unknown_style_says_what_a_local_run_says(tmp_path, weights):
     assert remote.stderr == local.stderr
 
 
+def test_a_tile_that_does_not_fit_the_style_says_what_a_local_run_says(tmp_path, weights):
+    """Checked against the style's file header before a cluster is reached."""
+    local = apply(tmp_path, "--tile", "66", weights=weights)
+    remote = apply(tmp_path, "--tile", "66", "--engine", "ray", weights=weights)
+    one_line_error(local, "--tile 66 does not fit style 'demo'")
+    assert remote.stderr == local.stderr
+
+
+def test_a_rerun_with_nothing_left_to_do_needs_no_cluster_and_says_where_the_outputs_are(tmp_path, weights):
+    assert apply(tmp_path, weights=weights).exit_code == 0
+    again = apply(tmp_path, "--engine", "ray", weights=weights)
+    assert again.exit_code == 0 and "skipped 1 existing" in again.stdout
+    assert again.stdout.rstrip().endswith(f"; outputs in {tmp_path / 'out'}/")
+    other = apply(tmp_path, "--engine", "ray", "--ray-address", "127.0.0.1:1", "--strength", "0.5", weights=weights)
+    one_line_error(other, "no Ray cluster answers at 127.0.0.1:1")  # other settings: the output is redone
+
+
 def test_an_unwritable_output_folder_is_one_line(tmp_path, weights, monkeypatch):
     import os
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -79,4 +81,35 @@ def test_cli_stroke_scale(tmp_path):
     assert Image.open(tmp_path / "p_demo.png").size == (90, 61)
     result = CliRunner().invoke(main, [*args, "--stroke-scale", "0", "--overwrite"])
     assert result.exit_code == 1
-    assert result.output.strip() == "error: stroke scale must be between 0.125 and 16, got 0.0"
+    assert result.output.strip() == "error: stroke scale must be 'auto' or between 0.125 and 16, got 0.0"
+
+
+def test_auto_grows_the_strokes_with_the_image_from_the_styles_training_size():
+    from styler.io.weights import WeightsInfo
+
+    torch.manual_seed(0)
+    info = WeightsInfo(Path("x.safetensors"), TINY, {"style_name": "x", "image_size": "16"})  # reference 128 px
+    st = Stylizer(Generator(TINY), info)
+    sizes = seen_sizes(st)
+    assert st.config.stroke_scale == "auto"
+    st(torch.rand(1, 3, 96, 64))  # below the reference: as trained
+    st(torch.rand(1, 3, 96, 512))  # four times the reference: strokes four times as large
+    assert sizes == [(96, 64), (24, 128)]
+    assert st.stroke_scale_for(4000, 3000) == 4000 / 128
+    assert Stylizer(Generator(TINY)).stroke_scale_for(4000, 2650) == 4000 / 1024  # no recorded size: 128
+    assert stylizer(stroke_scale=1).stroke_scale_for(4000, 3000) == 1.0  # a number is kept as given
+
+
+def test_bundled_styles_start_growing_strokes_above_1024_px():
+    st = Stylizer.load("starry", device="cpu")
+    assert st.training_size == 128
+    assert st.stroke_scale_for(1000, 750) == 1.0 and st.stroke_scale_for(4000, 2650) == pytest.approx(3.906, abs=1e-3)
+
+
+def test_cli_accepts_auto_and_numbers_and_names_the_choice(tmp_path):
+    save_generator(tmp_path / "w" / "demo.safetensors", Generator(TINY), {"style_name": "demo"})
+    photo = make_photo(tmp_path / "p.png", size=(90, 61))
+    args = ["apply", str(photo), "--style", "demo", "--weights-dir", str(tmp_path / "w"), "--device", "cpu"]
+    assert CliRunner().invoke(main, [*args, "--stroke-scale", "AUTO", "-o", str(tmp_path / "a.png")]).exit_code == 0
+    bad = CliRunner().invoke(main, [*args, "--stroke-scale", "big"])
+    assert bad.exit_code == 2 and "expected 'auto' or a number, got 'big'" in bad.stderr

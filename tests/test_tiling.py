@@ -162,8 +162,11 @@ def test_per_piece_statistics_would_show_seams():
 
 
 def test_bad_tile_sizes():
-    with pytest.raises(ConfigError, match="tile size"):
-        ApplyConfig(tile=100)
+    with pytest.raises(ConfigError, match="tile size must be at least 64"):
+        ApplyConfig(tile=32)
+    with pytest.raises(ConfigError, match=r"tile=66 does not fit style 'styled': tiles are a multiple of its "
+                                          r"stride, 4 \(such as 64 or 68\)"):
+        Stylizer(generator(), config=ApplyConfig(tile=66))  # the stride is the style's, so checked here
     with pytest.raises(ConfigError, match="tile size"):
         tiled_forward(GlobalStatsGenerator(generator()), photo(), 40, CPU)
     with pytest.raises(ConfigError, match="tile size"):

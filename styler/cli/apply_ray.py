@@ -58,21 +58,31 @@ def cluster_config(engine: str, address: str | None, workers: int | None,
 
 
 class RayRun:
-    """``--engine ray``: the style's name found here (as a local run finds it), its files
+    """``--engine ray``: the style found here as a local run finds it (its name and the settings
+    its outputs record, from the file's header; the workers load the network), its files
     stylized on the cluster under one progress bar of files (a moving file counts once: its
     frames are the worker's business), started once connected: starting a local cluster takes
     seconds that say nothing about the rate."""
 
     def __init__(self, style: str, weights_dir: Path | None, device: str, config: ApplyConfig,
                  cluster: ClusterConfig) -> None:
-        from styler.inference.cluster import style_name
+        from styler.inference.cluster import read_style
 
         self.style, self.weights_dir, self.device, self.config, self.cluster = style, weights_dir, device, config, \
             cluster
-        self.name = style_name(style, weights_dir)
+        self.info = read_style(style, weights_dir, config)
+        self.name = self.info.name
+
+    def settings(self, folder: FolderConfig) -> str:
+        """What every output of the run records (reruns compare it): what the workers' local
+        pipelines write."""
+        from styler.inference.pipeline import run_settings
+        from styler.inference.stylizer import describe_settings
+
+        return run_settings(describe_settings(self.info, self.config), folder)
 
     def __call__(self, pairs: list[tuple[Path, Path]], moving: list[tuple[Path, Path]], folder: FolderConfig,
-                 video: VideoConfig, quiet: bool) -> Any:
+                 video: VideoConfig, quiet: bool, written: list[Path]) -> Any:
         from styler.inference.cluster import apply_on_cluster, connected
         from styler.inference.pipeline import ApplySummary
 
@@ -86,8 +96,14 @@ class RayRun:
             stack.enter_context(contextlib.redirect_stdout(sys.stderr))
             with contextlib.nullcontext() if quiet else console().status(waiting):  # a terminal's spinner only
                 stack.enter_context(connected(self.cluster))
-            on_image = stack.enter_context(image_progress(total, f"stylizing with {self.name} on Ray",
-                                                          quiet or total <= 1))
+            advance = stack.enter_context(image_progress(total, f"stylizing with {self.name} on Ray",
+                                                         quiet or total <= 1))
+
+            def on_image(src: Path, error: str | None) -> None:
+                if error is None:
+                    written.append(src)  # for Ctrl-C's count
+                advance(src, error)
+
             return apply_on_cluster(self.style, pairs, moving, weights_dir=self.weights_dir, device=self.device,
                                     config=self.config, folder=folder, video=video, cluster=self.cluster,
                                     on_image=on_image)

@@ -1,7 +1,9 @@
 """The option set and output helpers every command shares: one-line errors, JSON, progress.
 
 Only the CLI imports Click or prints. Library errors (:class:`StylerError`) become one line on
-stderr and exit code 1; usage errors exit 2 (Click's convention).
+stderr and exit code 1; usage errors exit 2 (Click's convention). Library messages name their
+arguments (``tile=512``); :func:`cli_words` turns those of the running command into its flags
+(``--tile 512``). On a terminal, messages wrap at word boundaries instead of being cut mid-word.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import functools
 import json
 import logging
 import os
+import re
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -35,10 +40,46 @@ def json_mode() -> bool:
     return bool(ctx is not None and ctx.params.get("as_json"))
 
 
+# ``name=value`` in a library message: an argument with its value (quoted, or up to a space,
+# a comma, a semicolon, a colon or a closing parenthesis).
+_ARGUMENT = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\S+?)(?=[\s,;:)]|$)")
+
+
+def cli_words(message: str) -> str:
+    """``message`` with each ``name=value`` that names an option of the running command as the
+    user types it: ``tile=512`` -> ``--tile 512``, ``overwrite=True`` -> ``--overwrite``."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return message
+    options = {p.name: p for p in ctx.command.params if isinstance(p, click.Option) and p.name}
+
+    def flag(found: re.Match[str]) -> str:
+        option, value = options.get(found[1]), found[2].strip("'")
+        if option is None:
+            return found[0]
+        if option.is_flag and value in ("True", "False"):
+            names = option.opts if value == "True" else option.secondary_opts
+            return names[0] if names else found[0]
+        return f"{option.opts[0]} {value}"
+
+    return _ARGUMENT.sub(flag, message)
+
+
+def echo(message: str, err: bool = False) -> None:
+    """Print ``message``; on a terminal wrapped at word boundaries to its width (a terminal
+    wraps mid-word), elsewhere (a log, a pipe) whole, one line per line."""
+    if (sys.stderr if err else sys.stdout).isatty():
+        width = shutil.get_terminal_size().columns
+        message = "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False,
+                                           subsequent_indent="  ") for line in message.splitlines())
+    click.echo(message, err=err)
+
+
 def fail(message: str, code: int = 1) -> None:
-    """One line on stderr; with --json also ``{"error": ...}`` on stdout, so scripts that parse
-    stdout always get an object."""
-    click.echo(f"error: {message}", err=True)
+    """One line on stderr (wrapped on a terminal); with --json also ``{"error": ...}`` on stdout,
+    so scripts that parse stdout always get an object."""
+    message = cli_words(message)
+    echo(f"error: {message}", err=True)
     if json_mode():
         print_json({"error": message, "exit_code": code})
     sys.exit(code)
@@ -132,42 +173,45 @@ def print_json(data: dict[str, Any]) -> None:
 
 
 class progress:
-    """A rich progress bar (step, description, rate, ETA); silent when quiet.
+    """A rich progress bar (count, description, rate, ETA); silent when quiet. ``completed`` may
+    be fractional (a stage of an image), so the bar moves within one long item.
 
     When stderr is not a terminal (a log file, CI, nohup) a live bar would show nothing until
-    the end, so a plain line is printed about every 5% instead."""
+    the end, so a plain line is printed about every 5% instead; with ``live_only`` (one image:
+    a few lines would say nothing) nothing is, and the live bar goes away when done."""
 
-    def __init__(self, total: int, label: str, quiet: bool) -> None:
-        self.total, self.label, self.quiet = total, label, quiet
+    def __init__(self, total: int, label: str, quiet: bool, live_only: bool = False) -> None:
+        self.total, self.label, self.quiet, self.live_only = total, label, quiet, live_only
 
-    def _plain(self) -> Callable[[int, str], None]:
+    def _plain(self) -> Callable[[float, str], None]:
         import time
 
         start, every, last = time.monotonic(), max(1, self.total // 20), [0]
 
-        def update(completed: int, text: str = "") -> None:
-            if completed - last[0] < every and completed < self.total:
+        def update(completed: float, text: str = "") -> None:
+            whole = int(completed)
+            if whole - last[0] < every and whole < self.total or whole == last[0]:
                 return
-            last[0] = completed
+            last[0] = whole
             elapsed = time.monotonic() - start
-            eta = elapsed / max(completed, 1) * (self.total - completed)
-            click.echo(f"{self.label} {completed}/{self.total} elapsed {elapsed:.0f}s eta {eta:.0f}s {text}",
-                       err=True)
+            eta = elapsed / max(completed, 1e-9) * (self.total - completed)
+            click.echo(f"{self.label} {whole}/{self.total} elapsed {elapsed:.0f}s eta {eta:.0f}s {text}", err=True)
 
         return update
 
-    def __enter__(self) -> Callable[[int, str], None]:
+    def __enter__(self) -> Callable[[float, str], None]:
         self.bar = None
-        if self.quiet:
+        terminal = console().is_terminal
+        if self.quiet or (self.live_only and not terminal):
             return lambda completed, text="": None
-        if not console().is_terminal:
+        if not terminal:
             return self._plain()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
             TimeRemainingColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                            console=console())
+                            console=console(), transient=self.live_only)
         self.bar.__enter__()
         task = self.bar.add_task(self.label, total=self.total, info="")
         return lambda completed, text="": self.bar.update(task, completed=completed, info=text)
@@ -200,7 +244,9 @@ def apply_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--preserve-color", is_flag=True,
                      help="Keep the photo's colours; take only the style's luminance."),
         click.option("--tile", type=int, default=None,
-                     help="Stylize in tiles of this many pixels a side (a multiple of 8, >= 64) to bound memory."),
+                     help="Stylize in tiles of this many pixels a side to bound memory: at least 64 and a "
+                     "multiple of the style's stride (4 for starry and shipwreck, 8 for matisse; a "
+                     "multiple of 16 fits every style)."),
         click.option("--max-tile-pixels", type=int, default=_APPLY.max_tile_pixels, show_default=True,
                      help="Tile images with more pixels than this automatically; 0 never tiles by itself."),
         click.option("--tile-stats", type=click.Choice([t.value for t in TileStats]), default=_APPLY.tile_stats.value,

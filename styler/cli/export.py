@@ -25,14 +25,16 @@ from styler.errors import StylerError
 @handle_errors
 def export(style: str, fmt: str, output: str | None, opset: int, overwrite: bool, weights_dir: Path | None,
            as_json: bool) -> None:
-    """Export a style's generator to ONNX or TorchScript (dynamic batch, height and width).
+    """Export a style's generator to ONNX or TorchScript.
+
+    Batch, height and width are dynamic. Input 'image' is (N, 3, H, W) RGB in [0, 1]; output
+    'stylized' has the same shape (clamp it).
 
     \b
-    Input 'image' is (N, 3, H, W) RGB in [0, 1]; output 'stylized' has the same shape (clamp it).
     Examples:
-      styler export starry                                  # writes starry.onnx
+      styler export starry                  # writes starry.onnx
       styler export starry --format torchscript -o starry.pt
-      styler export starry -o models/                       # writes models/starry.onnx
+      styler export starry -o models/       # writes models/starry.onnx
     """
     from styler.nn.generator import load_generator
     from styler.io.weights import resolve_weights

@@ -180,12 +180,12 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
     started = time.perf_counter()
     from styler.training import distributed
     from styler.device import resolve_device
-    from styler.inference.pipeline import set_max_pixels
+    from styler.io.images import max_image_pixels
     from styler.training.runs import default_run_dir
     from styler.training.trainer import Trainer
 
     budget_s = _budget_seconds(ctx, budget, resume)
-    set_max_pixels(max_pixels)
+    ctx.with_resource(max_image_pixels(max_pixels))  # Pillow's limit, restored when the command ends
     target = resolve_device(device)
     config, style_path, content_dir, vgg_weights, weights_dir, resumed_dir = _run_inputs(
         ctx, params, resume, style_path, content_dir, vgg_weights, weights_dir, budget_s, target)

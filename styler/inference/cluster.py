@@ -2,10 +2,13 @@
 
     driver: plan outputs (planning) -> tasks: chunks of still images, one task per moving file
       -> a pool of workers (Ray actors), each with the style loaded once, at most two tasks each:
-         a chunk runs through the local pipeline (decode threads, same-size batches, atomic
-         writes), a video or animated image through inference.video
+         a chunk runs through the local pipeline (decode threads, same-size batches bounded in
+         pixels, atomic writes with the run's settings in their mark), a video or animated image
+         through inference.video
       -> per-file results back to the driver as tasks finish: progress, the local run's summary
 
+The driver plans as a local run does (:mod:`styler.inference.planning`: outputs, unsupported
+files, what a rerun redoes) from the style's file header alone, without loading the network.
 Paths travel, not pixels: workers read the inputs and write the outputs themselves, with the
 code a local run writes them with, so the files must be where every worker sees them (one
 machine, a shared or mounted filesystem). A worker that dies (killed, out of memory, a lost
@@ -27,14 +30,16 @@ from typing import Any, Callable, Iterator, Sequence
 
 from styler.config import ApplyConfig, ClusterConfig, FolderConfig, VideoConfig
 from styler.errors import ClusterError, StylerError
-from styler.inference.pipeline import ApplySummary, OnImage, apply_to_paths, set_max_pixels
+from styler.inference.pipeline import ApplySummary, OnImage, apply_to_paths
+from styler.inference.stylizer import check_tile
 from styler.io.files import check_writable, file_sha256, remove_stale_temps
-from styler.io.weights import is_bundled_dir, read_info, resolve_weights
+from styler.io.weights import WeightsInfo, is_bundled_dir, read_info, resolve_weights
 
 Pair = tuple[Path, Path]
 Task = tuple[str, Any]  # ("stills", [pairs]) or ("moving", pair)
 _IN_FLIGHT = 2  # tasks queued on a worker: the next one starts without waiting for the driver
 _DEFAULT_PORTS = {"ray://": 10001, "": 6379}  # Ray Client, then the cluster's GCS
+_STOP_WAIT = 10.0  # seconds a stopped run waits for its killed workers before removing their temp files
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and empty SETTINGS
 
 
@@ -47,10 +52,14 @@ def import_ray() -> Any:
     return ray
 
 
-def style_name(style: str | Path, weights_dir: Path | None = None) -> str:
-    """The name a style gives its outputs, found as a local run finds it (same errors, same
-    message for an unknown style), without loading the network here: the workers do."""
-    return read_info(resolve_weights(str(style), weights_dir)).name
+def read_style(style: str | Path, weights_dir: Path | None = None, config: ApplyConfig | None = None) -> WeightsInfo:
+    """The header of the style's weights file, found as a local run finds it, with ``config``'s
+    tile size checked against it (same errors, same messages), without loading the network
+    here: the workers do. Its name names the outputs; with ``config`` it gives the settings
+    outputs record (:func:`styler.inference.stylizer.describe_settings`)."""
+    info = read_info(resolve_weights(str(style), weights_dir))
+    check_tile((config or ApplyConfig()).tile, info.generator.stride, info.name)
+    return info
 
 
 class StyleWorker:
@@ -58,8 +67,7 @@ class StyleWorker:
     A load error is kept and returned by :meth:`ready`, since Ray would bury an ``__init__``
     error in a traceback of its own."""
 
-    def __init__(self, style: str, weights_dir: Path | None, device: str, config: ApplyConfig,
-                 max_pixels: int | None = None) -> None:
+    def __init__(self, style: str, weights_dir: Path | None, device: str, config: ApplyConfig) -> None:
         from styler.inference.stylizer import Stylizer
 
         self.error: StylerError | None = None
@@ -67,7 +75,6 @@ class StyleWorker:
             self.stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
         except StylerError as exc:
             self.error = exc
-        set_max_pixels(max_pixels)
 
     def ready(self, folders: Sequence[Path]) -> tuple[StylerError | None, str]:
         """(the error that stops this worker, or None; the SHA-256 of the weights it loaded)."""
@@ -97,13 +104,13 @@ class StyleWorker:
             summary.failed.append((src, str(exc)))
         return summary
 
-    def __call__(self, batch: dict[str, Any], column: str) -> dict[str, Any]:
+    def __call__(self, batch: dict[str, Any], column: str, batch_pixels: int) -> dict[str, Any]:
         """A Ray Data batch with ``column``'s images stylized (see :func:`stylize_dataset`)."""
         from styler.inference.cluster_data import stylize_batch
 
         if self.error is not None:
             raise self.error
-        return stylize_batch(self.stylizer, batch, column)
+        return stylize_batch(self.stylizer, batch, column, batch_pixels)
 
     @staticmethod
     def _after_restart(pairs: Sequence[Pair]) -> None:
@@ -258,6 +265,17 @@ class _Scheduler:
         self.load[actor] = 0
         self.started = self.started or time.perf_counter()
 
+    def stop(self, actors: Sequence[Any]) -> None:
+        """End the pool. Tasks cut short (Ctrl-C, an error) leave no temp file: their killed
+        workers are waited for, then the temp files beside their outputs removed."""
+        for ref in self.running:
+            self.ray.cancel(ref)  # cancelled, not retried: Ray says nothing more about them
+        for actor in actors:
+            self.ray.kill(actor)
+        if self.running:
+            self.ray.wait(list(self.running), num_returns=len(self.running), timeout=_STOP_WAIT)
+            remove_stale_temps(dst for _, task in self.running.values() for _, dst in _task_pairs(task))
+
     def _result(self, ref: Any, actor: Any) -> ApplySummary | str:
         """A task's summary, or why it could not run (its worker died more often than allowed)."""
         try:
@@ -274,6 +292,11 @@ def _tasks(stills: Sequence[Pair], moving: Sequence[Pair], workers: int, most: i
     per_task = max(1, min(most, math.ceil(len(stills) / (2 * workers))))
     chunks = [[_absolute(p) for p in stills[i:i + per_task]] for i in range(0, len(stills), per_task)]
     return deque([*(("moving", _absolute(pair)) for pair in moving), *(("stills", chunk) for chunk in chunks)])
+
+
+def _task_pairs(task: Task) -> list[Pair]:
+    kind, work = task
+    return [work] if kind == "moving" else list(work)
 
 
 def _absolute(pair: Pair) -> Pair:
@@ -310,14 +333,13 @@ def apply_on_cluster(style: str | Path, stills: Sequence[Pair], moving: Sequence
     names = {_absolute(p): p for p in [*stills, *moving]}  # results name files as they were given
     with connected(cluster) as ray:
         actors = _start_workers(ray, cluster, len(moving) + math.ceil(len(stills) / cluster.images_per_task),
-                                (*for_workers(style, weights_dir), device, config or ApplyConfig(), folder.max_pixels))
+                                (*for_workers(style, weights_dir), device, config or ApplyConfig()))
         scheduler = _Scheduler(ray, actors, _roots(list(names)), weights_sha, folder, video)
         try:
             scheduler.run(_tasks(stills, moving, len(actors), cluster.images_per_task),
                           lambda task, result: _merge(summary, task, result, names, on_image))
         finally:
-            for actor in actors:
-                ray.kill(actor)
+            scheduler.stop(actors)
     summary.seconds = time.perf_counter() - scheduler.started if scheduler.started else 0.0
     return summary
 
@@ -333,8 +355,7 @@ def _start_workers(ray: Any, cluster: ClusterConfig, tasks: int, args: tuple[Any
 def _merge(summary: ApplySummary, task: Task, result: ApplySummary | str, names: dict[Pair, Pair],
            on_image: OnImage | None) -> None:
     """A finished task's files into ``summary``, named as the caller gave them."""
-    kind, work = task
-    given = {src: names[(src, dst)] for src, dst in ([work] if kind == "moving" else work)}
+    given = {src: names[(src, dst)] for src, dst in _task_pairs(task)}
     if isinstance(result, str):
         result = ApplySummary(failed=[(src, result) for src in given])
     for src, _ in result.pairs:

@@ -9,6 +9,12 @@ channel, upsamples the maps' coefficients (smooth, so bilinear upsampling loses 
 applies them to the full-resolution luminance. Edges of the photo come back sharp; the colours
 and strokes stay the network's. Departure: one luminance guide for all channels instead of a
 colour guide (no 3x3 inverse per pixel), which is enough for a painting.
+
+The default stroke scale, ``auto``, sizes the strokes to the image rather than to the pixel: a
+style trained on crops of ``image_size`` pixels runs at most ``CROPS_PER_SIDE * image_size``
+pixels on the longer side (1024 for the bundled styles, trained at 128), so a 4000 px camera
+photo gets strokes four times as large as at 1000 px and looks as painted. Smaller images keep
+S = 1: finer strokes than the training's would cost compute and lose the painting's look.
 """
 
 from __future__ import annotations
@@ -19,6 +25,18 @@ import torch.nn.functional as F
 from styler.io.images import luma
 RADIUS = 2  # window radius at the network's resolution
 EPS = 1e-3  # regulariser: larger keeps less of the photo's fine contrast
+# Training crops across the longer side at which ``auto`` starts enlarging the strokes. The
+# crop and the painting set the strokes' size in pixels (a style trained at 256 px paints
+# strokes twice those of one at 128), so the reference scales with the crop; 8 puts it at
+# 1024 px for the bundled styles, where they were judged (docs/bundled-styles.md).
+CROPS_PER_SIDE = 8
+DEFAULT_TRAINING_SIZE = 128  # weights files that do not record their crop size
+
+
+def auto_stroke_scale(height: int, width: int, training_size: int | None = None) -> float:
+    """The stroke scale ``auto`` means for an image of this size (at least 1)."""
+    reference = CROPS_PER_SIDE * (training_size or DEFAULT_TRAINING_SIZE)
+    return max(1.0, max(height, width) / reference)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -15,10 +15,10 @@ from typing import Callable, Iterable, Iterator, overload
 import torch
 from PIL import Image, ImageOps
 
-from styler.config import ApplyConfig, DeviceChoice, VideoConfig
+from styler.config import AUTO, ApplyConfig, DeviceChoice, TileStats, VideoConfig
 from styler.device import autocast, compute_dtype, memory_format, resolve_device
-from styler.errors import ImageError
-from styler.inference.guided import at_stroke_scale
+from styler.errors import ConfigError, ImageError
+from styler.inference.guided import at_stroke_scale, auto_stroke_scale
 from styler.inference.tiling import GlobalStatsGenerator, tiled_forward
 from styler.io.images import LUMA, open_image, pil_to_tensor, split_alpha, tensor_to_pil
 from styler.io.weights import WeightsInfo, resolve_weights
@@ -70,6 +70,12 @@ class Stylizer:
         self.fast = FastGenerator.from_generator(self.generator)
         self.info = info
         self._tiler: GlobalStatsGenerator | None = None
+        check_tile(self.config.tile, self.generator.config.stride, self.name)
+
+    def __repr__(self) -> str:
+        precision = str(self.dtype).removeprefix("torch.")
+        return (f"Stylizer(style={self.name!r}, device='{self.device}', precision='{precision}', "
+                f"stroke_scale={self.config.stroke_scale!r})")
 
     @classmethod
     def load(cls, style: str | Path, *, weights_dir: Path | None = None,
@@ -85,6 +91,22 @@ class Stylizer:
     @property
     def name(self) -> str:
         return self.info.name if self.info else "styled"
+
+    @property
+    def training_size(self) -> int | None:
+        """The crop size the style was trained at, when its weights file records it."""
+        size = self.info.metadata.get("image_size") if self.info else None
+        return int(size) if isinstance(size, (int, float, str)) and str(size).isdigit() else None
+
+    def stroke_scale_for(self, height: int, width: int) -> float:
+        """The stroke scale an image of this size is stylized at (``auto`` resolved)."""
+        if self.config.stroke_scale == AUTO:
+            return auto_stroke_scale(height, width, self.training_size)
+        return float(self.config.stroke_scale)
+
+    def settings(self) -> str:
+        """What decides the pixels of a result, as one line (see :func:`describe_settings`)."""
+        return describe_settings(self.info, self.config)
 
     def _autocast(self) -> AbstractContextManager[object]:
         return autocast(self.device, self.dtype)
@@ -122,7 +144,8 @@ class Stylizer:
         if self.config.strength == 0.0:
             return batch.clone()
         x = batch.float()
-        out = at_stroke_scale(x, self.config.stroke_scale, network or self._network).clamp_(0, 1)
+        scale = self.stroke_scale_for(*x.shape[-2:])
+        out = at_stroke_scale(x, scale, network or self._network).clamp_(0, 1)
         x = x.to(out.device)
         if self.config.preserve_color:
             out = preserve_color(out, x)
@@ -186,6 +209,33 @@ class Stylizer:
         if array.dtype.kind == "f":
             return out.permute(1, 2, 0).numpy().astype(array.dtype)
         return out.permute(1, 2, 0).contiguous().numpy()
+
+
+def describe_settings(info: WeightsInfo | None, config: ApplyConfig) -> str:
+    """What decides the pixels of a result of the style ``info`` describes, as one line: outputs
+    record it, so a rerun with the same style and settings skips them and one with other
+    settings redoes them. It needs the weights file's header only, not the network (a Ray
+    driver plans a run without loading the style)."""
+    style = info.name if info else "styled"
+    if info is not None and info.metadata.get("created_utc"):
+        style += f" {info.metadata['created_utc']}"  # another training of the same name
+    parts = [f"style {style}", f"strength {config.strength:g}", f"stroke scale {config.stroke_scale}",
+             f"max size {config.max_size or 'none'}", f"precision {config.precision.value}"]
+    if config.preserve_color:
+        parts.append("preserve color")
+    if config.tile_stats is TileStats.DOWNSCALED:  # exact tiles equal the untiled pass
+        parts.append(f"downscaled tiles {config.tile or 'auto'} stats {config.stats_size}")
+    return "; ".join(parts)
+
+
+def check_tile(tile: int | None, stride: int, style: str) -> None:
+    """A tile side must be a multiple of the style's stride (tiles start on its sampling grid);
+    the error names the nearest sizes that fit."""
+    if tile is None or tile % stride == 0:
+        return
+    below = tile - tile % stride  # tile >= 64, a multiple of every stride, so below >= 64 too
+    raise ConfigError(f"tile={tile} does not fit style {style!r}: tiles are a multiple of its stride, {stride} "
+                      f"(such as {below} or {below + stride}); a multiple of 16 fits every style")
 
 
 def _unit_float(image: torch.Tensor) -> torch.Tensor:

@@ -176,7 +176,7 @@ class FrameStylizer:
         """SHARED: take the statistics from these frames ((3, H, W) uint8, any sizes: each is
         brought to the first one's) at the size the network will see them."""
         assert self.norms is not None
-        size = scaled_size(*samples[0].shape[-2:], self.stylizer.config.stroke_scale)
+        size = scaled_size(*samples[0].shape[-2:], self.stylizer.stroke_scale_for(*samples[0].shape[-2:]))
         x = torch.stack([F.interpolate(s[None].float().div(255), size=size, mode="bilinear", antialias=True,
                                        align_corners=False)[0] for s in samples])
         st = self.stylizer

@@ -8,11 +8,12 @@ Everything a user hands us passes through here, so every failure becomes an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,7 +21,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from styler._version import __version__
-from styler.config import IMAGE_EXTENSIONS
+from styler.config import HEIF_EXTENSIONS, IMAGE_EXTENSIONS
 from styler.errors import DataError, ImageError
 from styler.io.files import atomic_path
 
@@ -32,34 +33,85 @@ _SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"
 
 
 def is_image_path(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    """An extension styler reads as a still image (HEIC/HEIF through the ``heif`` extra)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS or is_heif_path(path)
 
 
-# Outputs carry "styler <version>" in the EXIF Software tag, so that a later run over the same
-# folder does not take them for photos (JPEG, PNG, WebP and TIFF hold EXIF; BMP does not).
+def is_heif_path(path: Path) -> bool:
+    return Path(path).suffix.lower() in HEIF_EXTENSIONS
+
+
+def can_save(path: Path) -> bool:
+    """An extension :func:`save_image` writes (HEIC/HEIF are read, never written)."""
+    return Path(path).suffix.lower() in _SAVE_FORMATS
+
+
+_HEIF_LOCK = threading.Lock()
+_heif_registered = False
+
+
+def require_heif(path: Path | None = None) -> None:
+    """Register pillow-heif's opener with Pillow, once, on the first HEIC/HEIF file (a run without
+    one does not pay for importing it). Missing: one line naming the extra (and the file)."""
+    global _heif_registered
+    with _HEIF_LOCK:
+        if _heif_registered:
+            return
+        try:
+            import pillow_heif
+        except ImportError as exc:
+            where = f"{path}: " if path is not None else ""
+            raise ImageError(f"{where}HEIC/HEIF images need pillow-heif: pip install 'styler[heif]'") from exc
+        pillow_heif.register_heif_opener()
+        _heif_registered = True
+
+
+# Outputs carry "styler <version> (<settings>)" in the EXIF Software tag, so that a later run over
+# the same folder does not take them for photos, and a rerun can tell whether an existing output
+# is the same work (same style and settings) or is to be redone. JPEG, PNG, WebP and TIFF hold
+# EXIF; BMP and GIF do not.
 _SOFTWARE_TAG = 0x0131
+_EXIF_FORMATS = ("JPEG", "WEBP", "PNG", "TIFF")
 _OUTPUT_MARK = "styler"
 
 
-def mark_output(exif: bytes | None) -> bytes:
-    """The input's EXIF (if any) with the Software tag saying styler wrote the file."""
+def mark_output(exif: bytes | None, settings: str = "") -> bytes:
+    """The input's EXIF (if any) with the Software tag saying styler wrote the file, and with
+    which ``settings`` (a line that describes the work, compared as text by later runs)."""
     data = Image.Exif()
     if exif:
         data.load(exif)
-    data[_SOFTWARE_TAG] = f"{_OUTPUT_MARK} {__version__}"
+    data[_SOFTWARE_TAG] = f"{_OUTPUT_MARK} {__version__}" + (f" ({settings})" if settings else "")
     return data.tobytes()
 
 
-def is_styler_output(path: Path) -> bool:
-    """Whether ``path`` is an image an earlier styler run wrote (reads the header only). A file
-    that cannot be read is not one; decoding it later reports why."""
+def output_settings(path: Path) -> str | None:
+    """The settings an earlier styler run recorded in ``path`` ("" when it recorded none), or
+    None when styler did not write it. Reads the header only; a file that cannot be read is not
+    styler's (decoding it later reports why)."""
     try:
+        if is_heif_path(path):
+            return None  # styler never writes HEIF
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # a huge image, corrupt EXIF: decoding it says what is wrong
             with Image.open(path) as img:
-                return str(img.getexif().get(_SOFTWARE_TAG, "")).startswith(f"{_OUTPUT_MARK} ")
+                software = str(img.getexif().get(_SOFTWARE_TAG, ""))
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return False
+        return None
+    if not software.startswith(f"{_OUTPUT_MARK} "):
+        return None
+    _, _, rest = software.partition(" (")
+    return rest[:-1] if rest.endswith(")") else ""
+
+
+def holds_mark(path: Path) -> bool:
+    """Whether styler's outputs of this type carry the mark (the formats that hold EXIF)."""
+    return _SAVE_FORMATS.get(Path(path).suffix.lower()) in _EXIF_FORMATS
+
+
+def is_styler_output(path: Path) -> bool:
+    """Whether ``path`` is an image an earlier styler run wrote (reads the header only)."""
+    return output_settings(path) is not None
 
 
 def find_images(root: Path, recursive: bool = True, wanted: Callable[[Path], bool] = is_image_path) -> list[Path]:
@@ -100,9 +152,27 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 25
 _OPEN_LOCK = threading.Lock()  # guards the process-wide pixel limit while one file lifts it
 
 
+@contextlib.contextmanager
+def max_image_pixels(limit: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb limit set to ``limit`` for the block and restored after: it is
+    process-wide, and a library user's own setting must survive a run. None leaves Pillow's."""
+    if limit is None:
+        yield
+        return
+    with _OPEN_LOCK:
+        before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+    try:
+        yield
+    finally:
+        with _OPEN_LOCK:
+            Image.MAX_IMAGE_PIXELS = before
+
+
 def _open(path: Path, max_size: int | None) -> Image.Image:
     """``Image.open``, with the decompression-bomb limit lifted for this file when ``max_size``
     keeps the work under it (only the input is huge); JPEGs are then decoded at a reduced scale."""
+    if is_heif_path(path):
+        require_heif(path)
     limit = Image.MAX_IMAGE_PIXELS
     if not max_size or limit is None or max_size * max_size > limit:
         return Image.open(path)
@@ -216,7 +286,7 @@ def save_image(image: Image.Image, path: Path, quality: int = 95, exif: bytes | 
     kwargs: dict[str, object] = {}
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
-    if exif and fmt in ("JPEG", "WEBP", "PNG", "TIFF"):
+    if exif and fmt in _EXIF_FORMATS:
         kwargs["exif"] = exif
     if icc_profile and fmt in ("JPEG", "WEBP", "PNG", "TIFF"):
         kwargs["icc_profile"] = icc_profile
