@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -45,7 +44,7 @@ class Job:
         self.id, self.spec = secrets.token_hex(8), spec
         self.state, self.error, self.weights = "queued", "", ""
         self.stop = threading.Event()
-        self.step, self.rate, self.started = 0, 0.0, 0.0
+        self.step, self.rate = 0, 0.0
         self.losses: list[tuple[int, float]] = []
         self.best: tuple[int, float] | None = None  # (step, validation loss) of the generator kept so far
 
@@ -68,8 +67,7 @@ class Job:
             points.append(self.losses[-1])
         preview = self.latest_preview()
         return {"id": self.id, "name": self.spec.name, "state": self.state, "ahead": ahead, "step": self.step,
-                "steps": steps, "elapsed": round(time.monotonic() - self.started, 1) if self.started else 0,
-                "eta": round((steps - self.step) / self.rate, 1) if self.rate > 0 else None,
+                "steps": steps, "eta": round((steps - self.step) / self.rate, 1) if self.rate > 0 else None,
                 "losses": points, "best": self.best, "error": self.error, "weights": self.weights,
                 "preview": preview.stem if preview else None}
 
@@ -151,7 +149,7 @@ class JobQueue:
                 if job.stop.is_set():  # stopped while the photos and the loss network loaded: nothing trained
                     job.state = "cancelled"
                     return
-                job.state, job.started = "running", time.monotonic()
+                job.state = "running"
             result = trainer.run(lambda report: job.on_step(report, trainer), stop=job.stop)
         except StylerError as exc:
             job.state, job.error = "failed", str(exc)
