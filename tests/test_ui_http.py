@@ -64,7 +64,7 @@ def ui(tmp_path, weights):
     """(client, tmp_path): a server over the ``demo`` style (and the bundled ones), runs in tmp_path/runs."""
     app = create_app(weights, "cpu", UiConfig(max_upload_bytes=LIMIT), runs_root=tmp_path / "runs",
                      train_overrides=TINY_TRAINING)
-    with background(app) as url, httpx.Client(base_url=url, timeout=120) as client:
+    with background(app) as url, httpx.Client(base_url=url, timeout=120, headers={"X-Styler": "1"}) as client:
         yield client
 
 
@@ -169,6 +169,16 @@ def test_file_names_from_the_browser_never_become_paths(ui, tmp_path, weights):
     assert not [p for p in tmp_path.parent.rglob("evil*")]
 
 
+def test_other_web_sites_cannot_make_changes(ui, weights):
+    """A page of another site in the same browser can send requests to 127.0.0.1: a POST without
+    the page's own header, or a request under another Host name (DNS rebinding), is refused."""
+    refused(ui.post("/api/styles/demo/delete", headers={"X-Styler": "0"}), 403, "needs the x-styler header")
+    refused(ui.get("/api/styles", headers={"Host": "evil.example:7860"}), 403, "answers only to")
+    assert (weights / "demo.safetensors").is_file()
+    for host in ("localhost:80", "127.0.0.1:1", "[::1]:7860"):
+        assert ui.get("/api/styles", headers={"Host": host}).status_code == 200, host
+
+
 def test_styles_rename_and_delete_yours_never_bundled(ui, weights):
     rows = {row["name"]: row for row in ui.get("/api/styles").json()["styles"]}
     assert not rows["demo"]["bundled"] and rows["starry"]["bundled"] and rows["starry"]["steps"]
@@ -267,7 +277,7 @@ def test_ui_command_serves_until_ctrl_c(tmp_path):
     try:
         url = json.loads(server.stdout.readline())["url"]
         assert url.startswith("http://127.0.0.1:")
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers={"X-Styler": "1"}) as client:
             refused(upload(client, png_bytes((40, 40)), "big.png", "/api/uploads"), 400, "image is too large")
             assert upload(client, png_bytes((20, 20)), "ok.png", "/api/uploads").status_code == 200
         server.send_signal(2)  # Ctrl-C

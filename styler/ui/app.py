@@ -16,6 +16,7 @@ from urllib.parse import unquote
 import torch
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -25,6 +26,7 @@ from styler.config import ApplyConfig, DeviceChoice, Features, TrainConfig, UiCo
 from styler.device import resolve_device
 from styler.errors import StylerError
 from styler.io.images import open_image, resize_longer
+from styler.ui.guard import Guard
 from styler.ui.jobs import Job, JobQueue
 from styler.ui.render import Renderer, encode
 from styler.ui.styles import Paintings, delete_style, rename_style, row
@@ -252,7 +254,7 @@ def create_app(weights_dir: Path | str, device: DeviceChoice | str = DeviceChoic
         finally:
             await run_in_threadpool(state.queue.close)
 
-    app = Starlette(routes=state.routes(), lifespan=lifespan,
+    app = Starlette(routes=state.routes(), lifespan=lifespan, middleware=[Middleware(Guard, host=state.config.host)],
                     exception_handlers={StylerError: _refused, HttpError: _refused})
     app.state.ui = state
     return app

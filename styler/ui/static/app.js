@@ -10,9 +10,10 @@ function element(tag, props = {}, children = []) {
   return node;
 }
 
-// One line for any failure: the server's {"error": ...} or what the browser knows.
+// One line for any failure: the server's {"error": ...} or what the browser knows. X-Styler marks
+// the request as the page's own: the server refuses changes without it (styler/ui/guard.py).
 async function call(url, options = {}) {
-  const response = await fetch(url, options);
+  const response = await fetch(url, { ...options, headers: { ...(options.headers || {}), "X-Styler": "1" } });
   const json = (response.headers.get("content-type") || "").includes("json") ? await response.json() : null;
   if (!response.ok) throw new Error((json && json.error) || `${response.status} ${response.statusText}`);
   return json === null ? response : json;
