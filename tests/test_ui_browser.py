@@ -165,6 +165,7 @@ def test_a_tiny_training_run_shows_progress_and_ends_in_the_gallery(page, tmp_pa
         field.send_keys(name)
         form.find_element(By.NAME, "painting").send_keys(str(style_image))
         form.find_element(By.NAME, "photos").send_keys("\n".join(str(p) for p in photos))
+        Select(form.find_element(By.NAME, "length")).select_by_value("steps")
         form.find_element(By.NAME, "steps").clear()
         form.find_element(By.NAME, "steps").send_keys(str(steps))
         Select(form.find_element(By.NAME, "features")).select_by_value("random")

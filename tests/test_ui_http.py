@@ -22,6 +22,7 @@ from PIL import Image
 from styler.cli import main
 from styler.config import DiscriminatorConfig, GeneratorConfig, UiConfig
 from styler.io.weights import list_styles, read_info
+from styler.training.runs import RunDir
 from tests.conftest import one_line_error
 
 pytest.importorskip("starlette")
@@ -207,6 +208,11 @@ def test_training_from_a_folder_that_is_only_read(ui, tmp_path, photo_dir, style
     refused(ui.post("/api/train", json={**form, "folder": str(photo_dir), "photos": [painting]}), 400, "not both")
     refused(ui.post("/api/train", json={**form, "folder": str(photo_dir), "painting": "gone"}), 400, "no painting")
     refused(ui.post("/api/train", json={**form, "folder": str(photo_dir), "steps": "0"}), 400, "steps must be")
+    refused(ui.post("/api/train", json={**form, "folder": str(photo_dir), "budget": 60}), 400, "one of them")
+    refused(ui.post("/api/train", json={**form, "folder": str(photo_dir), "steps": None}), 400, "one of them")
+    for budget in ("soon", -5, 10**9, "nan"):
+        refused(ui.post("/api/train", json={**form, "folder": str(photo_dir), "steps": None, "budget": budget}), 400,
+                "budget must be a number of seconds")
     refused(ui.post("/api/train", json={**form, "folder": str(photo_dir), "features": "x"}), 400, "features must be")
     refused(ui.post("/api/train", json={**form, "name": "demo", "folder": str(photo_dir)}), 400,
             "already one of your styles")
@@ -223,22 +229,24 @@ def test_training_from_a_folder_that_is_only_read(ui, tmp_path, photo_dir, style
     refused(ui.get("/api/jobs/nope/preview"), 404, "no such training job")
 
 
-def test_one_job_at_a_time_the_rest_wait_in_order(ui, photo_dir, style_image, weights):
+def test_one_job_at_a_time_the_rest_wait_in_order(ui, tmp_path, photo_dir, style_image, weights):
     painting = upload(ui, style_image.read_bytes(), "p.png", "/api/uploads").json()["id"]
 
-    def submit(name, steps):
+    def submit(name, **length):
         response = ui.post("/api/train", json={"name": name, "painting": painting, "folder": str(photo_dir),
-                                               "steps": steps, "features": "random"})
+                                               "features": "random", **length})
         assert response.status_code == 200, response.text
         return response.json()
 
-    long = submit("long", 50_000)
+    long = submit("long", budget=3600)  # an hour: the trainer plans its steps
     running = wait_for(ui, long["id"], ("running",), min_step=2)
     refused(ui.post("/api/train", json={"name": "long", "painting": painting, "folder": str(photo_dir),
                                         "steps": 2, "features": "random"}), 400, "already waiting or running")
-    second, third = submit("second", 2), submit("third", 2)
+    second, third = submit("second", steps=2), submit("third", steps=2)
     assert (second["state"], second["ahead"], third["state"], third["ahead"]) == ("queued", 1, "queued", 2)
-    assert running["eta"] is not None and running["steps"] == 50_000
+    planned = RunDir(tmp_path / "runs" / "long").read_spec()
+    assert running["budget"] == 3600 and running["steps"] == planned.config.steps == planned.plan["steps"]
+    assert running["eta"] is not None
     assert ui.post(f"/api/jobs/{third['id']}/stop").status_code == 200
     assert wait_for(ui, third["id"], ("cancelled",))["step"] == 0
     wait_for(ui, long["id"], ("running",))
@@ -246,9 +254,11 @@ def test_one_job_at_a_time_the_rest_wait_in_order(ui, photo_dir, style_image, we
     ui.post(f"/api/jobs/{long['id']}/stop")
     stopped = wait_for(ui, long["id"], ("stopped",))
     saved = read_info(weights / "long.safetensors").metadata
-    assert 1 <= stopped["step"] < 50_000 and saved["steps_trained"] == stopped["step"]
+    assert 1 <= stopped["step"] < planned.config.steps and saved["steps_trained"] == stopped["step"]
     assert wait_for(ui, second["id"], ("finished",))["step"] == 2
     assert (weights / "second.safetensors").is_file() and not (weights / "third.safetensors").exists()
+    short = wait_for(ui, submit("short", budget=0.01)["id"], ("failed",))
+    assert short["error"].startswith("a budget of 0 s is shorter than setup plus one step here")
 
 
 def test_ui_command_help_missing_extra_and_taken_port(monkeypatch, tmp_path):

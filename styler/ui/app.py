@@ -121,9 +121,11 @@ class UiApp:
         return FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
     async def info(self, _request: Request) -> JSONResponse:
-        return JSONResponse({"version": __version__, "steps": TrainConfig.steps, "max_steps": self.config.max_steps,
+        config = self.config
+        return JSONResponse({"version": __version__, "steps": TrainConfig.steps, "max_steps": config.max_steps,
+                             "budgets": config.budgets, "default_budget": config.default_budget,
                              "features": [f.value for f in Features], "default_features": TrainConfig.features.value,
-                             "max_upload_bytes": self.config.max_upload_bytes, "view_size": self.config.view_size})
+                             "max_upload_bytes": config.max_upload_bytes, "view_size": config.view_size})
 
     # --- Try ---------------------------------------------------------------------------------------
 

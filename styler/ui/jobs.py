@@ -45,6 +45,7 @@ class Job:
         self.state, self.error, self.weights = "queued", "", ""
         self.stop = threading.Event()
         self.step, self.rate = 0, 0.0
+        self.steps = spec.config.steps  # a budget's plan sets it once the trainer is built
         self.losses: list[tuple[int, float]] = []
         self.best: tuple[int, float] | None = None  # (step, validation loss) of the generator kept so far
 
@@ -61,13 +62,14 @@ class Job:
 
     def view(self, ahead: int) -> dict[str, Any]:
         """What the page shows of this job."""
-        steps = self.spec.config.steps
+        steps = self.steps
         points = self.losses[::max(1, len(self.losses) // MAX_POINTS)]
         if self.losses and points[-1] != self.losses[-1]:
             points.append(self.losses[-1])
         preview = self.latest_preview()
+        eta = round((steps - self.step) / self.rate, 1) if self.rate > 0 else None
         return {"id": self.id, "name": self.spec.name, "state": self.state, "ahead": ahead, "step": self.step,
-                "steps": steps, "eta": round((steps - self.step) / self.rate, 1) if self.rate > 0 else None,
+                "steps": steps, "budget": self.spec.config.budget_seconds, "eta": eta,
                 "losses": points, "best": self.best, "error": self.error, "weights": self.weights,
                 "preview": preview.stem if preview else None}
 
@@ -149,7 +151,7 @@ class JobQueue:
                 if job.stop.is_set():  # stopped while the photos and the loss network loaded: nothing trained
                     job.state = "cancelled"
                     return
-                job.state = "running"
+                job.state, job.steps = "running", trainer.config.steps
             result = trainer.run(lambda report: job.on_step(report, trainer), stop=job.stop)
         except StylerError as exc:
             job.state, job.error = "failed", str(exc)
@@ -159,4 +161,5 @@ class JobQueue:
             job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
             return
         job.weights = str(result.weights_path)
-        job.state = "stopped" if job.stop.is_set() and result.steps < job.spec.config.steps else "finished"
+        # A budget's deadline ends a run as planned; only Stop leaves it "stopped".
+        job.state = "stopped" if result.cut_short == "stop" else "finished"

@@ -7,6 +7,7 @@ only read.
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Mapping
 
 import torch
 
-from styler.config import Features, TrainConfig, UiConfig, defaults_for
+from styler.config import BUDGET, Features, TrainConfig, UiConfig, defaults_for
 from styler.errors import ConfigError, DataError
 from styler.io.files import check_writable
 from styler.training.runs import default_run_dir
@@ -23,16 +24,30 @@ from styler.ui.styles import check_free, check_name
 from styler.ui.uploads import Upload, UploadStore
 
 
-def job_config(name: str, steps: int, features: Features, preview_every: int,
-               overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """``styler train``'s defaults for the loss network, with previews and validations often
-    enough for the page to show progress and for Stop to find a validated generator."""
-    base = defaults_for(features)
-    every = max(1, steps // 10)
+def job_config(name: str, features: Features, length: tuple[int, float], device: torch.device,
+               preview_every: int, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """``styler train``'s defaults for the loss network, for ``length`` = (steps, 0) or (0, budget
+    in seconds), with previews and validations often enough for the page to show progress and
+    for Stop to find a validated generator."""
+    base, (steps, budget) = defaults_for(features), length
+    if budget:
+        # styler train --budget's recipe for this machine; the trainer plans the steps.
+        size = BUDGET.gpu_image_size if device.type == "cuda" else BUDGET.cpu_image_size
+        base = replace(base, budget_seconds=budget, image_size=size, style_size=BUDGET.style_size)
+    else:
+        every = max(1, steps // 10)
+        base = replace(base, steps=steps, val_every=min(base.val_every, every),
+                       preview_every=min(base.preview_every, every))
     # No DataLoader worker processes: forking a server's threads can deadlock the child.
-    config = replace(base, name=name, steps=steps, num_workers=0,
-                     preview_every=min(base.preview_every, preview_every, every), val_every=min(base.val_every, every))
+    config = replace(base, name=name, num_workers=0, preview_every=min(base.preview_every, preview_every))
     return replace(config, **overrides) if overrides else config
+
+
+def _number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 class TrainSetup:
@@ -43,12 +58,20 @@ class TrainSetup:
         self.weights_dir, self.device, self.uploads = Path(weights_dir), device, uploads
         self.config, self.runs_root, self.overrides = config, runs_root, dict(overrides or {})
 
-    def _steps(self, value: Any) -> int:
+    def _length(self, form: Mapping[str, Any]) -> tuple[int, float]:
+        """(steps, 0) or (0, budget seconds): the form gives one of them."""
+        steps, budget = form.get("steps"), form.get("budget")
+        if (steps in (None, "")) == (budget in (None, "")):
+            raise ConfigError("give a time budget or a number of steps (one of them)")
+        if budget not in (None, ""):
+            most = self.config.max_budget
+            if isinstance(budget, bool) or not _number(budget) or not 0 < float(budget) <= most:
+                raise ConfigError(f"budget must be a number of seconds up to {most}, got {str(budget)[:40]!r}")
+            return 0, float(budget)
         most = self.config.max_steps
-        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit() \
-                or not 1 <= int(value) <= most:
-            raise ConfigError(f"steps must be a whole number from 1 to {most}, got {str(value)[:40]!r}")
-        return int(value)
+        if isinstance(steps, bool) or not str(steps).strip().isdigit() or not 1 <= int(steps) <= most:
+            raise ConfigError(f"steps must be a whole number from 1 to {most}, got {str(steps)[:40]!r}")
+        return int(steps), 0.0
 
     def _upload(self, upload_id: Any, what: str) -> Upload:
         upload = self.uploads.get(upload_id) if isinstance(upload_id, str) else None
@@ -84,7 +107,8 @@ class TrainSetup:
             features = Features(form.get("features") or TrainConfig.features.value)
         except ValueError as exc:
             raise ConfigError(f"features must be one of {', '.join(f.value for f in Features)}") from exc
-        config = job_config(name, self._steps(form.get("steps")), features, self.config.preview_every, self.overrides)
+        config = job_config(name, features, self._length(form), self.device, self.config.preview_every,
+                            self.overrides)
         painting = self._upload(form.get("painting"), "painting")
         photos, folder = self._photos(form)
         run_dir = self.runs_root / name if self.runs_root else default_run_dir(name)

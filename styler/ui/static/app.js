@@ -130,8 +130,9 @@ async function submitTraining(event) {
       $("#train-status").textContent = `uploading photo ${photos.length + 1} of ${form.photos.files.length}`;
       photos.push((await send("/api/uploads", file)).id);
     }
+    const length = form.length.value === "steps" ? { steps: form.steps.value } : { budget: Number(form.length.value) };
     const body = { name: form.style_name.value, painting: painting.id, photos, folder: form.folder.value,
-                   steps: form.steps.value, features: form.features.value };
+                   features: form.features.value, ...length };
     await call("/api/train", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     ["style_name", "painting", "photos"].forEach((field) => { form[field].value = ""; });  // ready for the next one
     pollJobs();
@@ -144,14 +145,15 @@ async function submitTraining(event) {
 
 function duration(seconds) {
   const s = Math.round(seconds);
-  return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+  return s >= 60 ? `${Math.floor(s / 60)} min` + (s % 60 ? ` ${s % 60} s` : "") : `${s} s`;
 }
 
 function describe(job) {
   switch (job.state) {
     case "queued": return `waiting: ${job.ahead} job${job.ahead === 1 ? "" : "s"} ahead`;
     case "preparing": return "preparing: reading the photos and the loss network";
-    case "running": return `step ${job.step} of ${job.steps}` + (job.eta === null ? "" : `, ${duration(job.eta)} left`);
+    case "running": return `step ${job.step} of ${job.steps}` + (job.eta === null ? "" : `, ${duration(job.eta)} left`)
+                           + (job.budget ? ` (budget ${duration(job.budget)})` : "");
     case "stopping": return `stopping after step ${job.step}`;
     case "finished": return `finished after ${job.step} steps: the style "${job.name}" is ready`;
     case "stopped": return `stopped at step ${job.step}: the best generator so far is saved as "${job.name}"`;
@@ -284,6 +286,9 @@ async function start() {
   const form = $("#train-form");
   form.steps.value = info.steps;
   form.steps.max = info.max_steps;
+  const lengths = info.budgets.map((b) => element("option", { value: b, textContent: duration(b), selected: b === info.default_budget }));
+  form.length.replaceChildren(...lengths, element("option", { value: "steps", textContent: "a number of steps" }));
+  form.length.addEventListener("change", () => { $("#steps-label").hidden = form.length.value !== "steps"; });
   form.features.replaceChildren(...info.features.map((f) => element("option", { value: f, textContent: f, selected: f === info.default_features })));
   document.body.dataset.ready = "1";
   pollJobs();
