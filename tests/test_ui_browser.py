@@ -28,6 +28,7 @@ if not (CHROMIUM and DRIVER):
     pytest.skip("needs chromium and chromedriver (apt-get install chromium chromium-driver)", allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver")
 
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -61,7 +62,12 @@ def fresh_page(browser, weights_dir, tmp_path):
     app = create_app(weights_dir, "cpu", runs_root=tmp_path / "runs", train_overrides=TINY_TRAINING)
     with background(app) as url:
         browser.get(url)
-        until(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        try:
+            until(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        except TimeoutException:
+            raise AssertionError(f"the page at {url} never got ready; it shows: "
+                                 f"{browser.find_element(By.TAG_NAME, 'body').text[:500]!r}; "
+                                 f"browser log: {browser.get_log('browser')}") from None
         yield browser
 
 
@@ -165,7 +171,7 @@ def test_a_tiny_training_run_shows_progress_and_ends_in_the_gallery(page, tmp_pa
         field.send_keys(name)
         form.find_element(By.NAME, "painting").send_keys(str(style_image))
         form.find_element(By.NAME, "photos").send_keys("\n".join(str(p) for p in photos))
-        Select(form.find_element(By.NAME, "length")).select_by_value("steps")
+        Select(form.find_element(By.NAME, "how_long")).select_by_value("steps")
         form.find_element(By.NAME, "steps").clear()
         form.find_element(By.NAME, "steps").send_keys(str(steps))
         Select(form.find_element(By.NAME, "features")).select_by_value("random")

@@ -130,7 +130,7 @@ async function submitTraining(event) {
       $("#train-status").textContent = `uploading photo ${photos.length + 1} of ${form.photos.files.length}`;
       photos.push((await send("/api/uploads", file)).id);
     }
-    const length = form.length.value === "steps" ? { steps: form.steps.value } : { budget: Number(form.length.value) };
+    const length = form.how_long.value === "steps" ? { steps: form.steps.value } : { budget: Number(form.how_long.value) };
     const body = { name: form.style_name.value, painting: painting.id, photos, folder: form.folder.value,
                    features: form.features.value, ...length };
     await call("/api/train", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -287,8 +287,8 @@ async function start() {
   form.steps.value = info.steps;
   form.steps.max = info.max_steps;
   const lengths = info.budgets.map((b) => element("option", { value: b, textContent: duration(b), selected: b === info.default_budget }));
-  form.length.replaceChildren(...lengths, element("option", { value: "steps", textContent: "a number of steps" }));
-  form.length.addEventListener("change", () => { $("#steps-label").hidden = form.length.value !== "steps"; });
+  form.how_long.replaceChildren(...lengths, element("option", { value: "steps", textContent: "a number of steps" }));
+  form.how_long.addEventListener("change", () => { $("#steps-label").hidden = form.how_long.value !== "steps"; });
   form.features.replaceChildren(...info.features.map((f) => element("option", { value: f, textContent: f, selected: f === info.default_features })));
   document.body.dataset.ready = "1";
   pollJobs();
