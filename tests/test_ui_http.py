@@ -80,7 +80,8 @@ def refused(response, status: int, fragment: str) -> None:
     assert fragment in message and "\n" not in message and "Traceback" not in message, message
 
 
-def wait_for(client, job_id, states, min_step=0, timeout=90.0) -> dict:
+def wait_for(client, job_id, states, min_step=0, timeout=300.0) -> dict:
+    # A generous limit: a CI machine running other jobs may give a tiny run little CPU.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = next(j for j in client.get("/api/jobs").json()["jobs"] if j["id"] == job_id)
@@ -246,7 +247,7 @@ def test_one_job_at_a_time_the_rest_wait_in_order(ui, tmp_path, photo_dir, style
     assert (second["state"], second["ahead"], third["state"], third["ahead"]) == ("queued", 1, "queued", 2)
     planned = RunDir(tmp_path / "runs" / "long").read_spec()
     assert running["budget"] == 3600 and running["steps"] == planned.config.steps == planned.plan["steps"]
-    assert running["eta"] is not None
+    assert 0 < running["eta"] <= 3600  # counts down to the budget's deadline
     assert ui.post(f"/api/jobs/{third['id']}/stop").status_code == 200
     assert wait_for(ui, third["id"], ("cancelled",))["step"] == 0
     wait_for(ui, long["id"], ("running",))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,7 @@ class Job:
         self.stop = threading.Event()
         self.step, self.rate = 0, 0.0
         self.steps = spec.config.steps  # a budget's plan sets it once the trainer is built
+        self.deadline: float | None = None  # perf_counter() time a budget's run stops training
         self.losses: list[tuple[int, float]] = []
         self.best: tuple[int, float] | None = None  # (step, validation loss) of the generator kept so far
 
@@ -67,7 +69,11 @@ class Job:
         if self.losses and points[-1] != self.losses[-1]:
             points.append(self.losses[-1])
         preview = self.latest_preview()
-        eta = round((steps - self.step) / self.rate, 1) if self.rate > 0 else None
+        eta = (steps - self.step) / self.rate if self.rate > 0 else None
+        if self.deadline is not None:  # the trainer stops at the deadline even when its steps run slow
+            left = max(0.0, self.deadline - time.perf_counter())
+            eta = left if eta is None else min(eta, left)
+        eta = None if eta is None else round(eta, 1)
         return {"id": self.id, "name": self.spec.name, "state": self.state, "ahead": ahead, "step": self.step,
                 "steps": steps, "budget": self.spec.config.budget_seconds, "eta": eta,
                 "losses": points, "best": self.best, "error": self.error, "weights": self.weights,
@@ -151,7 +157,8 @@ class JobQueue:
                 if job.stop.is_set():  # stopped while the photos and the loss network loaded: nothing trained
                     job.state = "cancelled"
                     return
-                job.state, job.steps = "running", trainer.config.steps
+                # The deadline the CLI's bar counts down to (None without a budget).
+                job.state, job.steps, job.deadline = "running", trainer.config.steps, trainer._deadline()
             result = trainer.run(lambda report: job.on_step(report, trainer), stop=job.stop)
         except StylerError as exc:
             job.state, job.error = "failed", str(exc)

@@ -15,9 +15,10 @@ from typing import Any, Mapping
 
 import torch
 
-from styler.config import BUDGET, Features, TrainConfig, UiConfig, defaults_for
+from styler.config import Features, TrainConfig, UiConfig, defaults_for
 from styler.errors import ConfigError, DataError
 from styler.io.files import check_writable
+from styler.training.budget import budgeted
 from styler.training.runs import default_run_dir
 from styler.ui.jobs import JobSpec
 from styler.ui.styles import check_free, check_name
@@ -32,8 +33,7 @@ def job_config(name: str, features: Features, length: tuple[int, float], device:
     base, (steps, budget) = defaults_for(features), length
     if budget:
         # styler train --budget's recipe for this machine; the trainer plans the steps.
-        size = BUDGET.gpu_image_size if device.type == "cuda" else BUDGET.cpu_image_size
-        base = replace(base, budget_seconds=budget, image_size=size, style_size=BUDGET.style_size)
+        base = budgeted(base, budget, device)
     else:
         every = max(1, steps // 10)
         base = replace(base, steps=steps, val_every=min(base.val_every, every),
