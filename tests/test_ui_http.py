@@ -256,6 +256,7 @@ def test_one_job_at_a_time_the_rest_wait_in_order(ui, tmp_path, photo_dir, style
     stopped = wait_for(ui, long["id"], ("stopped",))
     saved = read_info(weights / "long.safetensors").metadata
     assert 1 <= stopped["step"] < planned.config.steps and saved["steps_trained"] == stopped["step"]
+    assert stopped["best"][0] <= stopped["step"]  # the generator kept, validated up to the step Stop ended
     assert wait_for(ui, second["id"], ("finished",))["step"] == 2
     assert (weights / "second.safetensors").is_file() and not (weights / "third.safetensors").exists()
     short = wait_for(ui, submit("short", budget=0.01)["id"], ("failed",))
@@ -292,7 +293,7 @@ def test_ui_command_serves_until_ctrl_c(tmp_path):
             refused(upload(client, png_bytes((40, 40)), "big.png", "/api/uploads"), 400, "image is too large")
             assert upload(client, png_bytes((20, 20)), "ok.png", "/api/uploads").status_code == 200
         server.send_signal(2)  # Ctrl-C
-        assert server.wait(timeout=60) == 0
+        assert server.wait(timeout=180) == 0  # a loaded machine takes its time to shut a torch process down
         assert server.stderr.read().strip().splitlines()[-1] == "stopped"
     finally:
         server.kill()

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from styler import __version__
+from styler._version import __version__
 from styler.config import ApplyConfig, DeviceChoice, Features, TrainConfig, UiConfig
 from styler.device import resolve_device
 from styler.errors import StylerError

@@ -168,5 +168,7 @@ class JobQueue:
             job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
             return
         job.weights = str(result.weights_path)
+        if result.val_loss is not None:  # a stopped run validates its last step before keeping the best
+            job.best = (result.best_step, result.val_loss)
         # A budget's deadline ends a run as planned; only Stop leaves it "stopped".
         job.state = "stopped" if result.cut_short == "stop" else "finished"
