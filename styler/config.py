@@ -400,6 +400,37 @@ class FolderConfig:
         _check(self.max_pixels is None or self.max_pixels >= 1, f"max pixels must be >= 1, got {self.max_pixels}")
 
 
+@dataclass(frozen=True)
+class UiConfig:
+    """``styler ui``: where the page is served and what it accepts (:mod:`styler.ui`)."""
+
+    # Loopback: the page can train on any folder of this machine, so it is not offered to the network.
+    host: str = "127.0.0.1"
+    port: int = 7860
+    max_upload_bytes: int = 64 * 2**20  # one file; the pixel limit is Pillow's (styler ui --max-pixels)
+    # Uploads are kept in memory only (nothing is written until a training job is accepted); the
+    # oldest are forgotten past this many bytes.
+    memory_bytes: int = 1024 * 2**20
+    grid_size: int = 256  # longer side of each cell of the photo-in-every-style grid
+    view_size: int = 768  # longer side of the large preview beside the original
+    max_steps: int = 100_000  # training steps a job may ask for
+    # Training budgets the form offers, in seconds (as styler train --budget; five minutes picked);
+    # a job may ask for any budget up to max_budget, or for a number of steps instead.
+    budgets: tuple[int, ...] = (60, 300, 1800)
+    default_budget: int = 300
+    max_budget: int = 24 * 3600
+    # A job's preview images at least this often, so the page shows the style forming (a preview
+    # costs about one training step).
+    preview_every: int = 20
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}")
+        for name in ("max_upload_bytes", "memory_bytes", "max_steps", "preview_every", "max_budget"):
+            _check(getattr(self, name) >= 1, f"{name.replace('_', ' ')} must be >= 1, got {getattr(self, name)}")
+        for name in ("grid_size", "view_size"):
+            _check(getattr(self, name) >= 16, f"{name.replace('_', ' ')} must be >= 16, got {getattr(self, name)}")
+
+
 class Temporal(str, enum.Enum):
     """Where a clip's frames get their instance-norm statistics (see :mod:`styler.inference.temporal`).
     OFF: every frame its own (flickers); SHARED: one set from frames sampled over the whole clip;

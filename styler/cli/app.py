@@ -11,6 +11,7 @@ from styler.cli.export import export
 from styler.cli.sheet import sheet
 from styler.cli.styles import styles
 from styler.cli.train import train
+from styler.cli.ui import ui
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,5 +33,5 @@ def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
     ctx.obj = {"quiet": quiet, "verbose": verbose}
 
 
-for command in (train, apply, export, sheet, styles):
+for command in (train, apply, export, sheet, styles, ui):
     main.add_command(command)

@@ -274,8 +274,7 @@ def _run_inputs(ctx: click.Context, params: dict[str, Any], resume: str | None, 
         raise click.UsageError("--style and --content-dir are required (unless --resume RUN_DIR)")
     weights_dir = weights_dir or default_weights_dir()
     params["name"] = params["name"] or Path(style_path).stem
-    config = _train_config(ctx, _fresh_base(params["features"], params["name"], budget_s, device), params,
-                           weights_dir)
+    config = _train_config(ctx, _fresh_base(params, budget_s, device), params, weights_dir)
     _check_head_start(config)
     return config, style_path, content_dir, vgg_weights, weights_dir, None
 
@@ -292,14 +291,15 @@ def _resumed_inputs(ctx: click.Context, params: dict[str, Any], resume: str, sty
             content_dir or spec.content_dir, vgg_weights or spec.vgg_weights, weights_dir, run_dir)
 
 
-def _fresh_base(features: str, name: str, budget_s: float, device: Any) -> TrainConfig:
-    """The defaults of the chosen loss network (--features random has its own recipe) and, for a
-    budget, the machine's recipe; whatever the user typed still wins in _train_config."""
-    base = replace(defaults_for(Features(features)), name=name)
+def _fresh_base(params: dict[str, Any], budget_s: float, device: Any) -> TrainConfig:
+    """The defaults of the chosen loss network (--features random has its own recipe), with the
+    machine's recipe for a budget; whatever the user typed still wins in _train_config."""
+    base = replace(defaults_for(Features(params["features"])), name=params["name"])
     if not budget_s:
         return base
-    size = BUDGET.gpu_image_size if device.type == "cuda" else BUDGET.cpu_image_size
-    return replace(base, budget_seconds=budget_s, image_size=size, style_size=BUDGET.style_size)
+    from styler.training.budget import budgeted
+
+    return budgeted(base, budget_s, device)
 
 
 def _check_head_start(config: TrainConfig) -> None:

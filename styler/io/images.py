@@ -9,6 +9,7 @@ Everything a user hands us passes through here, so every failure becomes an
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 import warnings
@@ -193,26 +194,39 @@ def open_image(path: Path, max_size: int | None = None,
     caller will downscale to it), an image over the pixel limit is accepted if the work is not.
     ``before_decode`` gets the opened image before its pixels are read, e.g. to set a JPEG draft."""
     path = Path(path)
+    return _decode(lambda: _open(path, max_size), path, before_decode)
+
+
+def decode_bytes(data: bytes, name: str) -> Image.Image:
+    """An image sent as bytes (an upload), decoded as :func:`open_image` decodes a file, under the
+    pixel limit; errors name it ``name``."""
+    return _decode(lambda: Image.open(io.BytesIO(data)), name)
+
+
+def _decode(opened: Callable[[], Image.Image], name: object,
+            before_decode: Callable[[Image.Image], None] | None = None) -> Image.Image:
+    """Every pixel of the image ``opened()`` opens (a truncated file fails here, not later), EXIF
+    orientation applied; each failure an ImageError naming ``name``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _open(path, max_size) as img:
+            with opened() as img:
                 if before_decode is not None:
                     before_decode(img)
                 img.load()
                 image = ImageOps.exif_transpose(img)
     except FileNotFoundError as exc:
-        raise ImageError(f"{path}: no such file") from exc
+        raise ImageError(f"{name}: no such file") from exc
     except IsADirectoryError as exc:
-        raise ImageError(f"{path}: is a directory, not an image") from exc
+        raise ImageError(f"{name}: is a directory, not an image") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: image is too large ({exc})") from exc
+        raise ImageError(f"{name}: image is too large ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{path}: not an image Pillow can read") from exc
+        raise ImageError(f"{name}: not an image Pillow can read") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot decode image ({exc})") from exc
+        raise ImageError(f"{name}: cannot decode image ({exc})") from exc
     if image.width < 1 or image.height < 1:
-        raise ImageError(f"{path}: image has no pixels")
+        raise ImageError(f"{name}: image has no pixels")
     return image
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from styler.config import BUDGET, BudgetRecipe
+from styler.config import BUDGET, BudgetRecipe, TrainConfig
 from styler.errors import ConfigError, TrainingError
 from styler.training import distributed
 from styler.training.report import timed
@@ -81,6 +81,13 @@ class Plan:
     def to_dict(self) -> dict[str, float]:
         return {"steps": self.steps, "val_every": self.val_every, "step_seconds": round(self.step_seconds, 4),
                 "stop_after": round(self.stop_after, 1)}
+
+
+def budgeted(config: TrainConfig, seconds: float, device: torch.device, recipe: BudgetRecipe = BUDGET) -> TrainConfig:
+    """``config`` for a run of ``seconds`` wall-clock seconds on ``device``: the recipe's crops and
+    painting size for that machine (the trainer plans the steps once it has timed one)."""
+    size = recipe.gpu_image_size if device.type == "cuda" else recipe.cpu_image_size
+    return replace(config, budget_seconds=seconds, image_size=size, style_size=recipe.style_size)
 
 
 def smallest_budget(timing: Timing) -> float:
