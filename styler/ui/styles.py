@@ -15,8 +15,8 @@ from typing import Any
 
 from styler.errors import ConfigError, StylerError
 from styler.io.files import file_sha256
-from styler.io.weights import WEIGHTS_SUFFIX, Style, atomic_save_file, bundled_dir, in_source_checkout, \
-    list_styles, short_reason
+from styler.io.weights import WEIGHTS_SUFFIX, Style, atomic_save_file, bundled_dir, list_styles, \
+    short_reason
 from styler.training.runs import RunDir, default_run_dir
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ class Paintings:
                 found.append(run.read_spec().style)
             except ConfigError as exc:  # the style still lists, without its painting
                 log.warning("no painting for %s: %s", style.name, exc)
-        if in_source_checkout() and meta.get("style_file"):
+        # A source checkout keeps the bundled paintings beside the package (find() checks the file).
+        if meta.get("style_file"):
             found.append(bundled_dir().parent.parent / "samples" / "styles" / Path(str(meta["style_file"])).name)
         return found
 
