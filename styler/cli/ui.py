@@ -12,7 +12,7 @@ from styler.config import UiConfig, default_weights_dir
 _UI = UiConfig()
 
 
-@click.command()
+@click.command(short_help="Serve a local web page to try, train and manage styles.")
 @click.option("--host", default=_UI.host, show_default=True,
               help="Address to listen on; 0.0.0.0 offers the page to everyone on your network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=_UI.port, show_default=True,
