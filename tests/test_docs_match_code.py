@@ -69,11 +69,14 @@ def test_stripe_halos_are_the_codes():
 
 
 def _code_lines(page: Path) -> list[str]:
-    """The lines of a page's code blocks (indented by 4 spaces, or fenced)."""
+    """The lines of a page's code blocks (indented by 4 spaces, or fenced), a line ending in a
+    backslash joined with the next as the shell joins them."""
     lines, fenced = [], False
     for line in page.read_text().splitlines():
         if line.lstrip().startswith("```"):
             fenced = not fenced
+        elif lines and lines[-1].endswith("\\") and (fenced or line.startswith("    ")):
+            lines[-1] = f"{lines[-1][:-1]} {line.strip()}"
         elif fenced or line.startswith("    "):
             lines.append(line.strip())
     return lines

@@ -200,6 +200,18 @@ def test_styles_rename_and_delete_yours_never_bundled(ui, weights):
     refused(ui.post("/api/styles/holiday/explode"), 404, "not found")
 
 
+def test_styles_in_dot_weights_are_only_read(ui, weights, tmp_path, monkeypatch):
+    here = tmp_path / "elsewhere"
+    (here / "weights").mkdir(parents=True)
+    (here / "weights" / "local.safetensors").write_bytes((weights / "demo.safetensors").read_bytes())
+    monkeypatch.chdir(here)  # ./weights: read, listed, never changed
+    rows = {row["name"]: row for row in ui.get("/api/styles").json()["styles"]}
+    assert rows["local"]["source"] == "./weights" and rows["demo"]["source"] == "yours"
+    refused(ui.post("/api/styles/local/delete"), 400, "'local' is in ./weights, which styler only reads")
+    refused(ui.post("/api/styles/demo/rename", json={"to": "local"}), 400, "'local' is already a style in ./weights")
+    assert (here / "weights" / "local.safetensors").is_file()
+
+
 def test_training_from_a_folder_that_is_only_read(ui, tmp_path, photo_dir, style_image):
     painting = upload(ui, style_image.read_bytes(), "starry.png", "/api/uploads").json()["id"]
     form = {"name": "folder-style", "painting": painting, "steps": 3, "features": "random"}

@@ -20,7 +20,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     return names
 
 
-@click.command()
+@click.command(short_help="Render one image in every style, each labelled with its name.")
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("sheet.png"),
               show_default=True)

@@ -14,7 +14,7 @@ COLUMNS = (("name", "name"), ("source", "source"), ("loss network", "loss_networ
            ("created", "date"))
 
 
-@click.command()
+@click.command(short_help="List the styles a name can pick and the folders searched.")
 @common_options
 @click.pass_context
 @handle_errors

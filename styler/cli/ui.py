@@ -12,7 +12,7 @@ from styler.config import UiConfig, default_weights_dir
 _UI = UiConfig()
 
 
-@click.command()
+@click.command(short_help="Serve a local web page to try, train and manage styles.")
 @click.option("--host", default=_UI.host, show_default=True,
               help="Address to listen on; 0.0.0.0 offers the page to everyone on your network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=_UI.port, show_default=True,
@@ -46,7 +46,7 @@ def ui(ctx: click.Context, host: str, port: int, no_browser: bool, max_pixels: i
     from styler.ui.app import create_app
     from styler.ui.server import is_loopback, listen, serve, url_of
 
-    ctx.with_resource(max_image_pixels(max_pixels))  # Pillow's limit for this command, restored after
+    ctx.with_resource(max_image_pixels(max_pixels))  # Pillow's limit, restored when the command ends
     config = UiConfig(host=host, port=port, max_upload_bytes=max_upload_mb * 2**20)
     app = create_app(weights_dir or default_weights_dir(), device, config)
     if not is_loopback(host):

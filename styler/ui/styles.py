@@ -15,8 +15,8 @@ from typing import Any
 
 from styler.errors import ConfigError, StylerError
 from styler.io.files import file_sha256
-from styler.io.weights import WEIGHTS_SUFFIX, Style, atomic_save_file, bundled_dir, list_styles, \
-    short_reason
+from styler.io.weights import LOCAL, WEIGHTS_SUFFIX, YOURS, Style, atomic_save_file, bundled_dir, \
+    list_styles, short_reason
 from styler.training.runs import RunDir, default_run_dir
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,14 @@ def check_free(name: str, weights_dir: Path) -> None:
     """No style of this name, the user's or bundled (a new one would hide it)."""
     for style in list_styles(weights_dir):
         if style.name == name:
-            whose = "a bundled style" if style.bundled else "one of your styles"
+            whose = {YOURS: "one of your styles", LOCAL: f"a style in {LOCAL}"}.get(style.source, "a bundled style")
             raise ConfigError(f"{name!r} is already {whose}; pick another name")
 
 
 def row(style: Style) -> dict[str, Any]:
     """What the page shows of a style."""
-    entry: dict[str, Any] = {"name": style.name, "bundled": style.bundled, "hidden": style.shadowed}
+    entry: dict[str, Any] = {"name": style.name, "source": style.source, "bundled": style.bundled,
+                             "hidden": style.shadowed}
     if style.info is None:
         return {**entry, "error": short_reason(style.error or StylerError("unreadable"), style.path)}
     meta = style.info.metadata
@@ -53,11 +54,13 @@ def row(style: Style) -> dict[str, Any]:
 
 
 def yours(name: str, weights_dir: Path) -> Style:
-    """The user's readable-or-not style ``name``; a bundled one is refused, saying why."""
+    """The user's readable-or-not style ``name``; one in ./weights or bundled is refused, saying why."""
     found = [s for s in list_styles(weights_dir) if s.name == name]
-    mine = next((s for s in found if not s.bundled), None)
+    mine = next((s for s in found if s.source == YOURS), None)
     if mine is not None:
         return mine
+    if any(s.source == LOCAL for s in found):
+        raise ConfigError(f"{name!r} is in {LOCAL}, which styler only reads: rename or delete the file there")
     if found:
         raise ConfigError(f"{name!r} is a bundled style: bundled styles cannot be renamed or deleted")
     raise ConfigError(f"no style of yours named {name[:80]!r}")
@@ -111,8 +114,7 @@ class Paintings:
                 found.append(run.read_spec().style)
             except ConfigError as exc:  # the style still lists, without its painting
                 log.warning("no painting for %s: %s", style.name, exc)
-        # A source checkout keeps the bundled paintings beside the package (find() checks the file).
-        if meta.get("style_file"):
+        if meta.get("style_file"):  # in a clone; an installed copy has no samples/ beside the package
             found.append(bundled_dir().parent.parent / "samples" / "styles" / Path(str(meta["style_file"])).name)
         return found
 

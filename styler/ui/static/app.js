@@ -234,7 +234,7 @@ async function changeStyle(name, action, body) {
 }
 
 function actions(style) {
-  if (style.bundled) return [];
+  if (style.source !== "yours") return [];  // ./weights is only read; bundled styles ship with styler
   const field = element("input", { value: style.name, size: 14, className: "new-name" });
   const rename = element("button", { type: "button", textContent: "Rename", className: "rename" });
   rename.addEventListener("click", () => changeStyle(style.name, "rename", { to: field.value }));
@@ -251,7 +251,7 @@ function drawStyles({ weights_dir, styles }) {
   $("#style-rows").replaceChildren(...styles.map((style) => {
     const thumb = element("img", { src: `/api/styles/${encodeURIComponent(style.name)}/painting`, alt: "" });
     thumb.addEventListener("error", () => thumb.replaceWith("no painting on file"));
-    const source = style.bundled ? (style.hidden ? "bundled, hidden by yours" : "bundled") : "yours";
+    const source = style.hidden ? `${style.source}, hidden by another of that name` : style.source;
     const cells = style.error ? [`unreadable: ${style.error}`, "", ""]
       : [style.features, style.best_step === null ? `${style.steps}` : `${style.steps} (${style.best_step})`,
          (style.created || "").slice(0, 10)];
