@@ -16,6 +16,7 @@ from styler.inference.planning import parse_shard, plan_outputs, shard_from_env,
 from styler.inference.stylizer import Stylizer
 from styler.io.weights import save_generator
 from styler.nn import Generator
+from styler.cli.apply import shown  # how the CLI prints a folder (relative when near the current one)
 from tests.conftest import make_photo, one_line_error
 
 TINY = GeneratorConfig(base_channels=4, num_residual=1)
@@ -244,6 +245,6 @@ def test_ctrl_c_says_how_many_were_written(tmp_path, monkeypatch):
                                        "demo", "--weights-dir", str(weights), "--device", "cpu",
                                        "--batch-pixels", "1", "-q"])
     written = len(list((tmp_path / "out").glob("*.png")))
-    one_line_error(result, f"error: interrupted: wrote {written} of 5 files; outputs in {tmp_path / 'out'}/; "
+    one_line_error(result, f"error: interrupted: wrote {written} of 5 files; outputs in {shown(tmp_path / 'out')}; "
                            f"the same command again does the rest")
     assert result.exit_code == 130 and written <= 2

@@ -19,6 +19,7 @@ from PIL import Image, ImageCms
 from styler.cli import main
 from styler.errors import ImageError
 from styler.io.images import output_settings
+from styler.cli.apply import shown  # how the CLI prints a folder (relative when near the current one)
 from tests.conftest import make_photo, one_line_error
 from tests.media import make_clip, make_gif
 
@@ -158,7 +159,7 @@ def test_the_summary_line_names_the_output_folder_and_the_unsupported_files(tmp_
                                        "--weights-dir", str(weights), "--device", "cpu", "--engine", "ray"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("done 2, failed 0, ") and \
-        result.stdout.rstrip().endswith(f"; outputs in {tmp_path / 'out'}/")
+        result.stdout.rstrip().endswith(f"; outputs in {shown(tmp_path / 'out')}")
     assert result.stderr.splitlines()[-1].startswith(f"skipped 1 unsupported file: {tmp_path / 'in' / 'raw.CR2'} "
                                                      f"(camera raw files are not read")
 
@@ -233,7 +234,7 @@ def test_ctrl_c_says_how_many_were_written_and_leaves_no_temp_file(tmp_path, wei
     result = CliRunner().invoke(main, ["apply", str(tmp_path / "in"), "-o", str(out), "--style", "demo",
                                        "--weights-dir", str(weights), "--device", "cpu", "--engine", "ray",
                                        "--ray-workers", "1", "-q"])
-    one_line_error(result, f"error: interrupted: wrote 6 of 12 files; outputs in {out}/; the same command again "
+    one_line_error(result, f"error: interrupted: wrote 6 of 12 files; outputs in {shown(out)}; the same command again "
                            f"does the rest")  # 12 files in two tasks of 6 (two a worker), stopped after the first
     assert result.exit_code == 130 and all(p.name.startswith("p") and p.suffix == ".png" for p in out.iterdir())
     for path in out.iterdir():

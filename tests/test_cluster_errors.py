@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from styler.cli import main
 from styler.config import ApplyConfig
 from styler.errors import ConfigError
+from styler.cli.apply import shown  # how the CLI prints a folder (relative when near the current one)
 from tests.conftest import make_photo, one_line_error
 
 ray = pytest.importorskip("ray")
@@ -87,7 +88,7 @@ def test_a_rerun_with_nothing_left_to_do_needs_no_cluster_and_says_where_the_out
     assert apply(tmp_path, weights=weights).exit_code == 0
     again = apply(tmp_path, "--engine", "ray", weights=weights)
     assert again.exit_code == 0 and "skipped 1 existing" in again.stdout
-    assert again.stdout.rstrip().endswith(f"; outputs in {tmp_path / 'out'}/")
+    assert again.stdout.rstrip().endswith(f"; outputs in {shown(tmp_path / 'out')}")
     other = apply(tmp_path, "--engine", "ray", "--ray-address", "127.0.0.1:1", "--strength", "0.5", weights=weights)
     one_line_error(other, "no Ray cluster answers at 127.0.0.1:1")  # other settings: the output is redone
 
