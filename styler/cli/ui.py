@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 
 import click
@@ -60,7 +62,8 @@ def ui(ctx: click.Context, host: str, port: int, no_browser: bool, max_pixels: i
         click.echo(f"styler ui on {url} (Ctrl-C stops it)")
     if not no_browser:
         webbrowser.open(url)
-    try:
+    # Ctrl-C is the way to stop a server: uvicorn shuts down cleanly, then either passes the
+    # interrupt on or returns, depending on when the signal lands.
+    with contextlib.suppress(KeyboardInterrupt):
         serve(app, sock, "info" if ctx.find_root().obj["verbose"] else "warning")
-    except KeyboardInterrupt:  # uvicorn has shut down cleanly and passes Ctrl-C on: the way to stop a server
-        click.echo("stopped", err=True)
+    click.echo("stopped", err=True)
