@@ -187,7 +187,7 @@ class VideoJob:
         if self.on_estimate and total:
             h, w = next(item for item in run if isinstance(item, Frame)).pixels.shape[-2:]
             speed = frames / max(seconds, 1e-6)
-            self.on_estimate(Estimate(total, speed, h, w, self.stylizer.config.stroke_scale))
+            self.on_estimate(Estimate(total, speed, h, w, self.stylizer.stroke_scale_for(h, w)))
 
     def _report(self, done: int, total: int | None) -> None:
         if self.on_frame:
