@@ -75,9 +75,24 @@ def test_missing_imagenet_weights_name_every_way_on_without_touching_the_network
         build_feature_extractor(Features.VGG16, ("relu2_2",))
     message = str(info.value)
     assert "\n" not in message and "STYLER_OFFLINE is set" in message
-    for part in ("vgg16-397923af.pth (528 MB", "--vgg-weights", "Caffe-converted .pth", "Keras .h5", "ONNX",
-                 "--features random", "palette and fine texture, without its brush strokes"):
+    for part in ("vgg16-397923af.pth (528 MB", "vgg_weights=FILE", "Caffe-converted .pth", "Keras .h5", "ONNX",
+                 "features=random", "palette and fine texture, without its brush strokes"):
         assert part in message, part
+    assert "--" not in message  # a library error names arguments; the CLI turns them into its flags
+
+
+def test_the_cli_names_each_way_on_once_as_the_user_types_it(tmp_path, photo_dir, style_image, monkeypatch):
+    from click.testing import CliRunner
+
+    from styler.cli import main
+
+    _loopback_only(monkeypatch)
+    result = CliRunner().invoke(main, ["train", "--style", str(style_image), "--content-dir", str(photo_dir),
+                                       "--features", "vgg16", "--steps", "1", "--run-dir", str(tmp_path / "run"),
+                                       "--weights-dir", str(tmp_path / "w")])
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.exit_code != 0 and line.startswith("error: ImageNet weights for vgg16"), result.output
+    assert line.count("--vgg-weights FILE") == 1 and line.count("--features random") == 1, line
 
 
 def test_the_download_goes_through_the_https_proxy_and_its_error_is_reported(monkeypatch):

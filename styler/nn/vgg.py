@@ -70,9 +70,9 @@ def _missing_message(kind: Features, reason: str) -> str:
     net = kind.value.upper().replace("VGG", "VGG-")
     return (f"ImageNet weights for {kind.value} are not available ({reason}). Three ways on: let "
             f"torchvision download {official_filename(kind)} ({f'{size:.0f} MB, ' if size else ''}once, through "
-            f"$HTTPS_PROXY when set) into {_cache_path(kind).parent}; or give a {net} file you have as "
-            f"vgg_weights (--vgg-weights): torchvision's or a Caffe-converted .pth, a Keras .h5 or an ONNX file "
-            f"holding a VGG trunk; or use features=random (--features random): no download, but the styles "
+            f"$HTTPS_PROXY when set) into {_cache_path(kind).parent}; or give a {net} file you have, "
+            f"vgg_weights=FILE: torchvision's or a Caffe-converted .pth, a Keras .h5 or an ONNX file "
+            f"holding a VGG trunk; or use features=random: no download, but the styles "
             f"keep only the painting's palette and fine texture, without its brush strokes.")
 
 
