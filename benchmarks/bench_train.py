@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vgg-weights", type=Path, default=None, help="a VGG-16 file (styler train's --vgg-weights)")
     p.add_argument("--vgg-preprocess", choices=[p.value for p in Preprocess], default=Preprocess.AUTO.value)
     p.add_argument("--d-every", type=int, default=TrainConfig().d_every, help="the after arm's discriminator cadence")
+    p.add_argument("--d-channels", type=int, default=None,
+                   help="the after arm's discriminator base channels (default: the library's)")
     p.add_argument("--adv-weight", type=float, default=None, help="default: the recipe's")
     p.add_argument("--temporal-weight", type=float, default=0.0,
                    help="> 0: time the steps with the temporal loss (a second generator pass)")
@@ -138,10 +140,12 @@ def timed_steps(t: Trainer, batches, steps: int) -> dict[str, float]:
     return phases
 
 
-def train_config(size: int, args: argparse.Namespace, d_every: int) -> TrainConfig:
+def train_config(size: int, args: argparse.Namespace, d_every: int, d_channels: int | None = None) -> TrainConfig:
     """What ``styler train`` runs for these features (from scratch), at this size."""
     base = defaults_for(Features(args.features))
     loss = base.loss if args.adv_weight is None else replace(base.loss, adv_weight=args.adv_weight)
+    if d_channels:
+        base = replace(base, discriminator=replace(base.discriminator, base_channels=d_channels))
     return replace(base, steps=10 ** 6, batch_size=args.batch_size, image_size=size, style_size=args.style_size,
                    vgg_preprocess=Preprocess(args.vgg_preprocess), num_workers=args.workers, init_from="",
                    d_every=d_every, loss=replace(loss, temporal_weight=args.temporal_weight))
@@ -162,16 +166,16 @@ Arms = dict[str, tuple[Callable[[torch.Tensor], object], Iterator]]
 def build_arms(size: int, args: argparse.Namespace, device: torch.device,
                weights_dir: Path) -> tuple[Arms, Trainer, Trainer]:
     """Each arm's step function and its batches, and the after and before Trainers."""
-    def trainer(d_every: int, name: str) -> Trainer:
+    def trainer(d_every: int, name: str, d_channels: int | None = None) -> Trainer:
         torch.manual_seed(0)
-        t = Trainer(train_config(size, args, d_every), args.style, args.content_dir, weights_dir, device,
+        t = Trainer(train_config(size, args, d_every, d_channels), args.style, args.content_dir, weights_dir, device,
                     args.vgg_weights, run_dir=weights_dir / name)
         t.generator.train()
         t.discriminator.train()
         return t
 
-    after = trainer(args.d_every, "after")
-    before = trainer(1, "before")
+    after = trainer(args.d_every, "after", args.d_channels)
+    before = trainer(1, "before", 64)
     before.loss.extractor = FullTrunk(before.extractor)
     before.extractor.to(memory_format=torch.contiguous_format)
     arms = {"after": (after.train_step, iter(after._loader())),
@@ -236,7 +240,8 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device, weight
                phones: list[Path]) -> dict[str, object]:
     arms, after, before = build_arms(size, args, device, weights_dir)
     row: dict[str, object] = {"size": size, "batch_size": args.batch_size, "features": args.features,
-                              "d_every": args.d_every, "device": device.type, "threads": torch.get_num_threads()}
+                              "d_every": args.d_every, "d_channels": args.d_channels, "device": device.type,
+                              "threads": torch.get_num_threads()}
     row.update(summarise(time_rounds(arms, args.steps, device)))
     row["steps_per_s"] = row["after_steps_per_s"]
     row.update(breakdown(after, arms["after"][1], args.steps, ""))
@@ -267,7 +272,7 @@ def loader_rows(args: argparse.Namespace, size: int, phones: list[Path]) -> list
 def print_tables(rows: list[dict[str, object]], info: dict[str, object], args: argparse.Namespace) -> None:
     print(f"# {info['cpu']} ({info['cores']} cores, {info['threads']} threads), torch {info['torch']}, "
           f"commit {info['commit']}, {info['date_utc']} UTC, features {args.features}, batch {args.batch_size}, "
-          f"d_every {args.d_every}")
+          f"d_every {args.d_every}, after arm D channels {args.d_channels or TrainConfig().discriminator.base_channels}")
     arms = [a for a in ARMS if f"{a}_ms_median" in rows[0]]
     print(f"{'size':>5} " + " ".join(f"{a + ' ms (cpu)':>20}" for a in arms)
           + f" {'speedup':>8} {'cpu':>5} {'vs examples':>11}  loadavg")

@@ -48,8 +48,11 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
 
         # The new style starts from that generator, so it takes that architecture.
         generator = init_architecture(params["init_from"], weights_dir)
+    discriminator = base.discriminator
+    if given("d_channels"):
+        discriminator = replace(discriminator, base_channels=params["d_channels"])
     return replace(base, **_typed(base, params, given), loss=replace(base.loss, **_typed(base.loss, params, given)),
-                   generator=replace(generator, **_typed(generator, params, given)))
+                   generator=replace(generator, **_typed(generator, params, given)), discriminator=discriminator)
 
 
 @click.command()
@@ -147,6 +150,8 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
                    f"--features random, or --init-from's].")
 @click.option("--upsample", type=click.Choice([u.value for u in Upsample]), default=None,
               help=f"Decoder upsampling [default: {GeneratorConfig().upsample.value}, or --init-from's].")
+@click.option("--d-channels", type=click.IntRange(1, 512), default=_TRAIN.discriminator.base_channels,
+              show_default=True, help="PatchGAN discriminator width (its first layer's channels).")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
               show_default=True, help="auto: bf16 where the hardware computes it (CUDA GPUs from Ampere, CPUs with AVX512-BF16 or AMX), fp32 elsewhere; fp16 needs CUDA (with loss scaling).")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the generator and loss network.")

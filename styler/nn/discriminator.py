@@ -2,13 +2,14 @@
 
 Isola et al., "Image-to-Image Translation with Conditional Adversarial Networks" (CVPR 2017),
 as used by CycleGAN (Zhu et al. 2017): 4x4 convolutions, LeakyReLU(0.2), stride 2 except the
-last two layers, one logit per overlapping patch. With 64 base channels and 3 layers each logit
-sees a 70x70 patch. It judges whether a patch looks like a patch of the style painting, which
+last two layers, one logit per overlapping patch. With 3 layers each logit sees a 70x70 patch. It judges whether a patch looks like a patch of the style painting, which
 teaches the generator brush texture that Gram statistics alone miss (Li & Wand 2016).
 
 Departures: spectral normalisation on every convolution (Miyato et al. 2018) instead of batch
 or instance norm, because it keeps the discriminator Lipschitz without batch statistics and
-pairs well with the hinge loss used in :mod:`styler.training.losses`.
+pairs well with the hinge loss used in :mod:`styler.training.losses`. 32 base channels by
+default instead of 64: a quarter of the FLOPs, with the same receptive field, and in a study on
+a held-out painting the same content and style losses and the same look.
 """
 
 from __future__ import annotations
