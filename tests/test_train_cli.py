@@ -150,6 +150,16 @@ def test_upsample_choice_is_recorded(tmp_path, photo_dir, style_image):
     assert read_info(tmp_path / "weights" / "bl.safetensors").generator.upsample.value == "bilinear"
 
 
+def test_discriminator_width_is_chosen_and_recorded(tmp_path, photo_dir, style_image):
+    result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "narrow",
+                   "--d-channels", "4", *TINY)
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "runs" / "narrow" / "run.json").read_text())
+    assert run["config"]["discriminator"]["base_channels"] == 4
+    checkpoint = torch.load(tmp_path / "runs" / "narrow" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["discriminator"]["net.0.parametrizations.weight.original"].shape[0] == 4
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--image-size", "0"], "image size must be >= 16"),
     (["--image-size", "36"], "multiple of the generator stride 8"),
@@ -161,6 +171,7 @@ def test_upsample_choice_is_recorded(tmp_path, photo_dir, style_image):
     (["--adv-weight", "-1"], "adv_weight must be a finite number >= 0"),
     (["--tv-weight", "inf"], "tv_weight must be a finite number >= 0"),
     (["--base-channels", "0"], "base_channels must be 1..256"),
+    (["--d-channels", "0"], "discriminator base_channels must be 1..512, got 0"),
     (["--downsamples", "2", "--image-size", "34"], "multiple of the generator stride 4"),
     (["--temporal-weight", "-2"], "temporal_weight must be a finite number >= 0"),
     (["--temporal-noise", "0.8"], "temporal noise must be between 0 and 0.5"),
