@@ -150,8 +150,10 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
                    f"--features random, or --init-from's].")
 @click.option("--upsample", type=click.Choice([u.value for u in Upsample]), default=None,
               help=f"Decoder upsampling [default: {GeneratorConfig().upsample.value}, or --init-from's].")
-@click.option("--d-channels", type=int, default=_TRAIN.discriminator.base_channels,
-              show_default=True, help="PatchGAN discriminator width (its first layer's channels).")
+@click.option("--d-channels", type=int, default=None,
+              help=f"PatchGAN discriminator width, its first layer's channels [default: "
+                   f"{_TRAIN.discriminator.base_channels}, {OFFLINE_DEFAULTS.discriminator.base_channels} with "
+                   f"--features random].")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
               show_default=True, help="auto: bf16 where the hardware computes it (CUDA GPUs from Ampere, CPUs with AVX512-BF16 or AMX), fp32 elsewhere; fp16 needs CUDA (with loss scaling).")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the generator and loss network.")
