@@ -34,7 +34,7 @@ TV="--tv-weight 1e-4"
 # The bundled styles are trained from scratch (--init-from none), not from the painter's head start.
 STEPS=${STEPS:-800}
 export OMP_NUM_THREADS=1 STYLER_OFFLINE=1
-# The bundled styles were trained with pix2pix's 64-channel discriminator (the default is 32 now).
+# The bundled styles were trained with pix2pix's 64-channel discriminator; the library's default is 32.
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(starry shipwreck matisse)
 for n in "${names[@]}"; do
   # shellcheck disable=SC2086  # LAYERS, ARCH and TV hold options
