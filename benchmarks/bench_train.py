@@ -7,8 +7,9 @@ unless ``--workers``) are timed step by step in turn, so a busy machine slows al
   ``train_step`` and DataLoader;
 * ``before``: the same Trainer with each speed-up turned off: content targets through the
   whole loss network instead of up to the content layer, the loss network in contiguous
-  layout instead of channels_last, the discriminator updated every step (``--d-every`` sets the
-  ``after`` arm's), and photos decoded at full resolution and cropped in float;
+  layout instead of channels_last, pix2pix's 64-channel discriminator updated every step
+  (``--d-channels`` and ``--d-every`` set the ``after`` arm's), and photos decoded at full
+  resolution and cropped in float;
 * ``examples``: pytorch/examples' fast_neural_style training step, standalone: Johnson's
   TransformerNet, Adam, a VGG-16 loss with content at relu2_2 and Gram style at relu1_2..relu4_3
   from one pass over the output and one over the content batch, photos decoded at full size.
@@ -51,6 +52,7 @@ from styler.training.trainer import Trainer
 
 PHASES = ("data", "generator", "features", "discriminator", "backward_optimizer")
 ARMS = ("after", "before", "examples")
+PIX2PIX_D_CHANNELS = 64  # the before arm's discriminator width: pix2pix's, with none of the speed-ups
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -175,7 +177,7 @@ def build_arms(size: int, args: argparse.Namespace, device: torch.device,
         return t
 
     after = trainer(args.d_every, "after", args.d_channels)
-    before = trainer(1, "before", 64)
+    before = trainer(1, "before", PIX2PIX_D_CHANNELS)
     before.loss.extractor = FullTrunk(before.extractor)
     before.extractor.to(memory_format=torch.contiguous_format)
     arms = {"after": (after.train_step, iter(after._loader())),
