@@ -2,6 +2,7 @@
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -39,6 +40,19 @@ def test_plan_fits_steps_and_validations_in_what_is_left():
     spent = timing.elapsed + p.steps * timing.step + (p.steps // p.val_every + 1) * timing.validation + timing.finish
     assert 0.85 * 300 < spent <= 300
     assert p.stop_after == 295.0 and 6 <= p.steps // p.val_every <= 9
+
+
+def test_plan_leaves_time_to_decode_the_photos_a_run_reaches():
+    timing = Timing(elapsed=20.0, step=0.5, validation=2.0, finish=5.0, decode=0.25, photos=400, batch_size=4)
+    p = plan(300.0, timing)
+    without = plan(300.0, replace(timing, decode=0.0))
+    decoding = timing.decode * min(timing.photos, p.steps * timing.batch_size)
+    spent = (timing.elapsed + p.steps * timing.step + (p.steps // p.val_every + 1) * timing.validation
+             + decoding + timing.finish)
+    assert p.steps < without.steps and 0.85 * 300 < spent <= 300
+    # A folder the run goes through many times costs each photo's decoding once.
+    few = plan(300.0, replace(timing, photos=8))
+    assert without.steps - 5 <= few.steps < without.steps
 
 
 def test_a_budget_below_setup_and_one_step_names_the_smallest_that_works():
@@ -91,19 +105,17 @@ def test_the_budget_is_kept_and_the_chosen_steps_reproduce_the_run(tmp_path, pho
     measure = budget_module.measure
 
     def pessimistic(trainer):
-        # Tiny steps time noisily on a loaded machine (2 probe steps of ~0.1 s); planning as if
+        # Tiny steps time noisily on a loaded machine (probe steps of ~0.1 s); planning as if
         # they took twice as long leaves the run room to finish its plan, which is what is
         # checked here. The deadline's own test is the next one.
-        step, validation = measure(trainer)
-        return 2 * step, validation
+        probe = measure(trainer)
+        return replace(probe, step=2 * probe.step)
 
     monkeypatch.setattr(budget_module, "measure", pessimistic)
     data = tmp_path / "data"  # a budgeted run also writes into the data folder, not the working folder
     monkeypatch.setenv("STYLER_HOME", str(data))
     gram = ("--style-loss", "gram")
-    # Twice the usual budget: the doubled step also doubles the finish the plan reserves (four
-    # steps' worth), which on a slow step left the usual budget fewer than the 4 steps checked.
-    budget = 2 * machine_budget(photo_dir, style_image, *gram)
+    budget = machine_budget(photo_dir, style_image, *gram)
     start = time.perf_counter()
     result = train(*base(photo_dir, style_image, "--budget", f"{budget}s", "--name", "b", "--json", *gram))
     took = time.perf_counter() - start
@@ -130,9 +142,10 @@ def test_a_slower_machine_stops_at_the_deadline_and_keeps_the_best(tmp_path, pho
     calls = []
 
     def slower_after_planning(self, images):
-        calls.append(None)
-        if len(calls) > 4:  # after the probe's warm-up and two timed steps and the first real step
-            time.sleep(budget / 10)
+        if self.plan is not None:  # the probe's steps are done
+            calls.append(None)
+            if len(calls) > 1:  # after the first real step
+                time.sleep(budget / 10)
         return step(self, images)
 
     monkeypatch.setattr(Trainer, "train_step", slower_after_planning)
@@ -161,3 +174,55 @@ def test_stop_event_ends_the_run_and_keeps_the_best_generator(tmp_path, photo_di
     result = trainer.run(lambda report: stop.set() if report.step == 3 else None, stop=stop)
     assert result.steps == 3 and result.cut_short == "stop" and result.best_step == 3
     assert result.weights_path.is_file()
+
+
+def tiny_trainer(tmp_path, photo_dir, style_image):
+    from styler.config import OFFLINE_DEFAULTS, GeneratorConfig
+    from styler.training.trainer import Trainer
+
+    config = replace(OFFLINE_DEFAULTS, name="m", steps=50, image_size=32, style_size=64, batch_size=2,
+                     num_workers=0, generator=GeneratorConfig(base_channels=4, num_residual=1))
+    return Trainer(config, style_image, photo_dir, tmp_path / "weights", torch.device("cpu"),
+                   run_dir=tmp_path / "runs" / "m")
+
+
+def test_the_probe_times_the_settled_step_not_the_first_slow_ones(tmp_path, photo_dir, style_image, monkeypatch):
+    from styler.training.budget import measure
+    from styler.training.trainer import Trainer
+
+    trainer = tiny_trainer(tmp_path, photo_dir, style_image)
+    step, calls = Trainer.train_step, []
+
+    def slow_start(self, images):
+        calls.append(None)
+        if len(calls) <= 2:  # a process's first steps: page faults, kernel choices
+            time.sleep(1.0)
+        return step(self, images)
+
+    monkeypatch.setattr(Trainer, "train_step", slow_start)
+    before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    probe = measure(trainer)
+    # Timing the first steps (one warm-up, the mean of the next two) would say 0.5 s or more.
+    assert probe.step < 0.45, probe
+    assert len(calls) >= 5 and probe.validation > 0 and probe.finish >= 1.0 and probe.decode > 0
+    after = trainer.generator.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # every update undone
+
+
+def test_the_probe_counts_what_a_validation_costs_the_step_after_it(tmp_path, photo_dir, style_image, monkeypatch):
+    from styler.training.budget import measure
+    from styler.training.trainer import Trainer
+
+    trainer = tiny_trainer(tmp_path, photo_dir, style_image)
+    step, validate, validated = Trainer.train_step, Trainer.validate, []
+
+    def slow_after_validation(self, images):
+        if validated and len(validated) == 1:
+            validated.append(None)
+            time.sleep(1.0)
+        return step(self, images)
+
+    monkeypatch.setattr(Trainer, "train_step", slow_after_validation)
+    monkeypatch.setattr(Trainer, "validate", lambda self: validated.append(None) or validate(self))
+    probe = measure(trainer)
+    assert probe.validation >= 1.0 and probe.step < 0.5, probe

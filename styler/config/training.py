@@ -222,10 +222,19 @@ class BudgetRecipe:
     gpu_image_size: int = 256
     style_size: int = 256
     validations: int = 8  # validations over the run (the best validated generator is kept)
-    # Of the time left after setup and the step-time probe, the share planned for steps; the
-    # rest absorbs checkpoints, previews and a machine that slows down.
+    # Of the time left after setup and the probe, the share planned for steps and validations
+    # (with their previews and checkpoints); the rest absorbs logging, the progress display and
+    # a machine that slows down.
     safety: float = 0.92
-    probe_steps: int = 2  # timed steps after one warm-up step; their updates are undone
+    # The probe before planning; every update it makes is undone. The first steps of a process
+    # run slow (its allocator's first page faults, kernel choices), so a few are not timed; of
+    # the timed ones (the first after a validation, to see what that costs the next step), the
+    # median of the rest is the step time. Cheap steps (a GPU's) are timed up to probe_seconds.
+    warmup_steps: int = 2
+    probe_steps: int = 3
+    max_probe_steps: int = 20
+    probe_seconds: float = 1.0
+    finish_seconds: float = 1.0  # the finish's small files and summary, beside what the probe times
 
 
 BUDGET = BudgetRecipe()

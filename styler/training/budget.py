@@ -12,18 +12,22 @@ validated generator so far.
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import math
 import re
+import statistics
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch
 
 from styler.config import BUDGET, BudgetRecipe, TrainConfig
 from styler.errors import ConfigError, TrainingError
 from styler.training import distributed
+from styler.training.data import first_read_seconds
 from styler.training.report import timed
 from styler.training.schedule import cosine_schedule
 
@@ -65,9 +69,14 @@ class Timing:
     """What the trainer measured before planning (seconds)."""
 
     elapsed: float  # since the run started: setup and the probe
-    step: float
-    validation: float  # one validation pass (0 without validation photos)
+    step: float  # one training step once the process has settled (a median)
+    # One validation event: the validation pass, the preview and checkpoint written with it, and
+    # how much slower the step after it runs (0 without validation photos).
+    validation: float
     finish: float  # writing the weights, the loss curve and the contact sheet
+    decode: float = 0.0  # reading one training photo the first time (later reads hit the loader's cache)
+    photos: int = 0  # training photos: each is decoded once in a run that reaches it
+    batch_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,17 @@ def budgeted(config: TrainConfig, seconds: float, device: torch.device, recipe: 
 
 def smallest_budget(timing: Timing) -> float:
     """Setup, the finish, one step and one validation: below this nothing can be trained."""
-    return timing.elapsed + timing.finish + timing.step + timing.validation
+    first_batch = timing.decode * min(timing.photos, timing.batch_size)
+    return timing.elapsed + timing.finish + timing.step + timing.validation + first_batch
+
+
+def _steps_that_fit(seconds: float, timing: Timing, validations: int) -> int:
+    """Steps whose compute, photo decoding and ``validations`` validation events fit ``seconds``."""
+    left = seconds - validations * timing.validation
+    rough = max(1, int(left / timing.step))
+    # Each photo is decoded once, the first time it comes up; a short run may not reach them all.
+    decoding = timing.decode * min(timing.photos, rough * timing.batch_size)
+    return max(1, int((left - decoding) / timing.step))
 
 
 def plan(budget: float, timing: Timing, recipe: BudgetRecipe = BUDGET) -> Plan:
@@ -104,10 +123,10 @@ def plan(budget: float, timing: Timing, recipe: BudgetRecipe = BUDGET) -> Plan:
     stop_after = budget - timing.finish
     usable = (stop_after - timing.elapsed) * recipe.safety
     validations = recipe.validations if timing.validation else 0
-    steps = max(1, int((usable - validations * timing.validation) / timing.step))
+    steps = _steps_that_fit(usable, timing, validations)
     if steps < recipe.validations * 4:  # a short budget: fewer validations, more steps
         validations = min(validations, max(1, steps // 4))
-        steps = max(1, int((usable - validations * timing.validation) / timing.step))
+        steps = _steps_that_fit(usable, timing, validations)
     val_every = max(1, math.ceil(steps / max(validations, 1)))
     return Plan(steps, val_every, timing.step, stop_after)
 
@@ -117,10 +136,65 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(trainer, recipe: BudgetRecipe = BUDGET) -> tuple[float, float]:
-    """(seconds per training step, seconds per validation) of ``trainer``, timed on its own
-    networks and then undone: generator, discriminator, optimisers, scheduler, loss scaler and the
-    loss's random draws are restored, so a budgeted run trains exactly as ``--steps N`` would."""
+@dataclass(frozen=True)
+class Measurement:
+    """What :func:`measure` timed on the trainer (seconds; see :class:`Timing`)."""
+
+    step: float
+    validation: float
+    finish: float
+    decode: float
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _step_times(trainer, batch: torch.Tensor, recipe: BudgetRecipe) -> list[float]:
+    """Seconds of each timed step: ``probe_steps`` of them, more while they add up to less than
+    ``probe_seconds`` (a GPU's steps are cheap to time many of)."""
+    times: list[float] = []
+    while len(times) < recipe.probe_steps or (len(times) < recipe.max_probe_steps
+                                              and sum(times) < recipe.probe_seconds):
+        times.append(_timed(lambda: trainer.train_step(batch), trainer.device))
+    return times
+
+
+def _decode_seconds(trainer) -> float:
+    """Seconds the loader spends reading a photo it has not cached yet. DataLoader workers on a
+    CPU share its cores with the step, so there it all counts; beside a GPU it runs in parallel."""
+    seconds = first_read_seconds(trainer.train_paths[:2], trainer.config.image_size)
+    if trainer.device.type == "cuda":
+        seconds /= max(1, trainer.config.num_workers)
+    return seconds
+
+
+def _probe(trainer, batch: torch.Tensor, recipe: BudgetRecipe) -> Measurement:
+    device, images = trainer.device, trainer.preview_images
+    for _ in range(recipe.warmup_steps):  # the allocator, kernel choices and first page faults settle
+        trainer.train_step(batch)
+    validation = _timed(trainer.validate, device) if trainer.val_images is not None else 0.0
+    # Each validation comes with a preview of up to 8 photos and a checkpoint; the finish draws
+    # a contact sheet of up to 16 and saves a checkpoint and the weights.
+    preview = _timed(lambda: trainer.stylize(trainer.generator, images[:8]), device) if images is not None else 0.0
+    checkpoint = _timed(lambda: torch.save(trainer.checkpoint_state(), io.BytesIO()), device)
+    times = _step_times(trainer, batch, recipe)  # the first comes right after a validation
+    step = statistics.median(times[1:])
+    after_validation = max(0.0, times[0] - step)
+    event = validation + preview + checkpoint + after_validation if validation else 0.0
+    finish = recipe.finish_seconds + 2 * checkpoint + 2 * preview
+    return Measurement(step, event, finish, _decode_seconds(trainer))
+
+
+def measure(trainer, recipe: BudgetRecipe = BUDGET) -> Measurement:
+    """Time ``trainer``'s steps, a validation with its preview and checkpoint, and a photo's first
+    read, on its own networks, then undo them: generator, discriminator, optimisers, scheduler,
+    loss scaler and the loss's random draws are restored, so a budgeted run trains exactly as
+    ``--steps N`` would."""
     parts = {name: getattr(trainer, name) for name in ("generator", "discriminator", "opt_g", "opt_d", "sched_g",
                                                        "scaler")}
     saved = {name: copy.deepcopy(part.state_dict()) for name, part in parts.items()}
@@ -128,23 +202,12 @@ def measure(trainer, recipe: BudgetRecipe = BUDGET) -> tuple[float, float]:
     images = trainer.preview_images
     batch = images.repeat(math.ceil(trainer.config.batch_size / len(images)), 1, 1, 1)[:trainer.config.batch_size]
     try:
-        trainer.train_step(batch)  # warm-up: allocator, kernel choices
-        _sync(trainer.device)
-        start = time.perf_counter()
-        for _ in range(recipe.probe_steps):
-            trainer.train_step(batch)
-        _sync(trainer.device)
-        step = (time.perf_counter() - start) / recipe.probe_steps
-        start = time.perf_counter()
-        if trainer.val_images is not None:
-            trainer.validate()
-        validation = time.perf_counter() - start if trainer.val_images is not None else 0.0
+        return _probe(trainer, batch, recipe)
     finally:
         for name, part in parts.items():
             part.load_state_dict(saved[name])
         trainer.loss.set_draw_state(draws)
         torch.set_rng_state(rng)
-    return step, validation
 
 
 class Budgeted:
@@ -155,11 +218,11 @@ class Budgeted:
         """Time a few steps (undone) and a validation, then set the steps and the validation,
         checkpoint and preview cadence so the run ends within ``config.budget_seconds``."""
         with timed("timing a step to plan the budget"):
-            step, validation = measure(self)
-        step = distributed.broadcast_float(step, self.dist, self.device)
-        validation = distributed.broadcast_float(validation, self.dist, self.device)
-        # The finish stylizes up to 16 preview photos (the contact sheet): about four validations.
-        timing = Timing(time.perf_counter() - self.started, step, validation, 1.0 + 4 * max(validation, step))
+            probe = measure(self)
+        step, validation, finish, decode = (distributed.broadcast_float(value, self.dist, self.device)
+                                            for value in (probe.step, probe.validation, probe.finish, probe.decode))
+        timing = Timing(time.perf_counter() - self.started, step, validation, finish, decode, len(self.train_paths),
+                        self.config.batch_size)
         self.plan = plan(self.config.budget_seconds, timing)
         every = self.plan.val_every
         self.config = replace(self.config, steps=self.plan.steps, val_every=every, checkpoint_every=every,

@@ -6,6 +6,7 @@ resumed run sees exactly the data it would have seen without the interruption.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -58,6 +59,20 @@ def reduced_photo(path: Path, short_side: int) -> Image.Image:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
     return image
+
+
+def first_read_seconds(paths: Sequence[Path], size: int) -> float:
+    """Mean seconds to read one of ``paths`` for ``size`` px crops the first time, as the loader
+    does before its cache holds the photo (0 if none can be read: the loader skips those too)."""
+    seconds: list[float] = []
+    for path in paths:
+        start = time.perf_counter()
+        try:
+            reduced_photo(path, _REDUCED_SHORT_SIDE * size)
+        except ImageError:
+            continue
+        seconds.append(time.perf_counter() - start)
+    return sum(seconds) / len(seconds) if seconds else 0.0
 
 
 class ContentDataset(torch.utils.data.Dataset):
