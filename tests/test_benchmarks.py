@@ -153,6 +153,9 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
     for arm in bench_train.ARMS:
         assert row[f"{arm}_steps_per_s"] > 0 and row[f"{arm}_cpu_ms_median"] > 0
     assert row["steps_per_s"] == row["after_steps_per_s"] and row["speedup"] > 0 and row["speedup_vs_examples"] > 0
+    # The step's arithmetic (forward and backward, convolutions and Gram matrices) against the
+    # machine's matmul ceiling.
+    assert row["step_gflop"] > 0 and row["peak_gflops"] > 0 and row["fraction_of_peak"] > 0
     for prefix in ("", "before_"):
         assert sum(row[f"{prefix}{p}_share"] for p in bench_train.PHASES) == pytest.approx(1.0, abs=0.01)
     assert [r["photos"] for r in row["loaders"]] == ["content_dir", "phone"]

@@ -125,6 +125,9 @@ def test_the_budget_is_kept_and_the_chosen_steps_reproduce_the_run(tmp_path, pho
     spec = json.loads((data / "runs" / "b" / "run.json").read_text())
     steps, every = spec["config"]["steps"], spec["config"]["val_every"]
     assert spec["config"]["budget_seconds"] == budget and spec["plan"]["steps"] == steps >= 4
+    # What the plan rests on: setup, a validation with its preview and checkpoint, the finish.
+    assert spec["plan"]["setup_seconds"] > 0 and spec["plan"]["validation_seconds"] > 0
+    assert spec["plan"]["finish_seconds"] >= 1.0 and spec["plan"]["decode_seconds"] > 0
     assert summary["steps"] == steps and summary["cut_short"] is None  # it finished its plan in time
     # The same options with --steps N train the same generator, bit for bit.
     again = train(*base(photo_dir, style_image, "--steps", steps, "--val-every", every, "--name", "r", *gram))

@@ -86,10 +86,14 @@ class Plan:
     step_seconds: float
     # Seconds after the run's start at which training stops to leave time for the finish.
     stop_after: float
+    timing: Timing | None = None  # what the plan rests on, recorded in run.json
 
     def to_dict(self) -> dict[str, float]:
+        measured = {} if self.timing is None else {
+            "setup_seconds": round(self.timing.elapsed, 2), "validation_seconds": round(self.timing.validation, 3),
+            "finish_seconds": round(self.timing.finish, 2), "decode_seconds": round(self.timing.decode, 4)}
         return {"steps": self.steps, "val_every": self.val_every, "step_seconds": round(self.step_seconds, 4),
-                "stop_after": round(self.stop_after, 1)}
+                "stop_after": round(self.stop_after, 1), **measured}
 
 
 def budgeted(config: TrainConfig, seconds: float, device: torch.device, recipe: BudgetRecipe = BUDGET) -> TrainConfig:
@@ -128,7 +132,7 @@ def plan(budget: float, timing: Timing, recipe: BudgetRecipe = BUDGET) -> Plan:
         validations = min(validations, max(1, steps // 4))
         steps = _steps_that_fit(usable, timing, validations)
     val_every = max(1, math.ceil(steps / max(validations, 1)))
-    return Plan(steps, val_every, timing.step, stop_after)
+    return Plan(steps, val_every, timing.step, stop_after, timing)
 
 
 def _sync(device: torch.device) -> None:
