@@ -7,7 +7,8 @@ against the painting, on the five held-out photos at 512 px) and drawn as loss a
         --painting samples/paintings/hokusai_great_wave.jpg --budgets 60 120 300 600 1800 \
         --baseline runs/study/w/base_hokusai_great_wave.safetensors --out runs/ttq/hokusai
 Runs ``--jobs`` trainings at a time with ``--threads`` threads each; writes OUT/ttq.png,
-OUT/scores.json and prints a Markdown table. Trainings already in OUT/w are not run again.
+OUT/scores.json, OUT/rows.jpg (the painting and the photos, then a row per head-start budget and
+one for the longest run from scratch) and prints a Markdown table. Trainings already in OUT/w are not run again.
 """
 
 from __future__ import annotations
@@ -54,6 +55,23 @@ def score(scorer: cs.Scorer, photos: dict[str, torch.Tensor], weights: Path) -> 
     with torch.no_grad():
         scores = [scorer.score(photo, stylizer(photo).clamp(0, 1)) for photo in photos.values()]
     return {k: sum(s[k] for s in scores) / len(scores) for k in ("content", "style")}
+
+
+def rows_picture(painting: Path, photos: dict[str, torch.Tensor], files: dict[tuple[str, int], Path]) -> Image.Image:
+    """The painting and the photos, then a row per head-start budget and one for the longest run
+    from scratch: each row the painting beside what that style made of the photos."""
+    art = cs.load(painting)
+    stylizers = {}
+    for (variant, seconds), weights in sorted(files.items(), key=lambda kv: kv[0][1]):
+        if variant == "head start" or seconds == max(s for _, s in files):
+            stylizers[(variant, seconds)] = Stylizer.load(weights, config=ApplyConfig(stroke_scale=1.0))
+    rows = [cs.row([art, *photos.values()])]
+    with torch.no_grad():
+        for key in [k for k in stylizers if k[0] == "head start"] + [k for k in stylizers if k[0] != "head start"]:
+            rows.append(cs.row([art, *(stylizers[key](p).clamp(0, 1) for p in photos.values())]))
+    sheet = cs.stack(rows)
+    width = min(sheet.width, 1280)  # small enough for the docs
+    return sheet.resize((width, round(sheet.height * width / sheet.width)), Image.LANCZOS)
 
 
 def chart(points: dict[str, list[tuple[float, dict[str, float]]]], baseline: dict[str, float] | None,
@@ -130,6 +148,7 @@ def main() -> None:
     if baseline:
         print(f"| 800-step recipe | scratch | 800 | {baseline['content']:.2f} | {baseline['style']:.3f} |")
     chart(points, baseline, f"{args.painting.stem}: yardstick losses on five held-out photos").save(args.out / "ttq.png")
+    rows_picture(args.painting, photos, files).save(args.out / "rows.jpg", quality=88)
 
 
 if __name__ == "__main__":

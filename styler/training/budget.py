@@ -187,7 +187,7 @@ def _probe(trainer, batch: torch.Tensor, recipe: BudgetRecipe) -> Measurement:
     preview = _timed(lambda: trainer.stylize(trainer.generator, images[:8]), device) if images is not None else 0.0
     checkpoint = _timed(lambda: torch.save(trainer.checkpoint_state(), io.BytesIO()), device)
     times = _step_times(trainer, batch, recipe)  # the first comes right after a validation
-    step = statistics.median(times[1:])
+    step = statistics.median(times[1:] or times)
     after_validation = max(0.0, times[0] - step)
     event = validation + preview + checkpoint + after_validation if validation else 0.0
     finish = recipe.finish_seconds + 2 * checkpoint + 2 * preview
