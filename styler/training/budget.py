@@ -104,7 +104,8 @@ def budgeted(config: TrainConfig, seconds: float, device: torch.device, recipe: 
 
 
 def smallest_budget(timing: Timing) -> float:
-    """Setup, the finish, one step and one validation: below this nothing can be trained."""
+    """Setup, the finish, reading the first batch's photos, one step and one validation: below
+    this nothing can be trained."""
     first_batch = timing.decode * min(timing.photos, timing.batch_size)
     return timing.elapsed + timing.finish + timing.step + timing.validation + first_batch
 
