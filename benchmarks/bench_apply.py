@@ -7,8 +7,8 @@ baseline, styler, ...) so CPU contention hits all alike; GFLOP per image
 (torch.utils.flop_counter, counted on the meta device); peak extra memory of one forward; the
 achieved GFLOP/s next to the device's peak, the best of large matmuls run before and after.
 ``--precision both`` adds the fast path under bf16 autocast (its speed against fp32's and its PSNR
-against the fp32 output: what ``--precision auto`` would pick on a CPU with native bf16); the
-header names the CPU's bf16 instructions (AVX512-BF16, AMX).
+against the fp32 output); the header names the CPU's bf16 instructions (AVX512-BF16, AMX) and
+what ``--precision auto`` picks on it for apply and for training (styler.device.bf16_pays).
 styler's two networks run on the photo extended by its border (styler.nn.generator.Border), as
 ``styler apply`` does; TransformerNet on the photo alone.
 
@@ -229,7 +229,8 @@ def print_table(rows: list[dict[str, object]], info: dict[str, object]) -> None:
     print(f"# {info['cpu']} ({info['cores']} cores, {info['threads']} threads), torch {info['torch']}, "
           f"commit {info['commit']}, {info['date_utc']} UTC, peak {rows[0]['peak_gflops']} GFLOP/s "
           f"(best 2048^2 fp32 matmul before/after); avx512_bf16 {info['avx512_bf16']}, amx_bf16 "
-          f"{info['amx_bf16']}: native bf16 {info['native_bf16']}")
+          f"{info['amx_bf16']}: native bf16 {info['native_bf16']}; auto picks bf16 for apply "
+          f"{info['auto_bf16_apply']}, for training {info['auto_bf16_train']}")
     names = [n for n in ("styler", "styler_bf16", "plain", "baseline") if f"{n}_ms" in rows[0]]
     head = f"{'size':>10} " + " ".join(f"{n + ' ms':>12} {'GFLOP':>7} {'%peak':>6} {'MB':>7}" for n in names)
     print(head + f" {'speedup':>8}  loadavg")

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from styler.device import cpu_bf16_flags, native_bf16
+from styler.device import bf16_pays, cpu_bf16_flags, native_bf16
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,9 @@ def machine_info(device: torch.device) -> dict[str, object]:
         "torch": torch.__version__,
         **cpu_bf16_flags(),
         "native_bf16": native_bf16(device),
+        # What precision=auto picks here (styler.device.bf16_pays).
+        "auto_bf16_train": bf16_pays(device),
+        "auto_bf16_apply": bf16_pays(device, inference=True),
         "loadavg": loadavg(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
     }

@@ -53,20 +53,30 @@ def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool]:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 in hardware: a CUDA GPU that does not only emulate it
-    (Ampere and later), or a CPU with AVX512-BF16 or AMX. Only there is bf16 autocast faster."""
+    (Ampere and later), or a CPU with AVX512-BF16 or AMX. Only there can bf16 autocast be faster (:func:`bf16_pays`)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "cpu" and any(cpu_bf16_flags().values())
 
 
-def compute_dtype(precision: Precision | str, device: torch.device) -> torch.dtype:
-    """The autocast dtype for ``precision`` on ``device``, the same for training and apply: AUTO is
-    bf16 where the device has native bf16 (:func:`native_bf16`; no loss scaling needed, unlike
-    fp16) and fp32 elsewhere; fp16 is refused off CUDA, where half-precision kernels are slow or
-    missing."""
+def bf16_pays(device: torch.device, inference: bool = False) -> bool:
+    """Whether bf16 autocast runs faster than fp32 on ``device``. Training: wherever bf16 is native
+    (:func:`native_bf16`), since the loss network's wide convolutions dominate its step. Inference
+    on the CPU: only with AMX. The generator's narrow (16-32 channel) convolutions ran at 0.73-0.75x
+    fp32's speed with AVX512-BF16 alone (docs/performance.md, "bf16 on a CPU that computes it")."""
+    if not native_bf16(device):
+        return False
+    return device.type != "cpu" or not inference or cpu_bf16_flags()["amx_bf16"]
+
+
+def compute_dtype(precision: Precision | str, device: torch.device, inference: bool = False) -> torch.dtype:
+    """The autocast dtype for ``precision`` on ``device`` (``inference``: for ``apply`` rather than
+    for training). AUTO is bf16 where that is faster (:func:`bf16_pays`; no loss scaling needed,
+    unlike fp16) and fp32 elsewhere; fp16 is refused off CUDA, where half-precision kernels are
+    slow or missing."""
     precision = Precision(precision)
     if precision is Precision.AUTO:
-        return torch.bfloat16 if native_bf16(device) else torch.float32
+        return torch.bfloat16 if bf16_pays(device, inference) else torch.float32
     if precision is Precision.FP16 and device.type != "cuda":
         raise ConfigError(f"precision=fp16 needs a CUDA GPU (half-precision kernels on {device.type} are slow "
                           f"or missing); use precision=bf16 or precision=fp32")

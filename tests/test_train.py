@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import styler.device
 from styler.config import DiscriminatorConfig, Features, GeneratorConfig, LossConfig, Precision, StyleLoss, \
     TrainConfig
 from styler.errors import ConfigError, DataError, TrainingError
@@ -120,6 +121,16 @@ def test_training_runs_in_the_precision_asked_for(tmp_path, photo_dir, style_ima
     trainer.generator.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     losses = trainer.train_step(next(iter(trainer._loader()))[0])
     assert seen == [dtype] and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+
+
+@pytest.mark.parametrize("flags,dtype", [({"avx512_bf16": False, "amx_bf16": False}, torch.float32),
+                                         ({"avx512_bf16": True, "amx_bf16": False}, torch.bfloat16)])
+def test_auto_trains_in_bf16_where_the_cpu_computes_it(monkeypatch, tmp_path, photo_dir, style_image, flags, dtype):
+    """AVX512-BF16 alone is enough for training: its step runs 1.4x faster than fp32's there
+    (docs/performance.md), while apply keeps fp32 on such a CPU (tests/test_precision.py)."""
+    monkeypatch.setattr(styler.device, "cpu_bf16_flags", lambda: flags)
+    trainer = make_trainer(tmp_path, photo_dir, style_image, replace(TINY, precision=Precision.AUTO))
+    assert trainer.amp_dtype == dtype
 
 
 def test_discriminator_learns_on_every_d_every_th_step(tmp_path, photo_dir, style_image):

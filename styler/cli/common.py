@@ -256,7 +256,7 @@ def apply_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Longer side of the downscaled copy that gives tiles their statistics "
                      "(--tile-stats downscaled)."),
         click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_APPLY.precision.value,
-                     show_default=True, help="auto: bf16 where the hardware computes it (CUDA GPUs from Ampere, CPUs with AVX512-BF16 or AMX), fp32 elsewhere; fp16 needs CUDA."),
+                     show_default=True, help="auto: bf16 where it is faster (CUDA GPUs from Ampere, CPUs with AMX), fp32 elsewhere; fp16 needs CUDA."),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)

@@ -64,8 +64,9 @@ class Upsample(str, enum.Enum):
 
 class Precision(str, enum.Enum):
     """Arithmetic of training and inference (:func:`styler.device.compute_dtype`). AUTO: bf16
-    autocast where the device computes bf16 natively (:func:`styler.device.native_bf16`), fp32
-    elsewhere; fp16 needs CUDA (and trains with loss scaling)."""
+    autocast where it is faster than fp32 (:func:`styler.device.bf16_pays`: CUDA GPUs and CPUs
+    with native bf16 for training, CUDA GPUs and CPUs with AMX for inference), fp32 elsewhere;
+    fp16 needs CUDA (and trains with loss scaling)."""
 
     AUTO = "auto"
     FP32 = "fp32"
