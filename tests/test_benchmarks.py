@@ -156,6 +156,8 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
     # The step's arithmetic (forward and backward, convolutions and Gram matrices) against the
     # machine's matmul ceiling.
     assert row["step_gflop"] > 0 and row["peak_gflops"] > 0 and row["fraction_of_peak"] > 0
+    assert row["precision"] in ("float32", "bfloat16")
+    assert ("peak_bf16_gflops" in row) == (row["precision"] == "bfloat16")
     for prefix in ("", "before_"):
         assert sum(row[f"{prefix}{p}_share"] for p in bench_train.PHASES) == pytest.approx(1.0, abs=0.01)
     assert [r["photos"] for r in row["loaders"]] == ["content_dir", "phone"]
@@ -166,13 +168,15 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
 
 def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_path):
     """The before arm's Trainer runs the whole loss network for the content targets, contiguous,
-    with the discriminator every step; the after arm's is what styler train builds."""
+    in fp32, with the discriminator every step; the after arm's is what styler train builds, in
+    the precision asked for."""
     from benchmarks import bench_train
     from benchmarks.train_baselines import FullTrunk
 
     args = bench_train.parse_args(["--content-dir", str(photo_dir), "--style", str(style_image), "--style-size", "64",
-                                   "--batch-size", "1", "--d-every", "3", "--no-examples"])
+                                   "--batch-size", "1", "--d-every", "3", "--no-examples", "--precision", "bf16"])
     arms, after, before = bench_train.build_arms(32, args, torch.device("cpu"), tmp_path)
+    assert after.amp_dtype == torch.bfloat16 and before.amp_dtype == torch.float32
     assert set(arms) == {"after", "before"}
     assert isinstance(before.loss.extractor, FullTrunk) and before.config.d_every == 1
     assert before.extractor.net[0].weight.is_contiguous()
