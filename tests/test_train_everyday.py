@@ -265,7 +265,7 @@ def test_quiet_after_the_command(photo_dir, style_image):
 def test_setup_status_follows_each_step_on_a_terminal(photo_dir, style_image, monkeypatch):
     from rich.console import Console
 
-    train_command = importlib.import_module("styler.cli.train")
+    train_command = importlib.import_module("styler.cli.train_progress")
     shown = []
     monkeypatch.setattr(train_command, "console", lambda stderr=True: Console(force_terminal=True, file=open(os.devnull, "w")))
     monkeypatch.setattr("rich.status.Status.update", lambda self, status=None, **kw: shown.append(status))
@@ -281,7 +281,7 @@ def test_verbose_lines_print_above_the_setup_spinner_not_into_it(photo_dir, styl
 
     from rich.console import Console
 
-    train_command = importlib.import_module("styler.cli.train")
+    train_command = importlib.import_module("styler.cli.train_progress")
     screen = io.StringIO()
     monkeypatch.setattr(train_command, "console", lambda stderr=True: Console(force_terminal=True, file=screen,
                                                                               width=80))

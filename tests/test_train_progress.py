@@ -49,8 +49,8 @@ def test_a_budget_counts_down_to_its_deadline():
 
 
 def test_the_run_predicts_its_length_once_and_a_long_cpu_run_names_budget(photo_dir, style_image, monkeypatch):
-    monkeypatch.setattr("styler.cli.train.PREDICT_AFTER", 2)
-    monkeypatch.setattr("styler.cli.train.LONG_RUN_S", 0)
+    monkeypatch.setattr("styler.cli.train_progress.PREDICT_AFTER", 2)
+    monkeypatch.setattr("styler.cli.train_progress.LONG_RUN_S", 0)
     result = train("--style", style_image, "--content-dir", photo_dir, *TINY, "--steps", 4, "--name", "p")
     assert result.exit_code == 0, result.output
     predictions = [line for line in result.stderr.splitlines() if line.startswith("about ")]

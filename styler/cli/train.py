@@ -1,19 +1,18 @@
-"""``styler train``: the training options, a fresh or resumed run's inputs, the progress and summary."""
+"""``styler train``: the training options and a fresh or resumed run's inputs (what it shows while it
+trains: :mod:`styler.cli.train_progress`)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
-import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import click
 
-from styler.cli.common import common_options, console, device_option, fail, handle_errors, once, print_json
-from styler.config import BUDGET, HEAD_START, NO_INIT, OFFLINE_DEFAULTS, Features, GeneratorConfig, LossConfig, \
+from styler.cli.common import common_options, device_option, handle_errors, once
+from styler.config import HEAD_START, NO_INIT, OFFLINE_DEFAULTS, Features, GeneratorConfig, LossConfig, \
     Precision, Preprocess, StyleLoss, TrainConfig, Upsample, default_weights_dir, defaults_for
 
 _TRAIN = TrainConfig()
@@ -185,6 +184,7 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
     import time
 
     started = time.perf_counter()
+    from styler.cli.train_progress import run_training, setup_status
     from styler.training import distributed
     from styler.device import resolve_device
     from styler.io.images import max_image_pixels
@@ -204,11 +204,11 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
     try:
         # Build everything (data, loss network, style targets) before the bar, so a setup error
         # is one clean line rather than a line under a half-drawn progress bar.
-        with _setup_status(ctx.obj["quiet"] or as_json or not dist.is_main):
+        with setup_status(ctx.obj["quiet"] or as_json or not dist.is_main):
             trainer = Trainer(config, style_path, content_dir, weights_dir, distributed.setup(dist, target),
                               vgg_weights=vgg_weights, run_dir=run_dir, resume=resume is not None, force=force,
                               overwrite=overwrite, dist=dist, started=started)
-        _run_training(trainer, as_json, ctx.obj["quiet"] or not dist.is_main)
+        run_training(trainer, as_json, ctx.obj["quiet"] or not dist.is_main)
     finally:
         distributed.teardown()
 
@@ -231,43 +231,6 @@ def _budget_seconds(ctx: click.Context, budget: str | None, resume: str | None) 
         return parse_duration(budget)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--budget") from None
-
-
-@contextlib.contextmanager
-def _setup_status(quiet: bool) -> Iterator[None]:
-    """A spinner naming each setup step (reading the photos, the loss network, the painting's
-    statistics), which take tens of seconds before the first step. Only on a terminal: a log file
-    gets -v's lines. -v's lines print above the spinner instead of running into it."""
-    out = console()
-    if quiet or not out.is_terminal:
-        yield
-        return
-    logger = logging.getLogger("styler")
-    echo = [h for h in logger.handlers if not isinstance(h, logging.NullHandler)]
-
-    class Follow(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.name == STEP_LOGGER and record.levelno == logging.DEBUG:
-                status.update(f"preparing training: {record.getMessage()}")
-            if any(record.levelno >= level for level in levels):
-                status.console.print(record.getMessage(), markup=False, highlight=False)
-
-    handler = Follow()
-    levels = [h.level for h in echo]
-    with out.status("preparing training") as status:
-        for h in echo:
-            h.setLevel(logging.CRITICAL + 1)  # Follow prints them, above the spinner
-        logger.addHandler(handler)
-        try:
-            yield
-        finally:
-            logger.removeHandler(handler)
-            for h, level in zip(echo, levels):
-                h.setLevel(level)
-
-
-# The logger of the setup steps (styler.training.report.timed): what the spinner names.
-STEP_LOGGER = "styler.training.report"
 
 
 def _run_inputs(ctx: click.Context, params: dict[str, Any], resume: str | None, style_path: Path | None,
@@ -318,107 +281,3 @@ def _check_head_start(config: TrainConfig) -> None:
     if init_architecture(HEAD_START) != config.generator:
         raise click.UsageError(f"the generator options ask for another architecture than the painter's head start "
                                f"has; add --init-from {NO_INIT} to train that architecture from scratch")
-
-
-def _run_training(trainer: Any, as_json: bool, quiet: bool) -> None:
-    from styler.cli.train_progress import TrainProgress
-
-    config = trainer.config
-    if not quiet and not as_json:
-        _say_start(trainer)
-    try:
-        with TrainProgress(config.steps, trainer.step, quiet or as_json, trainer._deadline()) as bar:
-            predicted = [False]
-
-            def on_step(report) -> None:
-                best = trainer.best.loss
-                bar.update(report.step, report.losses, report.steps_per_s, best)
-                if not predicted[0] and report.step - trainer_first >= PREDICT_AFTER:
-                    predicted[0] = True
-                    bar.say(_prediction(trainer, report.steps_per_s))
-
-            trainer_first = trainer.step
-            result = trainer.run(on_step)
-    except KeyboardInterrupt:
-        if not trainer.dist.is_main:
-            raise
-        fail(_interrupted_message(trainer), 130)  # after the bar has closed: the last line seen
-    if trainer.dist.is_main:
-        _report_training(result, trainer, as_json, quiet)
-
-
-# Steps timed before the run's length is predicted (the first ones include warm-up).
-PREDICT_AFTER = 5
-# On a CPU, a run predicted to take longer than this names the ways to make it shorter.
-LONG_RUN_S = 30 * 60
-
-
-def _say_start(trainer: Any) -> None:
-    """The run folder (and a budget's plan) before the first step, and that a new style hides a
-    bundled one of its name."""
-    from styler.io.weights import bundled_style
-    from styler.training.budget import format_duration
-
-    cfg = trainer.config
-    where = f"run folder {trainer.run_dir.path}"
-    if trainer.plan is not None:
-        click.echo(f"budget {format_duration(cfg.budget_seconds)}: {cfg.steps} steps of "
-                   f"{trainer.plan.step_seconds:.2f}s planned ({cfg.image_size} px crops, painting at "
-                   f"{cfg.style_size} px); {where}", err=True)
-    else:
-        click.echo(where, err=True)
-    if bundled_style(trainer.name) and not trainer.weights_path.exists():
-        click.echo(f"note: your {trainer.name!r} will hide the bundled {trainer.name!r}; to keep both, "
-                   f"pass another --name", err=True)
-
-
-def _prediction(trainer: Any, steps_per_s: float) -> str:
-    """One line, once: how long the whole run will take, and on a CPU, how to make a long one short."""
-    from styler.training.budget import format_duration
-
-    cfg = trainer.config
-    left = (cfg.steps - trainer.step) / max(steps_per_s, 1e-9)
-    line = f"about {format_duration(left)} more for {cfg.steps} steps at {steps_per_s:.2f} steps/s"
-    if trainer.device.type == "cpu" and not cfg.budget_seconds and left > LONG_RUN_S:
-        line += ("; on a CPU --budget 10m trains the best style it can in 10 minutes "
-                 f"(or --image-size {BUDGET.cpu_image_size} makes each step cheaper)")
-    return line
-
-
-def _interrupted_message(trainer: Any) -> str:
-    if not trainer.checkpoint_step:
-        return f"interrupted at step {trainer.step} before the first checkpoint; nothing to resume"
-    saved = ("checkpoint saved" if trainer.checkpoint_step == trainer.step
-             else f"last checkpoint at step {trainer.checkpoint_step}")
-    return f"interrupted at step {trainer.step}; {saved}, resume with: styler train --resume {trainer.run_dir.path}"
-
-
-def _report_training(result: Any, trainer: Any, as_json: bool, quiet: bool) -> None:
-    config = trainer.config
-    if as_json:
-        print_json({"weights": str(result.weights_path.absolute()), "steps": result.steps,
-                    "planned_steps": config.steps, "seconds": round(result.seconds, 1), "losses": result.losses,
-                    "skipped_images": [str(Path(p).absolute()) for p in result.skipped_images],
-                    "features": config.features.value, "best_step": result.best_step, "val_loss": result.val_loss,
-                    "stopped_early": result.stopped_early, "cut_short": result.cut_short,
-                    "init_from": config.init_from, "budget_seconds": config.budget_seconds or None,
-                    "plan": trainer.plan.to_dict() if trainer.plan else None,
-                    "run_dir": str(Path(result.run_dir).absolute())})
-    elif not quiet:
-        click.echo(_summary(result, config), err=False)
-
-
-def _summary(result: Any, config: TrainConfig) -> str:
-    skipped = result.skipped_images
-    extra = ""
-    if skipped:
-        names = ", ".join(str(p) for p in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
-        extra = f", skipped {len(skipped)} unreadable image(s): {names}"
-    best = (f"; best validation loss {result.val_loss:.4g} at step {result.best_step}"
-            if result.best_step is not None else "")
-    stop = {None: "", "deadline": f" (the budget's deadline came at step {result.steps} of {config.steps})",
-            "stop": f" (stopped at step {result.steps} of {config.steps})"}[result.cut_short]
-    if result.stopped_early:
-        stop = " (stopped early: no improvement)"
-    return (f"saved {result.weights_path} after {result.steps} steps in {result.seconds:.0f}s{stop}{extra}"
-            f"{best}; run folder {result.run_dir}")
