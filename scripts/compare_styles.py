@@ -130,6 +130,12 @@ def stack(rows: list[Image.Image]) -> Image.Image:
     return sheet
 
 
+def for_docs(sheet: Image.Image, width: int = 1280) -> Image.Image:
+    """``sheet`` scaled down to at most ``width`` pixels across, small enough for the docs."""
+    width = min(sheet.width, width)
+    return sheet.resize((width, round(sheet.height * width / sheet.width)), Image.LANCZOS)
+
+
 def run_style(name: str, args: argparse.Namespace, photo_paths: dict[str, Path]) -> dict[str, dict]:
     painting = REPO / "samples/styles" / STYLES[name]
     scorer = Scorer(args.vgg, painting)

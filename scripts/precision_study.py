@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare_styles as cs  # noqa: E402 (a sibling script, not a package)
-from styler.config import ApplyConfig, Precision  # noqa: E402
+from styler.config import BUDGET, ApplyConfig, Precision  # noqa: E402
 from styler.inference.stylizer import Stylizer  # noqa: E402
 
 # name: (precision, seed). The seed-1 runs measure how far two runs that differ only in their
@@ -44,9 +43,11 @@ def train(args: argparse.Namespace, painting: Path, run: str) -> tuple[Path, dic
     weights, summary = args.out / "w" / f"{name}.safetensors", args.out / "runs" / f"{name}.json"
     if weights.is_file() and summary.is_file():
         return weights, json.loads(summary.read_text())
-    # With --steps, the sizes and the validation cadence a CPU budget run picks (BudgetRecipe).
+    # With --steps, the crop and painting sizes a CPU budget run picks, and a validation cadence
+    # like its (at most eight validations a run).
     length = (["--budget", args.budget] if args.budget else
-              ["--steps", str(args.steps), "--image-size", "128", "--style-size", "256", "--val-every", "50"])
+              ["--steps", str(args.steps), "--image-size", str(BUDGET.cpu_image_size), "--style-size",
+               str(BUDGET.style_size), "--val-every", str(max(1, args.steps // 3))])
     cmd = [sys.executable, "-m", "styler", "-q", "train", "--style", str(painting), "--content-dir",
            str(args.photos), *length, "--precision", precision, "--seed", str(seed), "--vgg-weights", str(args.vgg),
            "--vgg-preprocess", "caffe", "--name", name, "--weights-dir", str(args.out / "w"),
@@ -101,10 +102,7 @@ def main() -> None:
     for r in table:
         print(f"| {r['painting']} | {r['run']} | {r['steps']} | {r['wall_s']} | {r['content']:.2f} | "
               f"{r['style']:.3f} |")
-    sheet = cs.stack(rows)
-    width = min(sheet.width, 1280)  # small enough for the docs
-    sheet.resize((width, round(sheet.height * width / sheet.width)), Image.LANCZOS).save(args.out / "rows.jpg",
-                                                                                       quality=88)
+    cs.for_docs(cs.stack(rows)).save(args.out / "rows.jpg", quality=88)
 
 
 if __name__ == "__main__":

@@ -69,9 +69,7 @@ def rows_picture(painting: Path, photos: dict[str, torch.Tensor], files: dict[tu
     with torch.no_grad():
         for key in [k for k in stylizers if k[0] == "head start"] + [k for k in stylizers if k[0] != "head start"]:
             rows.append(cs.row([art, *(stylizers[key](p).clamp(0, 1) for p in photos.values())]))
-    sheet = cs.stack(rows)
-    width = min(sheet.width, 1280)  # small enough for the docs
-    return sheet.resize((width, round(sheet.height * width / sheet.width)), Image.LANCZOS)
+    return cs.for_docs(cs.stack(rows))
 
 
 def chart(points: dict[str, list[tuple[float, dict[str, float]]]], baseline: dict[str, float] | None,

@@ -53,7 +53,8 @@ def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool]:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 in hardware: a CUDA GPU that does not only emulate it
-    (Ampere and later), or a CPU with AVX512-BF16 or AMX. Only there can bf16 autocast be faster (:func:`bf16_pays`)."""
+    (Ampere and later), or a CPU with AVX512-BF16 or AMX. Only there can bf16 autocast be faster
+    (:func:`bf16_pays`)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "cpu" and any(cpu_bf16_flags().values())
@@ -62,7 +63,7 @@ def native_bf16(device: torch.device) -> bool:
 def bf16_pays(device: torch.device, inference: bool = False) -> bool:
     """Whether bf16 autocast runs faster than fp32 on ``device``. Training: wherever bf16 is native
     (:func:`native_bf16`), since the loss network's wide convolutions dominate its step. Inference
-    on the CPU: only with AMX. The generator's narrow (16-32 channel) convolutions ran at 0.73-0.75x
+    on the CPU: only with AMX. The generator's narrow (16-32 channel) convolutions ran at 0.73-0.81x
     fp32's speed with AVX512-BF16 alone (docs/performance.md, "bf16 on a CPU that computes it")."""
     if not native_bf16(device):
         return False

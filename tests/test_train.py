@@ -126,7 +126,7 @@ def test_training_runs_in_the_precision_asked_for(tmp_path, photo_dir, style_ima
 @pytest.mark.parametrize("flags,dtype", [({"avx512_bf16": False, "amx_bf16": False}, torch.float32),
                                          ({"avx512_bf16": True, "amx_bf16": False}, torch.bfloat16)])
 def test_auto_trains_in_bf16_where_the_cpu_computes_it(monkeypatch, tmp_path, photo_dir, style_image, flags, dtype):
-    """AVX512-BF16 alone is enough for training: its step runs 1.4x faster than fp32's there
+    """AVX512-BF16 alone is enough for training: its step ran 1.5x faster than fp32's there
     (docs/performance.md), while apply keeps fp32 on such a CPU (tests/test_precision.py)."""
     monkeypatch.setattr(styler.device, "cpu_bf16_flags", lambda: flags)
     trainer = make_trainer(tmp_path, photo_dir, style_image, replace(TINY, precision=Precision.AUTO))
