@@ -133,7 +133,11 @@ def test_outputs_and_summary_match_a_local_run_and_a_rerun_redoes_only_other_wor
             assert (mine.mode, mine.size, mine.info.get("icc_profile"), mine.getexif()) == \
                 (theirs.mode, theirs.size, theirs.info.get("icc_profile"), theirs.getexif()), name
         pairs = list(zip(frames(tmp_path / "ray" / name), frames(tmp_path / "local" / name), strict=True))
-        assert pairs and all(psnr(a, b) >= 50 for a, b in pairs), name
+        # x264 turns a rounding-level difference of the untrained demo network in fp32 (seen on an
+        # AVX-512 CPU between two in-process runs, not between engines) into 38-41 dB; a real
+        # mismatch (strength 0.9, another temporal mode) gives 28-32 dB on this clip.
+        least = 35 if name.endswith(".mp4") else 50
+        assert pairs and all(psnr(a, b) >= least for a, b in pairs), name
     assert "stroke scale auto" in output_settings(tmp_path / "ray" / "wide.png")
 
     (tmp_path / "ray" / "sub" / "h.bmp").unlink()
