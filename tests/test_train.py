@@ -346,7 +346,9 @@ def test_compile_trains_compiled_networks_that_give_the_same_outputs(tmp_path, p
         torch.testing.assert_close(trainer.g_model(x), trainer.generator(x))
         plain = trainer.extractor(x)
         for name, value in trainer.loss.extractor(x).items():
-            torch.testing.assert_close(value, plain[name])
+            # Eager runs the wide layers as Winograd convolutions, compiled as direct ones: the
+            # same arithmetic up to fp32 rounding.
+            torch.testing.assert_close(value, plain[name], rtol=1e-4, atol=1e-4)
     assert dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # both were captured and compiled
     assert all(torch.isfinite(torch.tensor(v)) for v in trainer.train_step(x).values())
 

@@ -1,0 +1,178 @@
+"""Winograd convolution for the frozen loss network's wide 3x3 layers on the CPU.
+
+Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016): F(4x4, 3x3)
+computes each 4x4 block of a 3x3 convolution's output from a 6x6 block of its input with 36
+multiplications per channel pair where the direct convolution needs 144. Input blocks and
+filters are moved into the transform domain (``B^T d B``, ``G g G^T``), multiplied there as 36
+matrix products over the channels, and moved back (``A^T m A``). It is the same convolution, not
+an approximation: the outputs differ from the direct one only by fp32 rounding (a relative 1e-5
+on VGG's activations; ``tests/test_winograd.py``).
+
+Departures from the paper: the transforms are dense 36x36 (and 16x36) matrix products rather
+than hand-scheduled additions, so that they run as a few large BLAS calls from PyTorch; the
+blocks are processed in chunks that stay in the cache. Only the gradient with respect to the
+input is computed: the loss network is frozen. The backward pass is itself a Winograd
+convolution (the flipped, transposed filters).
+
+Where it pays: layers with many channels at small spatial sizes, whose matrix products dominate
+the transforms' memory traffic. On the loss network at 128 px crops that is VGG's 256- and
+512-channel layers, about twice as fast as oneDNN's direct convolution there; the 64- and
+128-channel layers at high resolution are slower this way, so they stay direct
+(docs/performance.md, "Winograd").
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TILE = 4  # output block edge m of F(m x m, 3 x 3)
+SPAN = TILE + 2  # input block edge: m + r - 1
+# A chunk's transformed blocks (the larger of input and output) in bytes: small enough to stay in
+# the cache between the transform and the matrix products at large crops, large enough that a
+# 128 px batch runs as one chunk.
+CHUNK_BYTES = 8 << 20
+# Layers with at least this many output channels take the Winograd path (measured: see module doc).
+MIN_OUT_CHANNELS = 256
+
+_B_T = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+        (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
+_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+      (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
+_A_T = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
+
+
+@lru_cache(maxsize=None)
+def _transforms(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B^T kron B^T, A^T kron A^T): the 2-D input and output transforms on flattened blocks."""
+    b_t = torch.tensor(_B_T, dtype=torch.float64)
+    a_t = torch.tensor(_A_T, dtype=torch.float64)
+    return (torch.kron(b_t, b_t).float().to(device), torch.kron(a_t, a_t).float().to(device))
+
+
+def transform_filters(weight: torch.Tensor) -> torch.Tensor:
+    """``G g G^T`` for each filter: ``[K, C, 3, 3]`` -> ``[36, C, K]`` (computed in float64)."""
+    g = torch.tensor(_G, dtype=torch.float64, device=weight.device)
+    u = torch.einsum("ai,kcij,bj->abck", g, weight.detach().double(), g)
+    return u.reshape(SPAN * SPAN, weight.shape[1], weight.shape[0]).float().contiguous()
+
+
+def _chunks(n: int, rows: int, row_bytes: int) -> list[tuple[slice, slice]]:
+    """(images, block rows) pieces of at most :data:`CHUNK_BYTES` of transformed blocks."""
+    if n * rows * row_bytes <= CHUNK_BYTES:
+        return [(slice(0, n), slice(0, rows))]
+    step = max(1, CHUNK_BYTES // row_bytes)
+    return [(slice(i, i + 1), slice(r, min(rows, r + step))) for i in range(n) for r in range(0, rows, step)]
+
+
+def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """3x3 convolution, stride 1, zero padding 1, of ``x`` ``[N, C, H, W]`` with filters already
+    transformed by :func:`transform_filters`; the result is channels_last. Any H and W."""
+    n, c, h, w = x.shape
+    k = u.shape[2]
+    rows, cols = -(-h // TILE), -(-w // TILE)
+    # Extra zeros on the bottom and right make whole blocks; they change no output kept.
+    xp = F.pad(x, (1, 1 + cols * TILE - w, 1, 1 + rows * TILE - h))
+    blocks = xp.unfold(2, SPAN, TILE).unfold(3, SPAN, TILE)  # [N, C, rows, cols, 6, 6], a view
+    b_kron, a_kron = _transforms(x.device)
+    out = x.new_empty(n, rows * TILE, cols * TILE, k)
+    for images, band in _chunks(n, rows, SPAN * SPAN * cols * max(c, k) * x.element_size()):
+        d = blocks[images, :, band]
+        nb, nr = d.shape[0], d.shape[2]
+        p = nb * nr * cols
+        d = d.permute(4, 5, 0, 2, 3, 1).reshape(SPAN * SPAN, p * c)
+        m = torch.bmm((b_kron @ d).view(SPAN * SPAN, p, c), u)
+        y = (a_kron @ m.view(SPAN * SPAN, p * k)).view(TILE, TILE, nb, nr, cols, k)
+        target = out[images, band.start * TILE:band.stop * TILE].view(nb, nr, TILE, cols, TILE, k)
+        target.copy_(y.permute(2, 3, 0, 4, 1, 5))
+    if bias is not None:
+        out.add_(bias)
+    out = out[:, :h, :w].permute(0, 3, 1, 2)
+    return out if (rows * TILE, cols * TILE) == (h, w) else out.contiguous(memory_format=torch.channels_last)
+
+
+class _FrozenWinograd(torch.autograd.Function):
+    """Winograd forward and input gradient; no gradient for the (frozen) filters."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, u: torch.Tensor, u_back: torch.Tensor,  # type: ignore[override]
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.u_back = u_back
+        return winograd_conv3x3(x, u, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return winograd_conv3x3(grad, ctx.u_back), None, None, None
+
+
+class WinogradConv2d(nn.Conv2d):
+    """A frozen 3x3, stride 1, padding 1 :class:`~torch.nn.Conv2d` computed by F(4x4, 3x3) in fp32
+    on the CPU. Anywhere else (CUDA, bf16 autocast, other dtypes, filters that train, inside
+    torch.compile) it is the plain convolution. Same parameters and state-dict keys as the
+    convolution it replaces."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True,
+                 device: torch.device | str | None = None) -> None:
+        super().__init__(in_channels, out_channels, 3, padding=1, bias=bias, device=device)
+        self._cache: tuple[tuple[int, int, torch.device], torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def replacing(cls, conv: nn.Conv2d) -> "WinogradConv2d":
+        """A Winograd convolution sharing ``conv``'s parameters."""
+        # Built on "meta": no initialisation, so no draws from the global generator.
+        new = cls(conv.in_channels, conv.out_channels, bias=conv.bias is not None, device="meta")
+        new.weight, new.bias = conv.weight, conv.bias
+        return new
+
+    def _filters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # Recomputed when the weights change in place (loading, calibration) or move.
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.device)
+        if self._cache is None or self._cache[0] != key:
+            back = self.weight.detach().flip(2, 3).transpose(0, 1)
+            self._cache = (key, transform_filters(self.weight), transform_filters(back))
+        return self._cache[1], self._cache[2]
+
+    def _applies(self, x: torch.Tensor) -> bool:
+        return (x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
+                and not self.weight.requires_grad and not torch.is_autocast_enabled("cpu")
+                # torch.compile generates its own convolution kernels from the plain one.
+                and not torch.compiler.is_compiling())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._applies(x):
+            return super().forward(x)
+        u, u_back = self._filters()
+        bias = None if self.bias is None else self.bias.detach()
+        return _FrozenWinograd.apply(x, u, u_back, bias)
+
+
+def _eligible(module: nn.Module, min_out_channels: int) -> bool:
+    return (type(module) is nn.Conv2d and module.kernel_size == (3, 3) and module.stride == (1, 1)
+            and module.padding == (1, 1) and module.dilation == (1, 1) and module.groups == 1
+            and module.padding_mode == "zeros" and module.out_channels >= min_out_channels)
+
+
+def use_winograd(net: nn.Sequential, min_out_channels: int = MIN_OUT_CHANNELS) -> int:
+    """Swap ``net``'s eligible convolutions for :class:`WinogradConv2d` in place; how many."""
+    swapped = 0
+    for i, module in enumerate(net):
+        if _eligible(module, min_out_channels):
+            net[i] = WinogradConv2d.replacing(module)
+            swapped += 1
+    return swapped
+
+
+def use_direct(net: nn.Sequential) -> int:
+    """Undo :func:`use_winograd`: plain convolutions sharing the same parameters; how many."""
+    swapped = 0
+    for i, module in enumerate(net):
+        if isinstance(module, WinogradConv2d):
+            conv = nn.Conv2d(module.in_channels, module.out_channels, 3, padding=1,
+                             bias=module.bias is not None, device="meta")
+            conv.weight, conv.bias = module.weight, module.bias
+            net[i] = conv
+            swapped += 1
+    return swapped

@@ -1,0 +1,112 @@
+"""Winograd F(4x4, 3x3) for the loss network: the same convolution as the direct one, forward and
+backward, in the places it is used, and out of the way everywhere else."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import styler.nn.winograd as winograd
+from styler.nn.winograd import WinogradConv2d, transform_filters, use_direct, use_winograd, winograd_conv3x3
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 5, 16, 16), (1, 3, 4, 7, 13), (3, 16, 16, 33, 9), (1, 4, 6, 1, 1)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_matches_the_direct_convolution_at_any_size(shape, with_bias):
+    n, c, k, h, w = shape
+    gen = torch.Generator().manual_seed(0)
+    # VGG with Caffe's preprocessing sees inputs on a 0-255 scale.
+    x = torch.randn(n, c, h, w, generator=gen) * 100
+    weight = torch.randn(k, c, 3, 3, generator=gen)
+    bias = torch.randn(k, generator=gen) if with_bias else None
+    y = winograd_conv3x3(x, transform_filters(weight), bias)
+    assert y.shape == (n, k, h, w) and y.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(y, F.conv2d(x, weight, bias, padding=1)) < 1e-5
+
+
+def test_chunks_of_a_large_input_give_the_same_result(monkeypatch):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 8, 24, 20, generator=gen)
+    u = transform_filters(torch.randn(8, 8, 3, 3, generator=gen))
+    whole = winograd_conv3x3(x, u)
+    # About one row of blocks per chunk: every image and band on its own.
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 36 * 5 * 8 * 4)
+    assert len(winograd._chunks(3, 6, 36 * 5 * 8 * 4)) == 18
+    assert torch.allclose(winograd_conv3x3(x, u), whole, rtol=0, atol=1e-5)
+
+
+def frozen_conv(c: int, k: int, seed: int = 0) -> nn.Conv2d:
+    torch.manual_seed(seed)
+    return nn.Conv2d(c, k, 3, padding=1).requires_grad_(False)
+
+
+def test_forward_and_input_gradient_match_the_direct_convolution():
+    conv = frozen_conv(8, 12)
+    net = nn.Sequential(conv, nn.ReLU(), nn.Conv2d(12, 4, 3, padding=1).requires_grad_(False))
+    assert use_winograd(net, min_out_channels=1) == 2
+    assert all(isinstance(m, WinogradConv2d) for m in (net[0], net[2]))
+    x = torch.randn(2, 8, 18, 18, requires_grad=True)
+    net(x).square().sum().backward()
+    got = x.grad.clone()
+    x.grad = None
+    h = F.relu(F.conv2d(x, conv.weight, conv.bias, padding=1))
+    F.conv2d(h, net[2].weight, net[2].bias, padding=1).square().sum().backward()
+    assert relative_error(got, x.grad) < 1e-5
+    assert net[0].weight.grad is None  # frozen filters get no gradient
+
+
+def test_swaps_keep_parameters_state_dict_and_the_global_generator():
+    net = nn.Sequential(frozen_conv(3, 256), nn.ReLU(), nn.MaxPool2d(2), frozen_conv(256, 64),
+                        nn.Conv2d(256, 256, 1), nn.Conv2d(64, 256, 3, padding=1, stride=2))
+    weights = [p for p in net.parameters()]
+    keys = list(net.state_dict())
+    x = torch.randn(1, 3, 8, 8)
+    before = net[0](x)
+    state = torch.get_rng_state()
+    # Only 3x3, stride 1, padding 1 convolutions with enough output channels are swapped.
+    assert use_winograd(net) == 1 and isinstance(net[0], WinogradConv2d)
+    assert type(net[3]) is nn.Conv2d and type(net[4]) is nn.Conv2d and type(net[5]) is nn.Conv2d
+    assert torch.equal(torch.get_rng_state(), state)
+    assert list(net.state_dict()) == keys and all(a is b for a, b in zip(net.parameters(), weights))
+    assert relative_error(net[0](x), before) < 1e-5
+    assert use_direct(net) == 1 and type(net[0]) is nn.Conv2d and torch.equal(net[0](x), before)
+
+
+def test_new_weights_loaded_in_place_are_used():
+    conv = WinogradConv2d.replacing(frozen_conv(4, 6))
+    x = torch.randn(1, 4, 8, 8)
+    conv(x)
+    fresh = frozen_conv(4, 6, seed=5)
+    conv.load_state_dict(fresh.state_dict())
+    assert relative_error(conv(x), fresh(x)) < 1e-5
+
+
+def test_out_of_the_way_under_autocast_other_dtypes_and_trainable_filters():
+    conv = WinogradConv2d.replacing(frozen_conv(4, 6))
+    x = torch.randn(1, 4, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x).dtype == torch.bfloat16  # oneDNN's bf16 convolution, not fp32 Winograd
+    assert conv.double()(x.double()).dtype == torch.float64
+    conv.float().requires_grad_(True)
+    conv(x).sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+def test_the_trainer_runs_the_wide_loss_layers_as_winograd_on_the_cpu(tmp_path, photo_dir, style_image):
+    from tests.test_train import TINY, make_trainer
+
+    trainer = make_trainer(tmp_path, photo_dir, style_image, TINY)
+    convs = [m for m in trainer.extractor.net if isinstance(m, nn.Conv2d)]
+    assert [type(m) is WinogradConv2d for m in convs] == [m.out_channels >= 256 for m in convs]
+    assert any(type(m) is WinogradConv2d for m in convs)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        fast = trainer.loss.extractor(x)
+        use_direct(trainer.extractor.net)
+        plain = trainer.loss.extractor(x)
+    for name, value in fast.items():
+        assert relative_error(value, plain[name]) < 1e-5, name
