@@ -8,7 +8,9 @@ unless ``--workers``) are timed step by step in turn, so a busy machine slows al
 * ``before``: the same Trainer with each speed-up turned off: content targets through the
   whole loss network instead of up to the content layer, the loss network in contiguous
   layout instead of channels_last, every loss-network layer a direct convolution (the
-  ``after`` arm runs the wide ones as Winograd convolutions in fp32 on the CPU),
+  ``after`` arm runs the wide ones as Winograd convolutions in fp32 on the CPU), the Gram
+  matrices' backward as autograd derives it (two products and a sum; the ``after`` arm's
+  takes one product),
   pix2pix's 64-channel discriminator updated every step
   (``--d-channels`` and ``--d-every`` set the ``after`` arm's), photos decoded at full
   resolution and cropped in float, and fp32 (``--precision`` sets the ``after`` arm's; its
@@ -54,6 +56,7 @@ from benchmarks.common import REPO, loadavg, machine_info, peak_gflops, sync
 from benchmarks.compare_quality import ensure_photos
 from benchmarks.train_baselines import (
     ExamplesStep, FullResolutionCrops, FullTrunk, layout_times, loader_images_per_s, phone_photos,
+    use_autograd_gram,
 )
 from styler.config import Features, Precision, Preprocess, TrainConfig, defaults_for
 from styler.nn.winograd import use_direct
@@ -195,6 +198,7 @@ def build_arms(size: int, args: argparse.Namespace, device: torch.device,
     before.loss.extractor = FullTrunk(before.extractor)
     before.extractor.to(memory_format=torch.contiguous_format)
     use_direct(before.extractor.net)
+    use_autograd_gram(before.loss.style)
     arms = {"after": (after.train_step, iter(after._loader())),
             "before": (before.train_step, iter(full_resolution_loader(before)))}
     if not args.no_examples:

@@ -19,10 +19,38 @@ from styler.config import Features, Preprocess
 from styler.io.images import load_rgb, pil_to_tensor, resized_crop_params
 from styler.nn.vgg import FeatureExtractor, build_feature_extractor
 from styler.training.data import ContentDataset
-from styler.training.losses import gram_matrix
+from styler.training.losses import GramLayerLoss, StyleTerm
 
 # pytorch/examples fast_neural_style: content at relu2_2, style Grams at these four (its Vgg16).
 EXAMPLES_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+def autograd_gram(features: torch.Tensor) -> torch.Tensor:
+    """The Gram matrix as pytorch/examples writes it, with autograd's backward (two products and a
+    sum, where styler's ``gram_matrix`` takes one product); fp32, as in styler."""
+    n, c, h, w = features.shape
+    with torch.autocast(features.device.type, enabled=False):
+        flat = features.reshape(n, c, h * w).float()
+        return flat.bmm(flat.transpose(1, 2)) / (c * h * w)
+
+
+class AutogradGramLayerLoss(nn.Module):
+    """:class:`GramLayerLoss` with :func:`autograd_gram`: that style loss before the speed-ups."""
+
+    def __init__(self, target: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("target", target)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        diff = autograd_gram(features) - self.target
+        return diff.pow(2).mean() / (self.target.pow(2).mean() + 1e-8)
+
+
+def use_autograd_gram(style: StyleTerm) -> None:
+    """Swap a Gram style term's layers for :class:`AutogradGramLayerLoss` in place (same targets)."""
+    for name, layer in style.layers.items():
+        if isinstance(layer, GramLayerLoss):
+            style.layers[name] = AutogradGramLayerLoss(layer.target)
 
 
 class FullTrunk(nn.Module):
@@ -71,14 +99,14 @@ class ExamplesStep:
         self.net = TransformerNet().to(device).train()
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
         with torch.no_grad():
-            self.grams = {k: gram_matrix(v) for k, v in self.vgg(style).items()}
+            self.grams = {k: autograd_gram(v) for k, v in self.vgg(style).items()}
 
     def __call__(self, x: torch.Tensor) -> float:
         self.opt.zero_grad()
         y = self.net(x)
         features_y, features_x = self.vgg(y), self.vgg(x)
         content = 1e5 * F.mse_loss(features_y["relu2_2"], features_x["relu2_2"])
-        style = 1e10 * sum(F.mse_loss(gram_matrix(features_y[k]), g.expand(len(x), -1, -1))
+        style = 1e10 * sum(F.mse_loss(autograd_gram(features_y[k]), g.expand(len(x), -1, -1))
                            for k, g in self.grams.items())
         total = content + style
         total.backward()

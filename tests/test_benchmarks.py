@@ -168,10 +168,12 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
 
 def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_path):
     """The before arm's Trainer runs the whole loss network for the content targets, contiguous,
-    in fp32, with the discriminator every step; the after arm's is what styler train builds, in
-    the precision asked for."""
+    direct convolutions only, autograd's Gram backward, in fp32, with the discriminator every
+    step; the after arm's is what styler train builds, in the precision asked for."""
     from benchmarks import bench_train
     from benchmarks.train_baselines import FullTrunk
+    from styler.nn.winograd import WinogradConv2d
+    from styler.training.losses import GramLayerLoss
 
     args = bench_train.parse_args(["--content-dir", str(photo_dir), "--style", str(style_image), "--style-size", "64",
                                    "--batch-size", "1", "--d-every", "3", "--no-examples", "--precision", "bf16"])
@@ -182,6 +184,26 @@ def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_pa
     assert before.extractor.net[0].weight.is_contiguous()
     assert after.loss.extractor is after.extractor and after.config.d_every == 3
     assert after.extractor.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert any(isinstance(m, WinogradConv2d) for m in after.extractor.net)
+    assert not any(isinstance(m, WinogradConv2d) for m in before.extractor.net)
+    assert not any(isinstance(m, GramLayerLoss) for m in before.loss.style.layers.values())
+
+
+def test_before_arm_gram_is_autograds_with_the_same_targets_and_values():
+    """``use_autograd_gram`` (the before arm's Gram style loss): same targets, same loss and
+    gradient as styler's, only computed the way autograd derives it."""
+    from benchmarks.train_baselines import AutogradGramLayerLoss, use_autograd_gram
+    from styler.training.losses import GramLoss
+
+    torch.manual_seed(0)
+    loss = GramLoss({"a": torch.rand(1, 8, 6, 6), "b": torch.rand(1, 16, 3, 3)})
+    feats = {"a": torch.rand(2, 8, 6, 6, requires_grad=True), "b": torch.rand(2, 16, 3, 3, requires_grad=True)}
+    ours = torch.autograd.grad(loss(feats), list(feats.values()))
+    use_autograd_gram(loss)
+    assert all(type(m) is AutogradGramLayerLoss for m in loss.layers.values())
+    theirs = torch.autograd.grad(loss(feats), list(feats.values()))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
 
 
 def test_timed_breakdown_runs_the_trainers_own_step(photo_dir, style_image, tmp_path):

@@ -22,6 +22,44 @@ def test_gram_is_independent_of_image_size():
     assert torch.allclose(gram_matrix(feats), gram_matrix(tiled), atol=1e-6)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gram_gradient_matches_autograds_in_either_layout(layout):
+    """The hand-written backward, (dG + dG^T) F, against autograd's derivative of F F^T, and the
+    gradient comes back in the features' layout (the loss network's backward reads it in place)."""
+    torch.manual_seed(0)
+    feats = torch.rand(2, 3, 4, 5).contiguous(memory_format=layout).requires_grad_()
+    upstream = torch.rand(2, 3, 3)
+    (gram_matrix(feats) * upstream).sum().backward()
+    plain = feats.detach().clone().requires_grad_()
+    flat = plain.flatten(2)
+    (flat @ flat.transpose(1, 2) / 60 * upstream).sum().backward()
+    torch.testing.assert_close(feats.grad, plain.grad, rtol=1e-6, atol=1e-7)
+    assert feats.grad.is_contiguous(memory_format=layout)
+
+
+def test_gram_backward_is_one_product():
+    """Autograd's backward of F F^T takes two products (one per operand) and adds them; the
+    Gram's own takes one, as many FLOPs as its forward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    feats = torch.rand(2, 8, 16, 16).contiguous(memory_format=torch.channels_last).requires_grad_()
+    with FlopCounterMode(display=False) as forward:
+        gram = gram_matrix(feats)
+    with FlopCounterMode(display=False) as backward:
+        gram.pow(2).sum().backward()
+    assert backward.get_total_flops() == forward.get_total_flops() > 0
+
+
+def test_gram_of_bf16_features_is_fp32_with_a_bf16_gradient():
+    feats = torch.rand(1, 4, 6, 6, dtype=torch.bfloat16, requires_grad=True)
+    gram = gram_matrix(feats)
+    assert gram.dtype == torch.float32
+    gram.sum().backward()
+    assert feats.grad.dtype == torch.bfloat16
+    expected = 2 * feats.detach().float().flatten(2).sum(1, keepdim=True).expand(1, 4, 36) / (4 * 36)
+    torch.testing.assert_close(feats.grad.float().flatten(2), expected, rtol=1e-2, atol=1e-3)
+
+
 def test_gram_loss_zero_on_target_and_positive_elsewhere():
     feats = {"a": torch.rand(1, 4, 8, 8)}
     loss = GramLoss(feats)
