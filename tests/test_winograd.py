@@ -85,6 +85,29 @@ def test_new_weights_loaded_in_place_are_used():
     assert relative_error(conv(x), fresh(x)) < 1e-5
 
 
+def test_backward_filters_are_built_only_when_a_backward_pass_needs_them():
+    """Forward-only use (validation, scoring) keeps one transformed copy of the filters, not two;
+    a backward pass builds the second once, and after new weights it follows them."""
+    conv = WinogradConv2d.replacing(frozen_conv(4, 6))
+    x = torch.randn(1, 4, 8, 8, requires_grad=True)
+    with torch.no_grad():
+        conv(x)
+    conv(x)
+    assert conv._back_cache is None
+    conv(x).square().sum().backward()
+    built = conv._back_cache[1]
+    conv(x).square().sum().backward()
+    assert conv._back_cache[1] is built
+    fresh = frozen_conv(4, 6, seed=5)
+    conv.load_state_dict(fresh.state_dict())
+    x.grad = None
+    conv(x).square().sum().backward()
+    got = x.grad.clone()
+    x.grad = None
+    fresh(x).square().sum().backward()
+    assert relative_error(got, x.grad) < 1e-5
+
+
 def test_out_of_the_way_under_autocast_other_dtypes_and_trainable_filters():
     conv = WinogradConv2d.replacing(frozen_conv(4, 6))
     x = torch.randn(1, 4, 8, 8)

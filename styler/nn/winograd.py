@@ -24,6 +24,7 @@ the transforms' memory traffic. On the loss network at 128 px crops that is VGG'
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -95,17 +96,18 @@ def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None
 
 
 class _FrozenWinograd(torch.autograd.Function):
-    """Winograd forward and input gradient; no gradient for the (frozen) filters."""
+    """Winograd forward and input gradient; no gradient for the (frozen) filters. ``back`` gives
+    the backward pass's filters when it first needs them: forward-only use never builds them."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, u: torch.Tensor, u_back: torch.Tensor,  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, u: torch.Tensor, back: Callable[[], torch.Tensor],  # type: ignore[override]
                 bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.u_back = u_back
+        ctx.back = back
         return winograd_conv3x3(x, u, bias)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return winograd_conv3x3(grad, ctx.u_back), None, None, None
+        return winograd_conv3x3(grad, ctx.back()), None, None, None
 
 
 class WinogradConv2d(nn.Conv2d):
@@ -117,7 +119,8 @@ class WinogradConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True,
                  device: torch.device | str | None = None) -> None:
         super().__init__(in_channels, out_channels, 3, padding=1, bias=bias, device=device)
-        self._cache: tuple[tuple[int, int, torch.device], torch.Tensor, torch.Tensor] | None = None
+        self._cache: tuple[tuple[int, int, torch.device], torch.Tensor] | None = None
+        self._back_cache: tuple[tuple[int, int, torch.device], torch.Tensor] | None = None
 
     @classmethod
     def replacing(cls, conv: nn.Conv2d) -> "WinogradConv2d":
@@ -127,13 +130,22 @@ class WinogradConv2d(nn.Conv2d):
         new.weight, new.bias = conv.weight, conv.bias
         return new
 
-    def _filters(self) -> tuple[torch.Tensor, torch.Tensor]:
-        # Recomputed when the weights change in place (loading, calibration) or move.
-        key = (self.weight._version, self.weight.data_ptr(), self.weight.device)
-        if self._cache is None or self._cache[0] != key:
+    def _key(self) -> tuple[int, int, torch.device]:
+        # Changes when the weights change in place (loading, calibration) or move.
+        return (self.weight._version, self.weight.data_ptr(), self.weight.device)
+
+    def _filters(self) -> torch.Tensor:
+        if self._cache is None or self._cache[0] != self._key():
+            self._cache = (self._key(), transform_filters(self.weight))
+            self._back_cache = None
+        return self._cache[1]
+
+    def _back_filters(self) -> torch.Tensor:
+        """The input gradient's filters (flipped, in and out swapped), transformed on first use."""
+        if self._back_cache is None or self._back_cache[0] != self._key():
             back = self.weight.detach().flip(2, 3).transpose(0, 1)
-            self._cache = (key, transform_filters(self.weight), transform_filters(back))
-        return self._cache[1], self._cache[2]
+            self._back_cache = (self._key(), transform_filters(back))
+        return self._back_cache[1]
 
     def _applies(self, x: torch.Tensor) -> bool:
         return (x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
@@ -144,9 +156,8 @@ class WinogradConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._applies(x):
             return super().forward(x)
-        u, u_back = self._filters()
         bias = None if self.bias is None else self.bias.detach()
-        return _FrozenWinograd.apply(x, u, u_back, bias)
+        return _FrozenWinograd.apply(x, self._filters(), self._back_filters, bias)
 
 
 def _eligible(module: nn.Module, min_out_channels: int) -> bool:
