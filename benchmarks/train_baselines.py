@@ -16,6 +16,7 @@ from torch import nn
 
 from benchmarks.transformer_net import TransformerNet
 from styler.config import Features, Preprocess
+from styler.device import full_precision
 from styler.io.images import load_rgb, pil_to_tensor, resized_crop_params
 from styler.nn.vgg import FeatureExtractor, build_feature_extractor
 from styler.training.data import ContentDataset
@@ -29,7 +30,7 @@ def autograd_gram(features: torch.Tensor) -> torch.Tensor:
     """The Gram matrix as pytorch/examples writes it, with autograd's backward (two products and a
     sum, where styler's ``gram_matrix`` takes one product); fp32, as in styler."""
     n, c, h, w = features.shape
-    with torch.autocast(features.device.type, enabled=False):
+    with full_precision(features.device):
         flat = features.reshape(n, c, h * w).float()
         return flat.bmm(flat.transpose(1, 2)) / (c * h * w)
 
