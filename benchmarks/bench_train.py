@@ -56,7 +56,7 @@ from benchmarks.common import REPO, loadavg, machine_info, peak_gflops, sync
 from benchmarks.compare_quality import ensure_photos
 from benchmarks.train_baselines import (
     ExamplesStep, FullResolutionCrops, FullTrunk, layout_times, loader_images_per_s, phone_photos,
-    use_autograd_gram,
+    use_autograd_gram, use_copying_relus,
 )
 from styler.config import Features, Precision, Preprocess, TrainConfig, defaults_for
 from styler.nn.winograd import use_direct
@@ -198,6 +198,7 @@ def build_arms(size: int, args: argparse.Namespace, device: torch.device,
     before.loss.extractor = FullTrunk(before.extractor)
     before.extractor.to(memory_format=torch.contiguous_format)
     use_direct(before.extractor.net)
+    use_copying_relus(before.extractor.net)
     use_autograd_gram(before.loss.style)
     arms = {"after": (after.train_step, iter(after._loader())),
             "before": (before.train_step, iter(full_resolution_loader(before)))}

@@ -54,6 +54,13 @@ def use_autograd_gram(style: StyleTerm) -> None:
             style.layers[name] = AutogradGramLayerLoss(layer.target)
 
 
+def use_copying_relus(net: nn.Module) -> None:
+    """ReLUs that write a new tensor, as the loss network's did before they worked in place."""
+    for module in net.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+
+
 class FullTrunk(nn.Module):
     """A loss network that ignores ``upto``: every pass, the content targets' too, runs the whole trunk."""
 

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from benchmarks.transformer_net import TransformerNet
 from styler.config import GeneratorConfig
@@ -168,7 +169,7 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
 
 def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_path):
     """The before arm's Trainer runs the whole loss network for the content targets, contiguous,
-    direct convolutions only, autograd's Gram backward, in fp32, with the discriminator every
+    direct convolutions only, copying ReLUs, autograd's Gram backward, in fp32, with the discriminator every
     step; the after arm's is what styler train builds, in the precision asked for."""
     from benchmarks import bench_train
     from benchmarks.train_baselines import FullTrunk
@@ -187,6 +188,8 @@ def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_pa
     assert any(isinstance(m, WinogradConv2d) for m in after.extractor.net)
     assert not any(isinstance(m, WinogradConv2d) for m in before.extractor.net)
     assert not any(isinstance(m, GramLayerLoss) for m in before.loss.style.layers.values())
+    assert not any(isinstance(m, nn.ReLU) and m.inplace for m in before.extractor.net)
+    assert any(isinstance(m, nn.ReLU) and m.inplace for m in after.extractor.net)
 
 
 def test_before_arm_gram_is_autograds_with_the_same_targets_and_values():

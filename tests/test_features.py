@@ -169,3 +169,23 @@ def test_upto_stops_after_that_layer_with_the_same_values():
     assert all(torch.equal(short[k], full[k]) for k in short)
     with pytest.raises(FeatureWeightsError, match="relu4_1"):
         ext(x, upto="relu4_1")
+
+
+def test_relus_overwrite_their_convolution_unless_it_is_a_requested_layer():
+    """In-place ReLUs give the same features and input gradient as copying ones; a requested
+    convolution's output keeps its negative values."""
+    ext = build_feature_extractor(Features.RANDOM, ("conv1_2", "relu2_1", "relu2_2"), width_divisor=8)
+    inplace = {name: m.inplace for name, m in zip(ext.names, ext.net) if isinstance(m, torch.nn.ReLU)}
+    assert inplace == {"relu1_1": True, "relu1_2": False, "relu2_1": True, "relu2_2": True}
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out = ext(x)
+    assert (out["conv1_2"] < 0).any()
+    sum(f.square().mean() for f in out.values()).backward()
+    got, x.grad = x.grad, None
+    for m in ext.net:
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = False
+    copied = ext(x)
+    assert all(torch.equal(copied[k], out[k]) for k in out)
+    sum(f.square().mean() for f in copied.values()).backward()
+    assert torch.equal(got, x.grad)

@@ -59,6 +59,18 @@ def test_forward_and_input_gradient_match_the_direct_convolution():
     assert net[0].weight.grad is None  # frozen filters get no gradient
 
 
+def test_output_is_no_view_so_an_in_place_relu_may_follow_it():
+    """autograd refuses to modify a custom Function's view output in place."""
+    conv = WinogradConv2d.replacing(frozen_conv(4, 6))
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    y = conv(x)
+    assert y._base is None and y.is_contiguous(memory_format=torch.channels_last)
+    torch.relu_(y).square().sum().backward()
+    got, x.grad = x.grad, None
+    F.relu(F.conv2d(x, conv.weight, conv.bias, padding=1)).square().sum().backward()
+    assert relative_error(got, x.grad) < 1e-5
+
+
 def test_swaps_keep_parameters_state_dict_and_the_global_generator():
     net = nn.Sequential(frozen_conv(3, 256), nn.ReLU(), nn.MaxPool2d(2), frozen_conv(256, 64),
                         nn.Conv2d(256, 256, 1), nn.Conv2d(64, 256, 3, padding=1, stride=2))

@@ -229,6 +229,12 @@ class FeatureExtractor(nn.Module):
         depth = max(all_names.index(name) for name in self.layers) + 1
         self.names = all_names[:depth]
         self.net = net[:depth]
+        for i, module in enumerate(self.net):
+            # A ReLU may overwrite its convolution's output: a convolution's backward keeps its
+            # input, not its output. That spares writing a second copy of the largest activations
+            # in every pass. Not where that output is itself a requested layer.
+            if isinstance(module, nn.ReLU) and self.names[i - 1] not in self.layers:
+                module.inplace = True
         self.source = FeatureSource(kind, preprocess)
         caffe = preprocess is Preprocess.CAFFE
         # Caffe: x_bgr * 255 - mean == (x_bgr - mean / 255) / (1 / 255), one affine map like torchvision's.

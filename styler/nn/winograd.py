@@ -79,7 +79,11 @@ def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None
     xp = F.pad(x, (1, 1 + cols * TILE - w, 1, 1 + rows * TILE - h))
     blocks = xp.unfold(2, SPAN, TILE).unfold(3, SPAN, TILE)  # [N, C, rows, cols, 6, 6], a view
     b_kron, a_kron = _transforms(x.device)
-    out = x.new_empty(n, rows * TILE, cols * TILE, k)
+    # The result is allocated in NCHW shape, channels_last, and filled through an NHWC view of it:
+    # it is then no view itself, so an in-place ReLU may follow it inside autograd.
+    result = torch.empty(n, k, rows * TILE, cols * TILE, dtype=x.dtype, device=x.device,
+                         memory_format=torch.channels_last)
+    out = result.permute(0, 2, 3, 1)
     for images, band in _chunks(n, rows, SPAN * SPAN * cols * max(c, k) * x.element_size()):
         d = blocks[images, :, band]
         nb, nr = d.shape[0], d.shape[2]
@@ -91,8 +95,9 @@ def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None
         target.copy_(y.permute(2, 3, 0, 4, 1, 5))
     if bias is not None:
         out.add_(bias)
-    out = out[:, :h, :w].permute(0, 3, 1, 2)
-    return out if (rows * TILE, cols * TILE) == (h, w) else out.contiguous(memory_format=torch.channels_last)
+    if (rows * TILE, cols * TILE) == (h, w):
+        return result
+    return result[:, :, :h, :w].contiguous(memory_format=torch.channels_last)
 
 
 class _FrozenWinograd(torch.autograd.Function):
