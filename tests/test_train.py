@@ -1,7 +1,9 @@
 """Trainer internals: validation split, exact resume, atomic checkpoints, NaN, early stopping."""
 
 import json
+import math
 import os
+import shutil
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -351,6 +353,23 @@ def test_compile_trains_compiled_networks_that_give_the_same_outputs(tmp_path, p
             torch.testing.assert_close(value, plain[name], rtol=1e-4, atol=1e-4)
     assert dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # both were captured and compiled
     assert all(torch.isfinite(torch.tensor(v)) for v in trainer.train_step(x).values())
+
+
+@pytest.mark.compile
+def test_compiled_training_steps_with_inductor_on_the_cpu(tmp_path, photo_dir, style_image):
+    """The real compiler, C++ kernels included: with its default layout optimisation the
+    generator's first backward pass failed (the replication pad's backward)."""
+    dynamo = pytest.importorskip("torch._dynamo")
+    if not dynamo.is_dynamo_supported() or shutil.which("g++") is None:
+        pytest.skip("torch.compile needs a supported Python and a C++ compiler here")
+    dynamo.reset()
+    trainer = make_trainer(tmp_path, photo_dir, style_image, replace(TINY, compile=True))
+    x = torch.rand(2, 3, 32, 32)
+    losses = trainer.train_step(x)
+    assert all(math.isfinite(v) for v in losses.values())
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.g_model(x), trainer.generator(x), rtol=1e-4, atol=1e-4)
+    dynamo.reset()
 
 
 def test_only_unreadable_content_is_one_clear_error(tmp_path, style_image):

@@ -177,7 +177,10 @@ class Trainer(Resumable, Budgeted, Evaluating):
         self.g_model = distributed.wrap(self.generator, self.dist, self.device)
         self.d_model = distributed.wrap(self.discriminator, self.dist, self.device)
         if cfg.compile:
-            self.g_model = torch.compile(self.g_model)
+            # Inductor's layout optimisation hands the generator's replication pad a channels_last
+            # gradient, and that op's backward then disagrees with its shape kernel: the first
+            # backward fails (torch 2.14). The layouts styler chose stay.
+            self.g_model = torch.compile(self.g_model, options={"layout_optimization": False})
             self.loss.extractor = torch.compile(self.extractor)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr)
         # pix2pix / CycleGAN optimiser settings for the discriminator.
