@@ -13,7 +13,7 @@
 # Usage (repository root or anywhere):
 #   benchmarks/gpu_check.sh             # on the GPU machine
 #   benchmarks/gpu_check.sh --dry-run   # tiny sizes on the CPU: checks the script's logic
-# Environment: OUT (default ./gpu_out), PYTHON (default python), DEVICE (cuda; cpu = dry run),
+# Environment: OUT (default ./gpu_out), PYTHON (default python3, the device image's interpreter), DEVICE (cuda; cpu = dry run),
 #   TARGET_LOSS (default 2.0), QUALITY_STEPS (default 2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ export PYTHONPATH=.
 # Passive OpenMP waiting unless told otherwise (see benchmarks/__init__.py).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 OUT=${OUT:-./gpu_out}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 TARGET_LOSS=${TARGET_LOSS:-2.0}
 case "${1:-}" in

