@@ -2,6 +2,10 @@
 reads as the same loss network up to float16 rounding, and the photos beside it."""
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -42,3 +46,25 @@ def test_kit_holds_the_same_loss_network_in_half_the_bytes_and_every_photo(tmp_p
     assert file_sha256(weights) in source and file_sha256(onnx) in source and "caffe" in source
     copied = sorted(p.relative_to(kit / "photos") for p in (kit / "photos").rglob("*") if p.is_file())
     assert copied == sorted(p.relative_to(photo_dir) for p in photo_dir.rglob("*") if p.is_file())
+
+
+def test_gpu_budget_script_trains_both_runs_into_what_time_to_quality_reads(tmp_path, photo_dir, style_image):
+    """scripts/gpu_budget.sh with DEVICE=cpu (its dry run): a head-start and a from-scratch run
+    within the budget, their generators and --json summaries where time_to_quality.py looks,
+    and the summary naming the device and each run's wall time."""
+    onnx = write_onnx(tmp_path / "vgg16.onnx", random_convs(div=1), nhwc=True)
+    kit = tmp_path / "kit"
+    kit_module().main(["--vgg", str(onnx), "--photos", str(photo_dir), "--out", str(kit)])
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "KIT": str(kit), "DEVICE": "cpu", "PYTHON": sys.executable,
+           "RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_budget.sh"), str(style_image), "20"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("head_start_20s", "scratch_20s"):
+        assert (out / "w" / f"{name}.safetensors").is_file()
+        summary = json.loads((out / "runs" / f"{name}.json").read_text())
+        assert summary["steps"] >= 1 and summary["budget_seconds"] == 20
+    assert summary["init_from"] == "none"
+    text = (out / "summary.txt").read_text()
+    assert "device cpu" in text and "head_start_20s:" in text and "scratch_20s:" in text
