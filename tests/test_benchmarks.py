@@ -157,6 +157,7 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
     # The step's arithmetic (forward and backward, convolutions and Gram matrices) against the
     # machine's matmul ceiling.
     assert row["step_gflop"] > 0 and row["peak_gflops"] > 0 and row["fraction_of_peak"] > 0
+    assert row["peak_conv_gflops"] > 0 and row["winograd_layers"] >= 0
     assert row["precision"] in ("float32", "bfloat16")
     assert ("peak_bf16_gflops" in row) == (row["precision"] == "bfloat16")
     for prefix in ("", "before_"):
@@ -167,15 +168,17 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
     assert all(row["layouts"][f"{p}_{layout}_ms"] > 0 for p in parts for layout in ("contiguous", "channels_last"))
 
 
-def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_path):
+def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_path, monkeypatch):
     """The before arm's Trainer runs the whole loss network for the content targets, contiguous,
     direct convolutions only, copying ReLUs, autograd's Gram backward, in fp32, with the discriminator every
     step; the after arm's is what styler train builds, in the precision asked for."""
     from benchmarks import bench_train
     from benchmarks.train_baselines import FullTrunk
     from styler.nn.winograd import WinogradConv2d
+    from styler.training import trainer as trainer_module
     from styler.training.losses import GramLayerLoss
 
+    monkeypatch.setattr(trainer_module, "winograd_pays", lambda: True)  # as on a CPU where it pays
     args = bench_train.parse_args(["--content-dir", str(photo_dir), "--style", str(style_image), "--style-size", "64",
                                    "--batch-size", "1", "--d-every", "3", "--no-examples", "--precision", "bf16"])
     arms, after, before = bench_train.build_arms(32, args, torch.device("cpu"), tmp_path)

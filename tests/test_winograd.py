@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import styler.nn.winograd as winograd
+import styler.training.trainer as trainer_module
+from styler.device import cpu_family
 from styler.nn.winograd import WinogradConv2d, transform_filters, use_direct, use_winograd, winograd_conv3x3
 
 
@@ -131,9 +133,54 @@ def test_out_of_the_way_under_autocast_other_dtypes_and_trainable_filters():
     assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
 
 
-def test_the_trainer_runs_the_wide_loss_layers_as_winograd_on_the_cpu(tmp_path, photo_dir, style_image):
+def cpuinfo(tmp_path, vendor: str, family: str):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: 2\n"
+                    f"flags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\nvendor_id\t: {vendor}\n"
+                    f"cpu family\t: {family}\n")
+    return info
+
+
+@pytest.mark.parametrize(("vendor", "family", "pays"), [
+    ("AuthenticAMD", "26", False),  # Zen 5: full-width AVX-512 for oneDNN, AVX2 for MKL
+    ("AuthenticAMD", "27", False),
+    ("AuthenticAMD", "25", True),  # Zen 3 and 4
+    ("AuthenticAMD", "23", True),
+    ("GenuineIntel", "6", True),
+])
+def test_winograd_is_used_except_on_amd_cpus_with_full_width_avx512(tmp_path, vendor, family, pays):
+    cpu = cpu_family(cpuinfo(tmp_path, vendor, family))
+    assert cpu == (vendor, int(family))
+    assert winograd.winograd_pays(cpu) is pays
+
+
+def test_an_unknown_cpu_keeps_winograd(tmp_path, monkeypatch):
+    assert cpu_family(tmp_path / "missing") is None
+    assert cpu_family(cpuinfo(tmp_path, "AuthenticAMD", "")) is None
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\n")  # arm64
+    assert cpu_family(tmp_path / "cpuinfo") is None
+    monkeypatch.setattr(winograd, "cpu_family", lambda: None)
+    assert winograd.winograd_pays() is True
+    monkeypatch.setattr(winograd, "cpu_family", lambda: ("AuthenticAMD", 26))
+    assert winograd.winograd_pays() is False
+
+
+def test_the_trainer_keeps_direct_convolutions_where_winograd_does_not_pay(tmp_path, photo_dir, style_image,
+                                                                           monkeypatch):
     from tests.test_train import TINY, make_trainer
 
+    monkeypatch.setattr(trainer_module, "winograd_pays", lambda: False)
+    trainer = make_trainer(tmp_path, photo_dir, style_image, TINY)
+    convs = [m for m in trainer.extractor.net if isinstance(m, nn.Conv2d)]
+    assert any(m.out_channels >= 256 for m in convs)
+    assert not any(isinstance(m, WinogradConv2d) for m in convs)
+
+
+def test_the_trainer_runs_the_wide_loss_layers_as_winograd_on_the_cpu(tmp_path, photo_dir, style_image,
+                                                                      monkeypatch):
+    from tests.test_train import TINY, make_trainer
+
+    monkeypatch.setattr(trainer_module, "winograd_pays", lambda: True)
     trainer = make_trainer(tmp_path, photo_dir, style_image, TINY)
     convs = [m for m in trainer.extractor.net if isinstance(m, nn.Conv2d)]
     assert [type(m) is WinogradConv2d for m in convs] == [m.out_channels >= 256 for m in convs]

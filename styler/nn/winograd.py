@@ -18,7 +18,8 @@ Where it pays: layers with many channels at small spatial sizes, whose matrix pr
 the transforms' memory traffic. On the loss network at 128 px crops that is VGG's 256- and
 512-channel layers, about twice as fast as oneDNN's direct convolution there; the 64- and
 128-channel layers at high resolution are slower this way, so they stay direct
-(docs/performance.md, "Winograd").
+(docs/performance.md, "Winograd"). On CPUs whose direct convolution runs twice as fast as the
+products here (AMD Zen 5: :func:`winograd_pays`) every layer stays direct.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from styler.device import cpu_family
 
 TILE = 4  # output block edge m of F(m x m, 3 x 3)
 SPAN = TILE + 2  # input block edge: m + r - 1
@@ -163,6 +166,22 @@ class WinogradConv2d(nn.Conv2d):
             return super().forward(x)
         bias = None if self.bias is None else self.bias.detach()
         return _FrozenWinograd.apply(x, self._filters(), self._back_filters, bias)
+
+
+# AMD's Zen 5 (family 26) and later execute AVX-512 at full width, so oneDNN's direct
+# convolution runs at twice Zen 4's rate, while MKL, which computes the Winograd products, runs
+# its AVX2 code on AMD CPUs. There the direct convolution was as fast or faster at every wide
+# layer, and the whole step 6% faster (docs/performance.md, "Winograd on Zen 5").
+_FULL_WIDTH_AVX512_AMD_FAMILY = 26
+
+
+def winograd_pays(cpu: tuple[str, int] | None = None) -> bool:
+    """Whether :func:`use_winograd` speeds up the loss network on this CPU (``cpu``: vendor and
+    family, default :func:`styler.device.cpu_family`). Not on AMD CPUs with full-width AVX-512;
+    everywhere else the products it saves outweigh its transforms. A fixed rule rather than a
+    timing, so that the same machine always computes the same run."""
+    cpu = cpu if cpu is not None else cpu_family()
+    return cpu is None or not (cpu[0] == "AuthenticAMD" and cpu[1] >= _FULL_WIDTH_AVX512_AMD_FAMILY)
 
 
 def _eligible(module: nn.Module, min_out_channels: int) -> bool:

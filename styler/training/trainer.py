@@ -24,7 +24,7 @@ from styler.io.weights import WEIGHTS_SUFFIX, read_init_info, save_generator
 from styler.nn import Generator, PatchDiscriminator
 from styler.nn.generator import load_generator
 from styler.nn.vgg import build_feature_extractor
-from styler.nn.winograd import use_winograd
+from styler.nn.winograd import use_winograd, winograd_pays
 from styler.training import distributed
 from styler.training.data import ContentDataset, InfiniteSampler, StyleCrops, collate_content, content_images
 from styler.training.distributed import DistContext
@@ -140,7 +140,7 @@ class Trainer(Resumable, Budgeted, Evaluating):
                 extractor.calibrate(style)
         fmt = memory_format(device)
         self.extractor = extractor.to(device, memory_format=feature_memory_format(device))
-        if device.type == "cpu":
+        if device.type == "cpu" and winograd_pays():
             use_winograd(self.extractor.net)  # cuDNN picks its own algorithms on CUDA
         with timed(f"preparing the painting's statistics ({style.shape[-1]}x{style.shape[-2]} px)"):
             self.loss = PerceptualLoss(self.extractor, content_layer, style_layers, style.to(device),
