@@ -275,3 +275,17 @@ def test_gpu_check_dry_run_writes_every_result(tmp_path):
     bad = subprocess.run(["bash", str(repo / "benchmarks" / "gpu_check.sh"), "--bogus"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_bench_heap_times_each_arm_and_heap_in_its_own_process(photo_dir, style_image, capsys):
+    from benchmarks import bench_heap
+    from tests.test_heap import GLIBC
+
+    row = bench_heap.main(["--size", "32", "--steps", "1", "--rounds", "1", "--threads", "1", "--json",
+                           "--batch-size", "1", "--content-dir", str(photo_dir), "--style", str(style_image),
+                           "--style-size", "64"])
+    assert json.loads(capsys.readouterr().out)["size"] == 32
+    for key in ("after_retain", "after_system", "before_system"):
+        assert row[f"{key}_ms"] > 0 and row[f"{key}_faults_per_step"] >= 0 and row[f"{key}_peak_rss_mb"] > 0
+    assert row["retained"] is GLIBC  # the after arm's child did keep its freed memory
+    assert row["heap_speedup"] > 0 and row["speedup"] > 0 and row["speedup_default_heap"] > 0
