@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import platform
 from pathlib import Path
 from typing import ContextManager
 
@@ -122,25 +120,3 @@ def feature_memory_format(device: torch.device) -> torch.memory_format:
     wide 3x3 convolutions faster in NHWC than from contiguous tensors (docs/performance.md,
     "Training speed"); the generator and the discriminator keep :func:`memory_format`."""
     return torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format
-
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
-_HEAP = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2 ** 31 - 1), (_M_TOP_PAD, 256 << 20))
-
-
-def retain_freed_memory() -> bool:
-    """Keep the memory a step frees for the next step, instead of handing it back to the system;
-    True where that took effect (glibc), False elsewhere.
-
-    By default glibc serves every allocation above 32 MB with its own mapping and unmaps it when
-    freed, and returns the heap's free top to the system; the next step then faults every page
-    back in, zero-filled. A training step frees and reallocates the same activations each time:
-    at 256 px crops that was 150 000 page faults and 40% of the step (docs/performance.md,
-    "Memory handed back"). Process-wide and not undone, so only whole-process commands that
-    train (``styler train``, the web page's jobs) call it; the process keeps its peak size."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    mallopt = ctypes.CDLL(None).mallopt
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return all(mallopt(param, value) == 1 for param, value in _HEAP)

@@ -289,3 +289,14 @@ def test_bench_heap_times_each_arm_and_heap_in_its_own_process(photo_dir, style_
         assert row[f"{key}_ms"] > 0 and row[f"{key}_faults_per_step"] >= 0 and row[f"{key}_peak_rss_mb"] > 0
     assert row["retained"] is GLIBC  # the after arm's child did keep its freed memory
     assert row["heap_speedup"] > 0 and row["speedup"] > 0 and row["speedup_default_heap"] > 0
+
+
+def test_bench_heap_apply_times_a_bundled_style_on_one_photo(capsys):
+    from benchmarks import bench_heap
+    from tests.test_heap import GLIBC
+
+    row = bench_heap.main(["--apply", "--image-size", "64", "48", "--steps", "1", "--rounds", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "apply 64x48" in out and "retained memory:" in out
+    assert row["apply_retain_ms"] > 0 and row["apply_system_ms"] > 0 and row["retained"] is GLIBC
+    assert "speedup" not in row and row["heap_speedup"] > 0

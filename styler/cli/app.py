@@ -12,6 +12,7 @@ from styler.cli.sheet import sheet
 from styler.cli.styles import styles
 from styler.cli.train import train
 from styler.cli.ui import ui
+from styler.heap import retain_freed_memory
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,10 @@ def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
       styler styles
     """
     set_logging(quiet, verbose)
+    # Every command is a whole process of tensors freed and allocated again (training steps,
+    # images of a folder, video frames): keep that memory instead of faulting it back in page by
+    # page, which cost 15-40% of a training step and of a 1024 px image.
+    retain_freed_memory()
     ctx.obj = {"quiet": quiet, "verbose": verbose}
 
 

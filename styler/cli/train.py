@@ -186,15 +186,12 @@ def train(ctx: click.Context, style_path: Path | None, content_dir: Path | None,
     started = time.perf_counter()
     from styler.cli.train_progress import run_training, setup_status
     from styler.training import distributed
-    from styler.device import resolve_device, retain_freed_memory
+    from styler.device import resolve_device
     from styler.io.images import max_image_pixels
     from styler.training.runs import default_run_dir
     from styler.training.trainer import Trainer
 
     budget_s = _budget_seconds(ctx, budget, resume)
-    # Before the first large tensor: each step then reuses the last one's memory instead of
-    # faulting it back in page by page (10-40% of a CPU step).
-    retain_freed_memory()
     ctx.with_resource(max_image_pixels(max_pixels))  # Pillow's limit, restored when the command ends
     target = resolve_device(device)
     config, style_path, content_dir, vgg_weights, weights_dir, resumed_dir = _run_inputs(

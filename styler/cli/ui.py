@@ -43,12 +43,10 @@ def ui(ctx: click.Context, host: str, port: int, no_browser: bool, max_pixels: i
     require_extra()
     import webbrowser
 
-    from styler.device import retain_freed_memory
     from styler.io.images import max_image_pixels
     from styler.ui.app import create_app
     from styler.ui.server import is_loopback, listen, serve, url_of
 
-    retain_freed_memory()  # the page trains in this process: a faster step (styler train does the same)
     ctx.with_resource(max_image_pixels(max_pixels))  # Pillow's limit, restored when the command ends
     config = UiConfig(host=host, port=port, max_upload_bytes=max_upload_mb * 2**20)
     app = create_app(weights_dir or default_weights_dir(), device, config)

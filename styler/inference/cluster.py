@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from styler.config import ApplyConfig, ClusterConfig, FolderConfig, VideoConfig
 from styler.errors import ClusterError, StylerError
+from styler.heap import retain_freed_memory
 from styler.inference.pipeline import ApplySummary, OnImage, apply_to_paths
 from styler.inference.stylizer import check_tile
 from styler.io.files import check_writable, file_sha256, remove_stale_temps
@@ -70,6 +71,7 @@ class StyleWorker:
     def __init__(self, style: str, weights_dir: Path | None, device: str, config: ApplyConfig) -> None:
         from styler.inference.stylizer import Stylizer
 
+        retain_freed_memory()  # a process of its own, as the styler command is
         self.error: StylerError | None = None
         try:
             self.stylizer = Stylizer.load(style, weights_dir=weights_dir, device=device, config=config)
