@@ -7,7 +7,7 @@ styles on photos the generators never saw. Usage:
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -34,5 +34,13 @@ def main(out: Path) -> None:
     print(f"wrote {write_photos(out, TRAIN)} photos to {out}")
 
 
+def parse_out(default: str, what: str, doc: str | None = __doc__) -> Path:
+    """The one optional argument, a folder; ``--help`` prints the usage (the first line of ``doc``)
+    instead of naming a folder."""
+    p = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    p.add_argument("out", nargs="?", type=Path, default=Path(default), help=f"{what} (default: {default})")
+    return p.parse_args().out
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/photos"))
+    main(parse_out("runs/photos", "the folder to write the photos to"))

