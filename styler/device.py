@@ -33,21 +33,23 @@ _DTYPES = {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16, Precis
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def _cpuinfo_flags(cpuinfo: Path) -> set[str]:
+def _cpuinfo_text(cpuinfo: Path) -> str:
+    """``cpuinfo``'s text; empty where there is none (not Linux)."""
     try:
-        text = cpuinfo.read_text()
+        return cpuinfo.read_text()
     except OSError:
-        return set()
+        return ""
+
+
+def _cpuinfo_flags(cpuinfo: Path) -> set[str]:
+    text = _cpuinfo_text(cpuinfo)
     return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
 
 
 def cpu_family(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, int] | None:
     """The CPU's vendor and family number (``AuthenticAMD``, 26) from ``cpuinfo`` (Linux, x86);
     None where there is no such file or it does not say."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return None
+    text = _cpuinfo_text(cpuinfo)
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {key.strip(): value.strip() for key, value in fields.items()}
     if "vendor_id" not in fields or not fields.get("cpu family", "").isdigit():
