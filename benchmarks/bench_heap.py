@@ -1,5 +1,6 @@
-"""Training speed with the memory a step frees kept for the next (``styler train``'s setting,
-:func:`styler.heap.retain_freed_memory`) against glibc's default, each in its own process.
+"""Training (or apply) speed with the memory a step frees kept for the next (the ``styler``
+command's setting, :func:`styler.heap.retain_freed_memory`) against glibc's default, each in its
+own process.
 
 The allocator's settings belong to a whole process, so ``bench_train``, which times its arms in
 turn inside one process, cannot set them per arm. Here each measurement is a fresh child process
@@ -74,7 +75,7 @@ def child(args: argparse.Namespace) -> dict[str, object]:
         return {"arm": arm, "heap": heap, "retained": retained, **timed(step, batches, args.steps)}
 
 
-def apply_step(size: tuple[int, int]) -> tuple[Callable[[torch.Tensor], object], Iterator]:
+def apply_step(size: tuple[int, int]) -> tuple[Callable[[Image.Image], object], Iterator]:
     """The bundled starry on one photo at ``size``, batches of that one image forever."""
     from styler.inference.stylizer import Stylizer
 
@@ -99,7 +100,7 @@ def timed(step: Callable[[object], object], batches: Iterator, steps: int) -> di
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
 
 
-def run_child(args: argparse.Namespace, arm: str, heap: str, argv: list[str]) -> dict[str, object]:
+def run_child(arm: str, heap: str, argv: list[str]) -> dict[str, object]:
     out = subprocess.run([sys.executable, "-m", "benchmarks.bench_heap", *argv, "--child", arm, heap],
                          cwd=REPO, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -110,7 +111,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> dict[str, object]:
     rounds = []
     for index in range(args.rounds):
         order = runs if index % 2 == 0 else runs[::-1]
-        rounds.append({f"{r['arm']}_{r['heap']}": r for r in (run_child(args, *run, argv) for run in order)})
+        rounds.append({f"{r['arm']}_{r['heap']}": r for r in (run_child(*run, argv) for run in order)})
 
     def ratio(slow: str, fast: str) -> float:
         return round(statistics.median(r[slow]["ms"] / r[fast]["ms"] for r in rounds), 2)

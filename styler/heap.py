@@ -21,8 +21,8 @@ def retain_freed_memory() -> bool:
     By default glibc serves every allocation above 32 MB with its own mapping and unmaps it when
     freed, and returns the heap's free top to the system; the next step then faults every page
     back in, zero-filled. A training step frees and reallocates the same activations each time:
-    at 256 px crops that was 150 000 page faults and 40% of the step, and a third of the time of
-    a 1024 px image (docs/performance.md, "Memory kept between steps"). Process-wide and not
+    at 256 px crops that was 250 000 page faults and a quarter of the step, and a fifth of the
+    time of a 1024 px image (docs/performance.md, "Memory kept between steps"). Process-wide and not
     undone, so the library never calls it: the ``styler`` command does, and the cluster's
     workers; the process then keeps its peak size until it ends."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
