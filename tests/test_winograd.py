@@ -1,6 +1,9 @@
 """Winograd F(4x4, 3x3) for the loss network: the same convolution as the direct one, forward and
 backward, in the places it is used, and out of the way everywhere else."""
 
+import copy
+import pickle
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,9 +19,18 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
+@pytest.fixture(params=["onednn", "bmm"])
+def products(request, monkeypatch):
+    """Both ways of computing the 36 products: oneDNN's grouped convolution and torch.bmm."""
+    if request.param == "onednn" and not winograd.ONEDNN_PRODUCTS:
+        pytest.skip("this PyTorch build has no oneDNN")
+    monkeypatch.setattr(winograd, "ONEDNN_PRODUCTS", request.param == "onednn")
+    return request.param
+
+
 @pytest.mark.parametrize("shape", [(2, 8, 5, 16, 16), (1, 3, 4, 7, 13), (3, 16, 16, 33, 9), (1, 4, 6, 1, 1)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_matches_the_direct_convolution_at_any_size(shape, with_bias):
+def test_matches_the_direct_convolution_at_any_size(shape, with_bias, products):
     n, c, k, h, w = shape
     gen = torch.Generator().manual_seed(0)
     # VGG with Caffe's preprocessing sees inputs on a 0-255 scale.
@@ -30,7 +42,7 @@ def test_matches_the_direct_convolution_at_any_size(shape, with_bias):
     assert relative_error(y, F.conv2d(x, weight, bias, padding=1)) < 1e-5
 
 
-def test_chunks_of_a_large_input_give_the_same_result(monkeypatch):
+def test_chunks_of_a_large_input_give_the_same_result(monkeypatch, products):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(3, 8, 24, 20, generator=gen)
     u = transform_filters(torch.randn(8, 8, 3, 3, generator=gen))
@@ -41,12 +53,18 @@ def test_chunks_of_a_large_input_give_the_same_result(monkeypatch):
     assert torch.allclose(winograd_conv3x3(x, u), whole, rtol=0, atol=1e-5)
 
 
+def test_chunks_are_bands_of_equal_height_where_the_rows_allow():
+    """16 rows of which 14 fit: two bands of 8, one block count, so one oneDNN packing."""
+    bands = [band for _, band in winograd._chunks(2, 16, winograd.CHUNK_BYTES // 14)]
+    assert [(b.start, b.stop) for b in bands] == [(0, 8), (8, 16)] * 2
+
+
 def frozen_conv(c: int, k: int, seed: int = 0) -> nn.Conv2d:
     torch.manual_seed(seed)
     return nn.Conv2d(c, k, 3, padding=1).requires_grad_(False)
 
 
-def test_forward_and_input_gradient_match_the_direct_convolution():
+def test_forward_and_input_gradient_match_the_direct_convolution(products):
     conv = frozen_conv(8, 12)
     net = nn.Sequential(conv, nn.ReLU(), nn.Conv2d(12, 4, 3, padding=1).requires_grad_(False))
     assert use_winograd(net, min_out_channels=1) == 2
@@ -61,7 +79,7 @@ def test_forward_and_input_gradient_match_the_direct_convolution():
     assert net[0].weight.grad is None  # frozen filters get no gradient
 
 
-def test_output_is_no_view_so_an_in_place_relu_may_follow_it():
+def test_output_is_no_view_so_an_in_place_relu_may_follow_it(products):
     """autograd refuses to modify a custom Function's view output in place."""
     conv = WinogradConv2d.replacing(frozen_conv(4, 6))
     x = torch.randn(2, 4, 8, 8, requires_grad=True)
@@ -71,6 +89,33 @@ def test_output_is_no_view_so_an_in_place_relu_may_follow_it():
     got, x.grad = x.grad, None
     F.relu(F.conv2d(x, conv.weight, conv.bias, padding=1)).square().sum().backward()
     assert relative_error(got, x.grad) < 1e-5
+
+
+@pytest.mark.skipif(not winograd.ONEDNN_PRODUCTS, reason="this PyTorch build has no oneDNN")
+def test_onednn_filters_are_packed_once_per_block_count_and_only_the_latest_kept():
+    """A packing made for one input size can be slow for another, so each block count gets its
+    own; the oldest is dropped so that memory stays at two packings a layer."""
+    gen = torch.Generator().manual_seed(2)
+    weight = torch.randn(6, 4, 3, 3, generator=gen)
+    filters = transform_filters(weight)
+    sizes = [(8, 8), (16, 16), (8, 8), (12, 8)]  # 4, 16, 4 and 6 blocks an image
+    for h, w in sizes:
+        x = torch.randn(2, 4, h, w, generator=gen)
+        assert relative_error(winograd_conv3x3(x, filters), F.conv2d(x, weight, padding=1)) < 1e-5
+    assert list(filters._packed) == [8, 12]  # block counts of the last two sizes, two images each
+    packed = filters._packed[12]
+    winograd_conv3x3(torch.randn(2, 4, 12, 8), filters)
+    assert filters._packed[12] is packed
+
+
+def test_a_used_layer_can_be_deep_copied_and_pickled(products):
+    """oneDNN's packed filters are opaque tensors that cannot be copied: copies rebuild them."""
+    conv = WinogradConv2d.replacing(frozen_conv(4, 6))
+    x = torch.randn(1, 4, 8, 8, requires_grad=True)
+    conv(x).sum().backward()
+    expected = conv(x)
+    for twin in (copy.deepcopy(conv), pickle.loads(pickle.dumps(conv))):
+        assert torch.equal(twin(x), expected)
 
 
 def test_swaps_keep_parameters_state_dict_and_the_global_generator():
@@ -141,6 +186,11 @@ def cpuinfo(tmp_path, vendor: str, family: str):
     return info
 
 
+def test_winograd_pays_on_every_cpu_when_its_products_run_in_onednn(tmp_path):
+    for vendor, family in (("AuthenticAMD", "26"), ("AuthenticAMD", "25"), ("GenuineIntel", "6")):
+        assert winograd.winograd_pays(cpu_family(cpuinfo(tmp_path, vendor, family)), onednn=True) is True
+
+
 @pytest.mark.parametrize(("vendor", "family", "pays"), [
     ("AuthenticAMD", "26", False),  # Zen 5: full-width AVX-512 for oneDNN, AVX2 for MKL
     ("AuthenticAMD", "27", False),
@@ -148,10 +198,11 @@ def cpuinfo(tmp_path, vendor: str, family: str):
     ("AuthenticAMD", "23", True),
     ("GenuineIntel", "6", True),
 ])
-def test_winograd_is_used_except_on_amd_cpus_with_full_width_avx512(tmp_path, vendor, family, pays):
+def test_with_mkl_products_winograd_is_used_except_on_amd_cpus_with_full_width_avx512(tmp_path, vendor,
+                                                                                      family, pays):
     cpu = cpu_family(cpuinfo(tmp_path, vendor, family))
     assert cpu == (vendor, int(family))
-    assert winograd.winograd_pays(cpu) is pays
+    assert winograd.winograd_pays(cpu, onednn=False) is pays
 
 
 def test_an_unknown_cpu_keeps_winograd(tmp_path, monkeypatch):
@@ -159,6 +210,7 @@ def test_an_unknown_cpu_keeps_winograd(tmp_path, monkeypatch):
     assert cpu_family(cpuinfo(tmp_path, "AuthenticAMD", "")) is None
     (tmp_path / "cpuinfo").write_text("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\n")  # arm64
     assert cpu_family(tmp_path / "cpuinfo") is None
+    monkeypatch.setattr(winograd, "ONEDNN_PRODUCTS", False)
     monkeypatch.setattr(winograd, "cpu_family", lambda: None)
     assert winograd.winograd_pays() is True
     monkeypatch.setattr(winograd, "cpu_family", lambda: ("AuthenticAMD", 26))

@@ -9,17 +9,19 @@ an approximation: the outputs differ from the direct one only by fp32 rounding (
 on VGG's activations; ``tests/test_winograd.py``).
 
 Departures from the paper: the transforms are dense 36x36 (and 16x36) matrix products rather
-than hand-scheduled additions, so that they run as a few large BLAS calls from PyTorch; the
+than hand-scheduled additions, so that they run as a few BLAS calls from PyTorch; the 36 products
+over the channels run as one grouped 1x1 convolution in oneDNN (:class:`WinogradFilters`); the
 blocks are processed in chunks that stay in the cache. Only the gradient with respect to the
 input is computed: the loss network is frozen. The backward pass is itself a Winograd
 convolution (the flipped, transposed filters).
 
 Where it pays: layers with many channels at small spatial sizes, whose matrix products dominate
 the transforms' memory traffic. On the loss network at 128 px crops that is VGG's 256- and
-512-channel layers, about twice as fast as oneDNN's direct convolution there; the 64- and
+512-channel layers, 1.4 to 2.2 times as fast as oneDNN's direct convolution there; the 64- and
 128-channel layers at high resolution are slower this way, so they stay direct
-(docs/performance.md, "Winograd"). On CPUs whose direct convolution runs twice as fast as the
-products here (AMD Zen 5: :func:`winograd_pays`) every layer stays direct.
+(docs/performance.md, "Winograd"). Without oneDNN the products are MKL's, and on CPUs whose
+direct convolution runs twice as fast as those (AMD Zen 5: :func:`winograd_pays`) every layer
+stays direct.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from styler.device import cpu_family
 TILE = 4  # output block edge m of F(m x m, 3 x 3)
 SPAN = TILE + 2  # input block edge: m + r - 1
 # A chunk's transformed blocks (the larger of input and output) in bytes: small enough to stay in
-# the cache between the transform and the matrix products at large crops, large enough that a
-# 128 px batch runs as one chunk.
+# the cache between the transform and the matrix products. A batch of four 128 px crops is one
+# chunk at VGG's 512-channel layers and one chunk per image at its 256-channel layers.
 CHUNK_BYTES = 8 << 20
 # Layers with at least this many output channels take the Winograd path (measured: see module doc).
 MIN_OUT_CHANNELS = 256
@@ -57,26 +59,95 @@ def _transforms(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.kron(b_t, b_t).float().to(device), torch.kron(a_t, a_t).float().to(device))
 
 
-def transform_filters(weight: torch.Tensor) -> torch.Tensor:
+def _transform(weight: torch.Tensor) -> torch.Tensor:
     """``G g G^T`` for each filter: ``[K, C, 3, 3]`` -> ``[36, C, K]`` (computed in float64)."""
     g = torch.tensor(_G, dtype=torch.float64, device=weight.device)
     u = torch.einsum("ai,kcij,bj->abck", g, weight.detach().double(), g)
     return u.reshape(SPAN * SPAN, weight.shape[1], weight.shape[0]).float().contiguous()
 
 
+def _onednn_products() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+# Whether the 36 products run in oneDNN (see WinogradFilters); decided once, at import.
+ONEDNN_PRODUCTS = _onednn_products()
+
+
+class WinogradFilters:
+    """A 3x3 convolution's filters in the transform domain, and the 36 matrix products with them.
+
+    The products (for each of the 36 transform-domain positions, blocks x C times C x K) run as one
+    grouped 1x1 convolution in oneDNN, 36 groups, with filters packed into oneDNN's layout once per
+    block count. That reaches oneDNN's AVX-512 convolution rate, where ``torch.bmm`` calls MKL,
+    which runs its AVX2 code on AMD CPUs: 390-470 against 170-200 GFLOP/s for VGG's wide layers
+    on a Zen 5 core pair (docs/performance.md). A packing is chosen for one input size and is
+    slow for some others, hence one per block count, the latest :data:`PACKS` kept. Without oneDNN
+    the products are ``torch.bmm``.
+    """
+
+    PACKS = 2
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.out_channels, self.in_channels = weight.shape[0], weight.shape[1]
+        self._weight = weight.detach()
+        # Only the fallback keeps the transformed filters; packing rebuilds them when it needs them.
+        self._u = None if ONEDNN_PRODUCTS else _transform(self._weight)
+        self._packed: dict[int, torch.Tensor] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        # oneDNN's packed tensors cannot be copied or pickled; they are rebuilt on first use.
+        return {**self.__dict__, "_packed": {}}
+
+    @property
+    def u(self) -> torch.Tensor:
+        """The transformed filters, ``[36, C, K]``."""
+        return self._u if self._u is not None else _transform(self._weight)
+
+    def _pack(self, blocks: int) -> torch.Tensor:
+        packed = self._packed.pop(blocks, None)  # re-inserted below: the dict is in use order
+        if packed is None:
+            k, c = self.out_channels, self.in_channels
+            grouped = self.u.permute(0, 2, 1).reshape(SPAN * SPAN * k, c, 1, 1).contiguous()
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                grouped, [0, 0], [1, 1], [1, 1], SPAN * SPAN, [1, SPAN * SPAN * c, blocks, 1])
+            if len(self._packed) >= self.PACKS:
+                del self._packed[next(iter(self._packed))]
+        self._packed[blocks] = packed
+        return packed
+
+    def multiply(self, v: torch.Tensor) -> torch.Tensor:
+        """``[P, 36, C]`` transformed input blocks -> ``[P, 36, K]`` products (as a view)."""
+        p, c, k = v.shape[0], self.in_channels, self.out_channels
+        if not ONEDNN_PRODUCTS:
+            return torch.bmm(v.transpose(0, 1), self._u).transpose(0, 1)
+        # [P, 36 * C] is the memory of a channels_last [1, 36 * C, P, 1] image: no copy.
+        image = v.reshape(p, SPAN * SPAN * c).t().view(1, SPAN * SPAN * c, p, 1)
+        m = torch.ops.mkldnn._convolution_pointwise(
+            image, self._pack(p), None, [0, 0], [1, 1], [1, 1], SPAN * SPAN, "none", [], "")
+        return m.permute(0, 2, 3, 1).view(p, SPAN * SPAN, k)
+
+
+def transform_filters(weight: torch.Tensor) -> WinogradFilters:
+    """``weight`` ``[K, C, 3, 3]`` ready for :func:`winograd_conv3x3`."""
+    return WinogradFilters(weight)
+
+
 def _chunks(n: int, rows: int, row_bytes: int) -> list[tuple[slice, slice]]:
     """(images, block rows) pieces of at most :data:`CHUNK_BYTES` of transformed blocks."""
     if n * rows * row_bytes <= CHUNK_BYTES:
         return [(slice(0, n), slice(0, rows))]
-    step = max(1, CHUNK_BYTES // row_bytes)
+    most = max(1, CHUNK_BYTES // row_bytes)
+    # Bands of equal height where the rows allow it: each block count needs its own oneDNN packing.
+    step = -(-rows // -(-rows // most))
     return [(slice(i, i + 1), slice(r, min(rows, r + step))) for i in range(n) for r in range(0, rows, step)]
 
 
-def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """3x3 convolution, stride 1, zero padding 1, of ``x`` ``[N, C, H, W]`` with filters already
-    transformed by :func:`transform_filters`; the result is channels_last. Any H and W."""
+def winograd_conv3x3(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """3x3 convolution, stride 1, zero padding 1, of ``x`` ``[N, C, H, W]`` with filters from
+    :func:`transform_filters`; the result is channels_last. Any H and W."""
     n, c, h, w = x.shape
-    k = u.shape[2]
+    k = filters.out_channels
     rows, cols = -(-h // TILE), -(-w // TILE)
     # Extra zeros on the bottom and right make whole blocks; they change no output kept.
     xp = F.pad(x, (1, 1 + cols * TILE - w, 1, 1 + rows * TILE - h))
@@ -91,11 +162,12 @@ def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None
         d = blocks[images, :, band]
         nb, nr = d.shape[0], d.shape[2]
         p = nb * nr * cols
-        d = d.permute(4, 5, 0, 2, 3, 1).reshape(SPAN * SPAN, p * c)
-        m = torch.bmm((b_kron @ d).view(SPAN * SPAN, p, c), u)
-        y = (a_kron @ m.view(SPAN * SPAN, p * k)).view(TILE, TILE, nb, nr, cols, k)
+        # Blocks first, then transform positions, then channels: each block's 36 x C slice is
+        # transformed by one small product, and the 36 products read it in place.
+        d = d.permute(0, 2, 3, 4, 5, 1).reshape(p, SPAN * SPAN, c)
+        y = torch.matmul(a_kron, filters.multiply(torch.matmul(b_kron, d)))  # [P, 16, K]
         target = out[images, band.start * TILE:band.stop * TILE].view(nb, nr, TILE, cols, TILE, k)
-        target.copy_(y.permute(2, 3, 0, 4, 1, 5))
+        target.copy_(y.view(nb, nr, cols, TILE, TILE, k).permute(0, 1, 3, 2, 4, 5))
     if bias is not None:
         out.add_(bias)
     if (rows * TILE, cols * TILE) == (h, w):
@@ -108,10 +180,10 @@ class _FrozenWinograd(torch.autograd.Function):
     the backward pass's filters when it first needs them: forward-only use never builds them."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, u: torch.Tensor, back: Callable[[], torch.Tensor],  # type: ignore[override]
-                bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, filters: WinogradFilters,  # type: ignore[override]
+                back: Callable[[], WinogradFilters], bias: torch.Tensor | None) -> torch.Tensor:
         ctx.back = back
-        return winograd_conv3x3(x, u, bias)
+        return winograd_conv3x3(x, filters, bias)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
@@ -127,8 +199,8 @@ class WinogradConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True,
                  device: torch.device | str | None = None) -> None:
         super().__init__(in_channels, out_channels, 3, padding=1, bias=bias, device=device)
-        self._cache: tuple[tuple[int, int, torch.device], torch.Tensor] | None = None
-        self._back_cache: tuple[tuple[int, int, torch.device], torch.Tensor] | None = None
+        self._cache: tuple[tuple[int, int, torch.device], WinogradFilters] | None = None
+        self._back_cache: tuple[tuple[int, int, torch.device], WinogradFilters] | None = None
 
     @classmethod
     def replacing(cls, conv: nn.Conv2d) -> "WinogradConv2d":
@@ -142,13 +214,13 @@ class WinogradConv2d(nn.Conv2d):
         # Changes when the weights change in place (loading, calibration) or move.
         return (self.weight._version, self.weight.data_ptr(), self.weight.device)
 
-    def _filters(self) -> torch.Tensor:
+    def _filters(self) -> WinogradFilters:
         if self._cache is None or self._cache[0] != self._key():
             self._cache = (self._key(), transform_filters(self.weight))
             self._back_cache = None
         return self._cache[1]
 
-    def _back_filters(self) -> torch.Tensor:
+    def _back_filters(self) -> WinogradFilters:
         """The input gradient's filters (flipped, in and out swapped), transformed on first use."""
         if self._back_cache is None or self._back_cache[0] != self._key():
             back = self.weight.detach().flip(2, 3).transpose(0, 1)
@@ -169,17 +241,21 @@ class WinogradConv2d(nn.Conv2d):
 
 
 # AMD's Zen 5 (family 26) and later execute AVX-512 at full width, so oneDNN's direct
-# convolution runs at twice Zen 4's rate, while MKL, which computes the Winograd products, runs
-# its AVX2 code on AMD CPUs. There the direct convolution was as fast or faster at every wide
-# layer, and the whole step 6% faster (docs/performance.md, "Winograd on Zen 5").
+# convolution runs at twice Zen 4's rate, while MKL runs its AVX2 code on AMD CPUs. With the
+# products in MKL (no oneDNN) the direct convolution was as fast or faster at every wide layer
+# there (docs/performance.md, "Zen 5: direct convolutions, not Winograd").
 _FULL_WIDTH_AVX512_AMD_FAMILY = 26
 
 
-def winograd_pays(cpu: tuple[str, int] | None = None) -> bool:
+def winograd_pays(cpu: tuple[str, int] | None = None, onednn: bool | None = None) -> bool:
     """Whether :func:`use_winograd` speeds up the loss network on this CPU (``cpu``: vendor and
-    family, default :func:`styler.device.cpu_family`). Not on AMD CPUs with full-width AVX-512;
-    everywhere else the products it saves outweigh its transforms. A fixed rule rather than a
-    timing, so that the same machine always computes the same run."""
+    family, default :func:`styler.device.cpu_family`; ``onednn``: whether the products run in
+    oneDNN, default :data:`ONEDNN_PRODUCTS`). With oneDNN products, everywhere: they run at the
+    direct convolution's own rate, on a quarter of its multiplications. With MKL products, not on
+    AMD CPUs with full-width AVX-512. A fixed rule rather than a timing, so that the same machine
+    always computes the same run."""
+    if ONEDNN_PRODUCTS if onednn is None else onednn:
+        return True
     cpu = cpu if cpu is not None else cpu_family()
     return cpu is None or not (cpu[0] == "AuthenticAMD" and cpu[1] >= _FULL_WIDTH_AVX512_AMD_FAMILY)
 
