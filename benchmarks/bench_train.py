@@ -31,8 +31,9 @@ network's part of the step in contiguous and in channels_last layout, and how cl
 its median time, against the best of large fp32 matmuls (what is left to gain without doing
 less arithmetic; against the best bf16 matmuls too where the after arm runs in bf16) and the
 best of a VGG-sized fp32 3x3 convolution (on CPUs where oneDNN runs wider vector code than MKL,
-the higher ceiling), and how many of the loss network's layers ran as Winograd convolutions
-(:func:`styler.nn.winograd.winograd_pays`). The count is of the arithmetic done: Winograd layers
+the higher ceiling), how many of the loss network's layers ran as Winograd convolutions
+(:func:`styler.nn.winograd.winograd_pays`; none under autocast) and whether their products ran in
+oneDNN or MKL. The count is of the arithmetic done: Winograd layers
 count their matrix products, not a direct convolution's.
 
     OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --steps 10 \\
@@ -62,7 +63,7 @@ from benchmarks.train_baselines import (
     use_autograd_gram, use_copying_relus,
 )
 from styler.config import Features, Precision, Preprocess, TrainConfig, defaults_for
-from styler.nn.winograd import WinogradConv2d, use_direct
+from styler.nn.winograd import ONEDNN_PRODUCTS, WinogradConv2d, use_direct
 from styler.training.data import ContentDataset, InfiniteSampler, collate_content
 from styler.training.trainer import Trainer
 
@@ -282,11 +283,14 @@ def compute_bound(row: dict[str, object], t: Trainer, batches: Iterator, device:
     peaks = [max(a, peak_gflops(device, dtype)) for a, dtype in zip(first, dtypes)]
     conv_peak = max(conv_first, peak_conv_gflops(device))
     achieved = gflop / (float(row["after_ms_median"]) / 1e3)
-    winograd = sum(isinstance(m, WinogradConv2d) for m in t.extractor.net)
+    # Winograd layers fall back to the plain convolution under autocast and on CUDA.
+    runs_winograd = device.type == "cpu" and t.amp_dtype == torch.float32
+    winograd = sum(isinstance(m, WinogradConv2d) for m in t.extractor.net) if runs_winograd else 0
     found: dict[str, object] = {"precision": str(t.amp_dtype).removeprefix("torch."), "step_gflop": round(gflop, 1),
                                 "step_gflops": round(achieved, 1), "peak_gflops": round(peaks[0], 1),
                                 "fraction_of_peak": round(achieved / peaks[0], 3),
-                                "peak_conv_gflops": round(conv_peak, 1), "winograd_layers": winograd}
+                                "peak_conv_gflops": round(conv_peak, 1), "winograd_layers": winograd,
+                                "winograd_products": "oneDNN" if ONEDNN_PRODUCTS else "MKL"}
     if len(peaks) > 1:
         found.update(peak_bf16_gflops=round(peaks[1], 1), fraction_of_bf16_peak=round(achieved / peaks[1], 3))
     return found
@@ -353,7 +357,8 @@ def print_phases(rows: list[dict[str, object]]) -> None:
         print(f"{r['size']:>5} after ({r['precision']}): {r['step_gflop']} GFLOP a step (forward and backward), "
               f"{r['step_gflops']} GFLOP/s at its median time; this machine's fp32 matmul peak "
               f"{r['peak_gflops']} GFLOP/s: {100 * r['fraction_of_peak']:.0f}% of it{bf16}; fp32 3x3 convolution "
-              f"peak {r['peak_conv_gflops']} GFLOP/s; {r['winograd_layers']} loss-network layers as Winograd")
+              f"peak {r['peak_conv_gflops']} GFLOP/s; {r['winograd_layers']} loss-network layers as Winograd "
+              f"(products in {r['winograd_products']})")
     print_layouts(rows)
     for r in (loader for row in rows for loader in row["loaders"]):
         print(f"loader, {r['count']} {r['photos']} photos, {r['size']} px crops: full resolution "

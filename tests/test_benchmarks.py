@@ -158,6 +158,7 @@ def test_bench_train_times_before_after_and_examples_at_a_tiny_size(photo_dir, s
     # machine's matmul ceiling.
     assert row["step_gflop"] > 0 and row["peak_gflops"] > 0 and row["fraction_of_peak"] > 0
     assert row["peak_conv_gflops"] > 0 and row["winograd_layers"] >= 0
+    assert row["winograd_products"] in ("oneDNN", "MKL")
     assert row["precision"] in ("float32", "bfloat16")
     assert ("peak_bf16_gflops" in row) == (row["precision"] == "bfloat16")
     for prefix in ("", "before_"):
