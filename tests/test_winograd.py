@@ -186,6 +186,11 @@ def cpuinfo(tmp_path, vendor: str, family: str):
     return info
 
 
+def test_the_products_run_in_onednn_only_on_x86():
+    assert winograd._onednn_products("aarch64") is False and winograd._onednn_products("arm64") is False
+    assert winograd._onednn_products("x86_64") is torch.backends.mkldnn.is_available()
+
+
 def test_winograd_pays_on_every_cpu_when_its_products_run_in_onednn(tmp_path):
     for vendor, family in (("AuthenticAMD", "26"), ("AuthenticAMD", "25"), ("GenuineIntel", "6")):
         assert winograd.winograd_pays(cpu_family(cpuinfo(tmp_path, vendor, family)), onednn=True) is True

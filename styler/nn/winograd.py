@@ -26,6 +26,7 @@ stays direct.
 
 from __future__ import annotations
 
+import platform
 from functools import lru_cache
 from typing import Callable
 
@@ -66,8 +67,12 @@ def _transform(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(SPAN * SPAN, weight.shape[1], weight.shape[0]).float().contiguous()
 
 
-def _onednn_products() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+def _onednn_products(machine: str | None = None) -> bool:
+    """Whether the products run in oneDNN: on x86 CPUs, where they were measured, with a PyTorch
+    built with oneDNN. Elsewhere (ARM's oneDNN goes through other kernels) they stay torch.bmm."""
+    machine = (machine if machine is not None else platform.machine()).lower()
+    return (machine in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
 
 
 # Whether the 36 products run in oneDNN (see WinogradFilters); decided once, at import.
@@ -82,8 +87,8 @@ class WinogradFilters:
     block count. That reaches oneDNN's AVX-512 convolution rate, where ``torch.bmm`` calls MKL,
     which runs its AVX2 code on AMD CPUs: 390-470 against 170-200 GFLOP/s for VGG's wide layers
     on a Zen 5 core pair (docs/performance.md). A packing is chosen for one input size and is
-    slow for some others, hence one per block count, the latest :data:`PACKS` kept. Without oneDNN
-    the products are ``torch.bmm``.
+    slow for some others, hence one per block count, the latest :data:`PACKS` kept. Without oneDNN,
+    or off x86 (:data:`ONEDNN_PRODUCTS`), the products are ``torch.bmm``.
     """
 
     PACKS = 2
