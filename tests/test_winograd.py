@@ -118,6 +118,17 @@ def test_a_used_layer_can_be_deep_copied_and_pickled(products):
         assert torch.equal(twin(x), expected)
 
 
+def test_filters_built_for_onednn_also_work_without_it(monkeypatch):
+    """A layer copied to a process without oneDNN products builds the transformed filters there."""
+    if not winograd.ONEDNN_PRODUCTS:
+        pytest.skip("this PyTorch build has no oneDNN")
+    weight = torch.randn(6, 4, 3, 3)
+    filters = transform_filters(weight)
+    monkeypatch.setattr(winograd, "ONEDNN_PRODUCTS", False)
+    x = torch.randn(1, 4, 8, 8)
+    assert relative_error(winograd_conv3x3(x, filters), F.conv2d(x, weight, padding=1)) < 1e-5
+
+
 def test_swaps_keep_parameters_state_dict_and_the_global_generator():
     net = nn.Sequential(frozen_conv(3, 256), nn.ReLU(), nn.MaxPool2d(2), frozen_conv(256, 64),
                         nn.Conv2d(256, 256, 1), nn.Conv2d(64, 256, 3, padding=1, stride=2))

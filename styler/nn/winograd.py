@@ -125,6 +125,8 @@ class WinogradFilters:
         """``[P, 36, C]`` transformed input blocks -> ``[P, 36, K]`` products (as a view)."""
         p, c, k = v.shape[0], self.in_channels, self.out_channels
         if not ONEDNN_PRODUCTS:
+            if self._u is None:  # built where oneDNN was used, then copied to where it is not
+                self._u = _transform(self._weight)
             return torch.bmm(v.transpose(0, 1), self._u).transpose(0, 1)
         # [P, 36 * C] is the memory of a channels_last [1, 36 * C, P, 1] image: no copy.
         image = v.reshape(p, SPAN * SPAN * c).t().view(1, SPAN * SPAN * c, p, 1)
