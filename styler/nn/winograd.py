@@ -96,7 +96,8 @@ class WinogradFilters:
     def __init__(self, weight: torch.Tensor) -> None:
         self.out_channels, self.in_channels = weight.shape[0], weight.shape[1]
         self._weight = weight.detach()
-        # Only the fallback keeps the transformed filters; packing rebuilds them when it needs them.
+        # Only torch.bmm needs the transformed filters as they are; oneDNN's packings are made
+        # from the weights when a block count first needs one.
         self._u = None if ONEDNN_PRODUCTS else _transform(self._weight)
         self._packed: dict[int, torch.Tensor] = {}
 
@@ -104,16 +105,14 @@ class WinogradFilters:
         # oneDNN's packed tensors cannot be copied or pickled; they are rebuilt on first use.
         return {**self.__dict__, "_packed": {}}
 
-    @property
-    def u(self) -> torch.Tensor:
-        """The transformed filters, ``[36, C, K]``."""
-        return self._u if self._u is not None else _transform(self._weight)
-
     def _pack(self, blocks: int) -> torch.Tensor:
         packed = self._packed.pop(blocks, None)  # re-inserted below: the dict is in use order
         if packed is None:
             k, c = self.out_channels, self.in_channels
-            grouped = self.u.permute(0, 2, 1).reshape(SPAN * SPAN * k, c, 1, 1).contiguous()
+            # The grouped convolution's filters, [36 * K, C, 1, 1], straight from one fp32 product:
+            # no float64 or permuted copies of VGG's largest layers (38 MB each) beside them.
+            g = torch.tensor(_G, dtype=torch.float32, device=self._weight.device)
+            grouped = torch.einsum("ai,kcij,bj->abkc", g, self._weight.float(), g).reshape(SPAN * SPAN * k, c, 1, 1)
             packed = torch.ops.mkldnn._reorder_convolution_weight(
                 grouped, [0, 0], [1, 1], [1, 1], SPAN * SPAN, [1, SPAN * SPAN * c, blocks, 1])
             if len(self._packed) >= self.PACKS:
