@@ -60,11 +60,14 @@ def _transforms(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.kron(b_t, b_t).float().to(device), torch.kron(a_t, a_t).float().to(device))
 
 
-def _transform(weight: torch.Tensor) -> torch.Tensor:
-    """``G g G^T`` for each filter: ``[K, C, 3, 3]`` -> ``[36, C, K]`` (computed in float64)."""
-    g = torch.tensor(_G, dtype=torch.float64, device=weight.device)
-    u = torch.einsum("ai,kcij,bj->abck", g, weight.detach().double(), g)
-    return u.reshape(SPAN * SPAN, weight.shape[1], weight.shape[0]).float().contiguous()
+def _transform(weight: torch.Tensor, layout: str) -> torch.Tensor:
+    """``G g G^T`` for each filter of ``[K, C, 3, 3]``, in one fp32 product straight into the
+    layout the products read (no permuted copy of VGG's largest layers, 38 MB each): ``"abck"``
+    gives ``[36, C, K]`` (torch.bmm's), ``"abkc"`` ``[36 * K, C, 1, 1]`` (the grouped convolution's)."""
+    g = torch.tensor(_G, dtype=torch.float32, device=weight.device)
+    k, c = weight.shape[:2]
+    shape = (SPAN * SPAN, c, k) if layout == "abck" else (SPAN * SPAN * k, c, 1, 1)
+    return torch.einsum(f"ai,kcij,bj->{layout}", g, weight.detach().float(), g).reshape(shape).contiguous()
 
 
 def _onednn_products(machine: str | None = None) -> bool:
@@ -98,7 +101,7 @@ class WinogradFilters:
         self._weight = weight.detach()
         # Only torch.bmm needs the transformed filters as they are; oneDNN's packings are made
         # from the weights when a block count first needs one.
-        self._u = None if ONEDNN_PRODUCTS else _transform(self._weight)
+        self._u = None if ONEDNN_PRODUCTS else _transform(self._weight, "abck")
         self._packed: dict[int, torch.Tensor] = {}
 
     def __getstate__(self) -> dict[str, object]:
@@ -108,13 +111,9 @@ class WinogradFilters:
     def _pack(self, blocks: int) -> torch.Tensor:
         packed = self._packed.pop(blocks, None)  # re-inserted below: the dict is in use order
         if packed is None:
-            k, c = self.out_channels, self.in_channels
-            # The grouped convolution's filters, [36 * K, C, 1, 1], straight from one fp32 product:
-            # no float64 or permuted copies of VGG's largest layers (38 MB each) beside them.
-            g = torch.tensor(_G, dtype=torch.float32, device=self._weight.device)
-            grouped = torch.einsum("ai,kcij,bj->abkc", g, self._weight.float(), g).reshape(SPAN * SPAN * k, c, 1, 1)
             packed = torch.ops.mkldnn._reorder_convolution_weight(
-                grouped, [0, 0], [1, 1], [1, 1], SPAN * SPAN, [1, SPAN * SPAN * c, blocks, 1])
+                _transform(self._weight, "abkc"), [0, 0], [1, 1], [1, 1], SPAN * SPAN,
+                [1, SPAN * SPAN * self.in_channels, blocks, 1])
             if len(self._packed) >= self.PACKS:
                 del self._packed[next(iter(self._packed))]
         self._packed[blocks] = packed
@@ -125,7 +124,7 @@ class WinogradFilters:
         p, c, k = v.shape[0], self.in_channels, self.out_channels
         if not ONEDNN_PRODUCTS:
             if self._u is None:  # built where oneDNN was used, then copied to where it is not
-                self._u = _transform(self._weight)
+                self._u = _transform(self._weight, "abck")
             return torch.bmm(v.transpose(0, 1), self._u).transpose(0, 1)
         # [P, 36 * C] is the memory of a channels_last [1, 36 * C, P, 1] image: no copy.
         image = v.reshape(p, SPAN * SPAN * c).t().view(1, SPAN * SPAN * c, p, 1)
