@@ -196,6 +196,23 @@ def test_bench_train_before_arm_runs_the_old_step(photo_dir, style_image, tmp_pa
     assert any(isinstance(m, nn.ReLU) and m.inplace for m in after.extractor.net)
 
 
+def test_bench_train_steps_advance_the_count_so_the_discriminator_cadence_applies(photo_dir, style_image, tmp_path):
+    """Each timed step advances the Trainer's step count as ``Trainer.run`` does, so ``--d-every 2``
+    updates the discriminator on every other step of the after arm, not on every one."""
+    from benchmarks import bench_train
+
+    args = bench_train.parse_args(["--content-dir", str(photo_dir), "--style", str(style_image), "--style-size", "64",
+                                   "--batch-size", "1", "--d-every", "2", "--no-examples", "--precision", "fp32"])
+    arms, after, before = bench_train.build_arms(32, args, torch.device("cpu"), tmp_path)
+    for name, trainer in (("after", after), ("before", before)):
+        step, batches = arms[name]
+        for _ in range(4):
+            step(next(batches)[0])
+        assert trainer.step == 4
+    updates = {name: max(int(s["step"]) for s in t.opt_d.state.values()) for name, t in (("after", after), ("before", before))}
+    assert updates == {"after": 2, "before": 4}
+
+
 def test_before_arm_gram_is_autograds_with_the_same_targets_and_values():
     """``use_autograd_gram`` (the before arm's Gram style loss): same targets, same loss and
     gradient as styler's, only computed the way autograd derives it."""
