@@ -229,3 +229,37 @@ def test_the_probe_counts_what_a_validation_costs_the_step_after_it(tmp_path, ph
     monkeypatch.setattr(Trainer, "validate", lambda self: validated.append(None) or validate(self))
     probe = measure(trainer)
     assert probe.validation >= 1.0 and probe.step < 0.5, probe
+
+
+def test_a_typical_step_averages_over_the_discriminators_cadence():
+    from styler.training.budget import typical_step
+
+    times, updates = [3.0, 1.0, 3.1, 0.9, 2.9], [True, False, True, False, True]
+    assert typical_step(times, updates, 2) == pytest.approx((3.0 + 0.95) / 2)
+    assert typical_step(times, updates, 3) == pytest.approx((3.0 + 2 * 0.95) / 3)
+    assert typical_step(times, updates, 1) == 2.9  # every step updates it: the median
+    assert typical_step([1.0, 2.0], [False, False], 2) == 1.5  # no update timed: the median
+
+
+def test_the_probe_times_steps_with_and_without_the_discriminators_update(tmp_path, photo_dir, style_image,
+                                                                         monkeypatch):
+    """With ``d_every`` 2 the timed steps run at successive step counts, so half of them update the
+    discriminator, and the planned step is their average; the count is restored."""
+    from styler.training.budget import measure
+    from styler.training.trainer import Trainer
+
+    trainer = tiny_trainer(tmp_path, photo_dir, style_image)
+    trainer.config = replace(trainer.config, d_every=2)
+    step, counts = Trainer.train_step, []
+
+    def costly_update(self, images):
+        counts.append(self.step)
+        if self.step % 2 == 0:  # what the discriminator's update adds to a step
+            time.sleep(0.4)
+        return step(self, images)
+
+    monkeypatch.setattr(Trainer, "train_step", costly_update)
+    probe = measure(trainer)
+    timed = counts[2:]  # after two warm-up steps
+    assert timed == list(range(len(timed))) and len(timed) >= 3 and trainer.step == 0
+    assert 0.15 < probe.step < 0.35, probe  # half a 0.4 s update on top of a tiny step

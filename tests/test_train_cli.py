@@ -161,6 +161,17 @@ def test_discriminator_width_is_chosen_and_recorded(tmp_path, photo_dir, style_i
     assert checkpoint["discriminator"]["net.0.parametrizations.weight.original"].shape[0] == 4
 
 
+def test_discriminator_cadence_is_chosen_and_recorded(tmp_path, photo_dir, style_image):
+    result = train("--style", style_image, "--content-dir", photo_dir, "--steps", 3, "--name", "every2",
+                   "--d-every", "2", *TINY)
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "runs" / "every2" / "run.json").read_text())
+    assert run["config"]["d_every"] == 2
+    checkpoint = torch.load(tmp_path / "runs" / "every2" / "checkpoint.pt", weights_only=True)
+    # Steps 0 and 2 of three updated the discriminator.
+    assert max(int(s["step"]) for s in checkpoint["opt_d"]["state"].values()) == 2
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--image-size", "0"], "image size must be >= 16"),
     (["--image-size", "36"], "multiple of the generator stride 8"),
@@ -173,6 +184,7 @@ def test_discriminator_width_is_chosen_and_recorded(tmp_path, photo_dir, style_i
     (["--tv-weight", "inf"], "tv_weight must be a finite number >= 0"),
     (["--base-channels", "0"], "base_channels must be 1..256"),
     (["--d-channels", "0"], "discriminator base_channels must be 1..512, got 0"),
+    (["--d-every", "0"], "d_every must be >= 1, got 0"),
     (["--downsamples", "2", "--image-size", "34"], "multiple of the generator stride 4"),
     (["--temporal-weight", "-2"], "temporal_weight must be a finite number >= 0"),
     (["--temporal-noise", "0.8"], "temporal noise must be between 0 and 0.5"),

@@ -160,13 +160,42 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def _step_times(trainer, batch: torch.Tensor, recipe: BudgetRecipe) -> list[float]:
-    """Seconds of each timed step: ``probe_steps`` of them, more while they add up to less than
-    ``probe_seconds`` (a GPU's steps are cheap to time many of)."""
+    """Seconds of each timed step: ``probe_steps`` of them (and at least one after the first for
+    each step of the discriminator's cadence), more while they add up to less than
+    ``probe_seconds`` (a GPU's steps are cheap to time many of). Each runs at the next step count,
+    as in training, so the discriminator learns on every ``d_every``-th of them; the count is
+    restored."""
     times: list[float] = []
-    while len(times) < recipe.probe_steps or (len(times) < recipe.max_probe_steps
-                                              and sum(times) < recipe.probe_seconds):
-        times.append(_timed(lambda: trainer.train_step(batch), trainer.device))
+    start, least = trainer.step, max(recipe.probe_steps, trainer.config.d_every + 1)
+    try:
+        while len(times) < least or (len(times) < recipe.max_probe_steps and sum(times) < recipe.probe_seconds):
+            trainer.step = start + len(times)
+            times.append(_timed(lambda: trainer.train_step(batch), trainer.device))
+    finally:
+        trainer.step = start
     return times
+
+
+def typical_step(times: list[float], updates: list[bool], d_every: int) -> float:
+    """A step's seconds averaged over the discriminator's cadence: the median of the steps that
+    update it and of those that do not, weighted 1 to ``d_every - 1``."""
+    learning = [t for t, u in zip(times, updates) if u]
+    rest = [t for t, u in zip(times, updates) if not u]
+    if d_every == 1 or not learning or not rest:
+        return statistics.median(times)
+    return (statistics.median(learning) + (d_every - 1) * statistics.median(rest)) / d_every
+
+
+def _step_seconds(trainer, batch: torch.Tensor, recipe: BudgetRecipe) -> tuple[float, float]:
+    """A typical step, and how much longer the first step after a validation takes than a step
+    of its kind (one that updates the discriminator or one that does not)."""
+    times = _step_times(trainer, batch, recipe)  # the first comes right after a validation
+    d_every = trainer.config.d_every
+    updates = [(trainer.step + i) % d_every == 0 for i in range(len(times))]
+    if len(times) == 1:
+        return times[0], 0.0
+    alike = [t for t, u in zip(times[1:], updates[1:]) if u == updates[0]] or times[1:]
+    return typical_step(times[1:], updates[1:], d_every), max(0.0, times[0] - statistics.median(alike))
 
 
 def _decode_seconds(trainer) -> float:
@@ -187,9 +216,7 @@ def _probe(trainer, batch: torch.Tensor, recipe: BudgetRecipe) -> Measurement:
     # a contact sheet of up to 16 and saves a checkpoint and the weights.
     preview = _timed(lambda: trainer.stylize(trainer.generator, images[:8]), device) if images is not None else 0.0
     checkpoint = _timed(lambda: torch.save(trainer.checkpoint_state(), io.BytesIO()), device)
-    times = _step_times(trainer, batch, recipe)  # the first comes right after a validation
-    step = statistics.median(times[1:] or times)
-    after_validation = max(0.0, times[0] - step)
+    step, after_validation = _step_seconds(trainer, batch, recipe)
     event = validation + preview + checkpoint + after_validation if validation else 0.0
     finish = recipe.finish_seconds + 2 * checkpoint + 2 * preview
     return Measurement(step, event, finish, _decode_seconds(trainer))
