@@ -92,7 +92,7 @@ def run_variant(name: str, spec: dict, out: Path, photos: Path, steps: int, size
     loss = LossConfig(style_loss=spec["style_loss"], adv_weight=spec["adv"], tv_weight=spec.get("tv", 1e-4))
     style_size = spec.get("style_size", STYLE_SIZE)
     cfg = TrainConfig(name=name, steps=steps, image_size=size, style_size=style_size, features=Features.RANDOM,
-                      feature_width_divisor=spec["width"], num_workers=0, loss=loss, seed=0,
+                      feature_width_divisor=spec["width"], d_every=1, num_workers=0, loss=loss, seed=0,
                       val_every=max(steps // 6, 1), checkpoint_every=steps,
                       generator=GeneratorConfig(upsample=spec.get("upsample", Upsample.NEAREST),
                                                 antialias=spec.get("antialias", False), num_downsamples=3))

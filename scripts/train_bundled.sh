@@ -34,13 +34,14 @@ TV="--tv-weight 1e-4"
 # The bundled styles are trained from scratch (--init-from none), not from the painter's head start.
 STEPS=${STEPS:-800}
 export OMP_NUM_THREADS=1 STYLER_OFFLINE=1
-# The bundled styles were trained with pix2pix's 64-channel discriminator; the library's default is 32.
+# The bundled styles were trained with pix2pix's 64-channel discriminator, updated on every step;
+# the library's defaults are 32 channels, updated on every other step.
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(starry shipwreck matisse)
 for n in "${names[@]}"; do
   # shellcheck disable=SC2086  # LAYERS, ARCH and TV hold options
   python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n" ${LAYERS[$n]} ${ARCH[$n]} $TV \
     --init-from none \
-    --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe --d-channels 64 \
+    --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe --d-channels 64 --d-every 1 \
     --steps "$STEPS" --image-size 128 --style-size "${STYLE_SIZE[$n]}" --batch-size 4 --seed 0 --workers 0 \
     --val-every 100 --checkpoint-every 100 --preview-every 200 --device cpu \
     --weights-dir "$OUT" --run-dir "runs/bundled/$n" --force --overwrite &
@@ -52,7 +53,7 @@ if [[ " ${names[*]} " == *" shipwreck "* ]]; then
   # shellcheck disable=SC2086  # TV holds options
   OMP_NUM_THREADS=2 python -m styler -q train --style samples/styles/shipwreck.jpg --content-dir "$PHOTOS" \
     --name shipwreck --init-from "$OUT/shipwreck.safetensors" $TV \
-    --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe --d-channels 64 \
+    --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe --d-channels 64 --d-every 1 \
     --steps 200 --lr 5e-4 --content-weight 5 --image-size 128 --style-size 256 --batch-size 4 --seed 1 \
     --workers 0 --val-every 50 --checkpoint-every 100 --preview-every 0 --device cpu \
     --weights-dir "$OUT" --run-dir runs/bundled/shipwreck_finish --force --overwrite
@@ -67,7 +68,7 @@ for n in "${names[@]}"; do
   # shellcheck disable=SC2086  # EXTRA, LAYERS and TV hold options
   python -m styler -q train --style "samples/styles/${STYLE[$n]}" --content-dir "$PHOTOS" --name "$n-video" \
     --init-from "$OUT/$n.safetensors" ${EXTRA[$n]} ${LAYERS[$n]} $TV \
-    --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe --d-channels 64 \
+    --features vgg16 --vgg-weights "$VGG" --vgg-preprocess caffe --d-channels 64 --d-every 1 \
     --steps 200 --lr 5e-4 --temporal-weight "${TEMPORAL[$n]}" --image-size 128 --style-size "${STYLE_SIZE[$n]}" --batch-size 4 --seed 1 \
     --workers 0 --val-every 50 --checkpoint-every 50 --preview-every 0 --device cpu \
     --weights-dir "$OUT" --run-dir "runs/bundled/$n-video" --force --overwrite &

@@ -153,9 +153,9 @@ def _train_config(ctx: click.Context, base: TrainConfig, params: dict[str, Any],
               help=f"PatchGAN discriminator width, its first layer's channels [default: "
                    f"{_TRAIN.discriminator.base_channels}, {OFFLINE_DEFAULTS.discriminator.base_channels} with "
                    f"--features random].")
-@click.option("--d-every", type=int, default=_TRAIN.d_every, show_default=True,
-              help="Update the discriminator on every Nth step (the adversarial term still shapes every "
-                   "generator step).")
+@click.option("--d-every", type=int, default=None,
+              help=f"Update the discriminator on every Nth step; the adversarial term still shapes every "
+                   f"generator step [default: {_TRAIN.d_every}, {OFFLINE_DEFAULTS.d_every} with --features random].")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_TRAIN.precision.value,
               show_default=True, help="auto: bf16 where the hardware computes it (CUDA GPUs from Ampere, CPUs with AVX512-BF16 or AMX), fp32 elsewhere; fp16 needs CUDA (with loss scaling).")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the generator and loss network.")
