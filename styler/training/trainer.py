@@ -102,6 +102,7 @@ class Trainer(Resumable, Budgeted, Evaluating):
             self._init_generator(Path(weights_dir))
         self._wrap_networks()
         self.step, self.samples, self.seconds, self.checkpoint_step = 0, 0, 0.0, 0
+        self.d_logs: dict[str, float] = {}
         self.finished = self.stopped_early = False
         self.best = BestTracker(config.patience)
         self.last_losses: dict[str, float] = {}
@@ -220,9 +221,9 @@ class Trainer(Resumable, Budgeted, Evaluating):
                 fake, fake_moved = self.g_model(torch.cat([content, moved])).chunk(2)
             else:
                 fake = self.g_model(content)
-        logs: dict[str, float] = {}
         if use_gan and self.step % self.config.d_every == 0:
-            logs.update(self._discriminator_step(fake))
+            self.d_logs = self._discriminator_step(fake)
+        logs = dict(self.d_logs)  # the discriminator's losses at its latest update
         with self._autocast():
             terms = self.loss(fake, content)
             total = terms["total"]
