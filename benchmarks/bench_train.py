@@ -138,18 +138,9 @@ class ForwardClock:
             handle.remove()
 
 
-def stepping(t: Trainer) -> Callable[[torch.Tensor], dict[str, float]]:
-    """``t.train_step`` followed by the step count's advance, as ``Trainer.run`` does: the
-    discriminator's cadence (``d_every``) and the style crops' draw read the count."""
-    def step(images: torch.Tensor) -> dict[str, float]:
-        logs = t.train_step(images)
-        t.step += 1
-        return logs
-    return step
-
-
 def timed_steps(t: Trainer, batches, steps: int) -> dict[str, float]:
-    """Seconds per phase over ``steps`` calls of the Trainer's own ``train_step``."""
+    """Seconds per phase over ``steps`` of the Trainer's own steps (``train_step``, then the step
+    count's advance, as ``Trainer.run`` takes them: ``d_every`` reads the count)."""
     clock = ForwardClock(t.device, {"generator": t.g_model, "features": t.loss.extractor,
                                     "discriminator": t.d_model, "discriminator_g": t.discriminator})
     total = defaultdict(float)
@@ -160,7 +151,7 @@ def timed_steps(t: Trainer, batches, steps: int) -> dict[str, float]:
             images, _ = next(batches)
             total["data"] += time.perf_counter() - start
             start = time.perf_counter()
-            stepping(t)(images)
+            t._step(images)
             sync(t.device)
             total["step"] += time.perf_counter() - start
     finally:
@@ -214,8 +205,9 @@ def build_arms(size: int, args: argparse.Namespace, device: torch.device,
     use_direct(before.extractor.net)
     use_copying_relus(before.extractor.net)
     use_autograd_gram(before.loss.style)
-    arms = {"after": (stepping(after), iter(after._loader())),
-            "before": (stepping(before), iter(full_resolution_loader(before)))}
+    # Trainer._step advances the step count after train_step, which the discriminator's cadence reads.
+    arms = {"after": (after._step, iter(after._loader())),
+            "before": (before._step, iter(full_resolution_loader(before)))}
     if not args.no_examples:
         step = ExamplesStep(after.style_crops.style.to(device), device, args.vgg_weights,
                             Preprocess(args.vgg_preprocess))
@@ -278,7 +270,7 @@ def step_gflop(t: Trainer, batches: Iterator) -> float:
     counter = FlopCounterMode(display=False)
     images, _ = next(batches)
     with counter:
-        stepping(t)(images.to(t.device))
+        t._step(images.to(t.device))
     return counter.get_total_flops() / 1e9
 
 
