@@ -114,7 +114,8 @@ def test_the_budget_is_kept_and_the_chosen_steps_reproduce_the_run(tmp_path, pho
     monkeypatch.setattr(budget_module, "measure", pessimistic)
     data = tmp_path / "data"  # a budgeted run also writes into the data folder, not the working folder
     monkeypatch.setenv("STYLER_HOME", str(data))
-    gram = ("--style-loss", "gram")
+    # The discriminator on every other step: the probe's steps at successive counts leave no trace.
+    gram = ("--style-loss", "gram", "--d-every", "2")
     budget = machine_budget(photo_dir, style_image, *gram)
     start = time.perf_counter()
     result = train(*base(photo_dir, style_image, "--budget", f"{budget}s", "--name", "b", "--json", *gram))
@@ -139,7 +140,8 @@ def test_the_budget_is_kept_and_the_chosen_steps_reproduce_the_run(tmp_path, pho
 def test_a_slower_machine_stops_at_the_deadline_and_keeps_the_best(tmp_path, photo_dir, style_image, monkeypatch):
     from styler.training.trainer import Trainer
 
-    gram = ("--style-loss", "gram")
+    # The discriminator on every other step: the probe's steps at successive counts leave no trace.
+    gram = ("--style-loss", "gram", "--d-every", "2")
     budget = machine_budget(photo_dir, style_image, *gram)
     step = Trainer.train_step
     calls = []
