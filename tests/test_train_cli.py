@@ -124,6 +124,7 @@ def test_random_features_start_from_the_offline_recipe(tmp_path, photo_dir, styl
     assert (config.loss.style_loss.value, config.feature_width_divisor, config.loss.tv_weight) == ("sliced", 2, 1.0)
     assert config.generator.num_downsamples == 3  # the layout the offline recipe was tuned on
     assert config.discriminator.base_channels == 64  # and its discriminator (32 for ImageNet features)
+    assert config.d_every == 1  # learning on every step, as tuned (every other step for ImageNet features)
     # Typed options still win over the recipe.
     assert train("--style", style_image, "--content-dir", photo_dir, "--steps", 1, "--name", "typed", *TINY,
                  "--style-loss", "gram", "--feature-width-divisor", "1", "--tv-weight", "0.5").exit_code == 0
